@@ -1,0 +1,34 @@
+//! Tributary: a framework and runtime for pulling community and activity data out of third-party
+//! platforms without losing or duplicating a record.
+//!
+//! An integration implements [`IntegrationService`]; the [`IntegrationProcessor`] does the rest:
+//! leases with fencing, one transaction per stream outcome, pagination, retries with backoff,
+//! rate-limit deferrals, global limits counted in PostgreSQL.
+
+pub mod admin;
+pub mod context;
+pub mod db;
+pub mod error;
+pub mod events;
+pub mod processor;
+pub mod records;
+pub mod registry;
+pub mod secret;
+pub mod service;
+pub mod store;
+pub mod stream;
+#[cfg(feature = "testkit")]
+pub mod testkit;
+
+pub use async_trait::async_trait;
+pub use context::RunContext;
+pub use error::{ErrorKind, ErrorRecord, IntegrationError, SettingsError};
+pub use processor::{IntegrationProcessor, ProcessorConfig, RunOutcome};
+pub use records::{Activity, Member, Operation};
+pub use registry::Registry;
+pub use secret::{Credentials, Secret};
+pub use service::{CheckSchedule, GlobalLimit, IntegrationService, RetryBackoff, ServiceConfig};
+pub use stream::{NewStream, Stream, StreamOutcome};
+
+/// The workspace's migrations, embedded.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");

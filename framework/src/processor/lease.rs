@@ -1,0 +1,81 @@
+//! Keeps a run's lease alive while a worker processes it, and says when it is lost.
+
+use std::time::Duration;
+
+use sqlx::PgPool;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::events;
+use crate::store::{self, Lease};
+
+pub(crate) struct LeaseKeeper {
+    lost: CancellationToken,
+    stop: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+impl LeaseKeeper {
+    /// Heartbeats every `interval`, extending the lease to `duration` from now. `lost()` fires
+    /// when the lease is taken over or cancelled, or when heartbeats have failed for a whole lease.
+    pub(crate) fn start(
+        pool: PgPool,
+        lease: Lease,
+        duration: Duration,
+        interval: Duration,
+    ) -> Self {
+        let lost = CancellationToken::new();
+        let stop = CancellationToken::new();
+        let span = tracing::info_span!("lease", run_id = %lease.run_id, attempt = lease.attempt);
+        let task = tokio::spawn(
+            heartbeat_loop(pool, lease, duration, interval, lost.clone(), stop.clone())
+                .instrument(span),
+        );
+        Self { lost, stop, task }
+    }
+
+    pub(crate) fn lost(&self) -> CancellationToken {
+        self.lost.clone()
+    }
+
+    pub(crate) async fn stop(self) {
+        self.stop.cancel();
+        // the loop only ends; a panic inside it would already have been reported by tokio
+        let _ = self.task.await;
+    }
+}
+
+async fn heartbeat_loop(
+    pool: PgPool,
+    lease: Lease,
+    duration: Duration,
+    interval: Duration,
+    lost: CancellationToken,
+    stop: CancellationToken,
+) {
+    let mut last_ok = Instant::now();
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(interval) => {}
+        }
+        match store::runs::heartbeat(&pool, &lease, duration).await {
+            Ok(()) => last_ok = Instant::now(),
+            Err(e) if e.is_lease_lost() => {
+                events::lease_lost(&lease);
+                lost.cancel();
+                return;
+            }
+            Err(e) => {
+                events::heartbeat_failed(&lease, &e);
+                if last_ok.elapsed() >= duration {
+                    events::lease_lost(&lease);
+                    lost.cancel();
+                    return;
+                }
+            }
+        }
+    }
+}

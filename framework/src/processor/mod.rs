@@ -1,0 +1,436 @@
+//! The IntegrationProcessor: leases a run, calls the integration's hooks in order, commits each
+//! stream's outcome in one transaction, and ends, defers or releases the run.
+
+mod hooks;
+mod lease;
+mod streams;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::context::{RunContext, RunContextParts};
+use crate::error::{ErrorKind, ErrorRecord};
+use crate::events;
+use crate::registry::Registry;
+use crate::service::{IntegrationService, ServiceConfig};
+use crate::store::integrations::Integration;
+use crate::store::runs::{Run, RunEnd, RunState};
+use crate::store::{self, Lease, StoreError};
+use hooks::HookFailure;
+use lease::LeaseKeeper;
+use streams::{LoopEnd, StreamLoop};
+
+/// How a worker processes runs.
+#[derive(Debug, Clone)]
+pub struct ProcessorConfig {
+    /// Names this worker in leases.
+    pub worker_id: String,
+    /// A lease not heartbeated for this long is expired: another worker may take the run over.
+    pub lease_duration: Duration,
+    pub heartbeat_interval: Duration,
+    /// Retry backoffs up to this long are waited out in place; longer ones defer the run.
+    pub max_inline_wait: Duration,
+    /// After shutdown is requested, in-flight streams get this long to commit; the rest are put
+    /// back, unharmed, for the next worker.
+    pub shutdown_grace: Duration,
+    /// No deferral is longer than this, whatever a platform asked for.
+    pub max_deferral: Duration,
+}
+
+impl Default for ProcessorConfig {
+    fn default() -> Self {
+        Self {
+            worker_id: default_worker_id(),
+            lease_duration: Duration::from_secs(60),
+            heartbeat_interval: Duration::from_secs(15),
+            max_inline_wait: Duration::from_secs(5),
+            shutdown_grace: Duration::from_secs(20),
+            max_deferral: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+/// `host-pid-random`: unique per process.
+pub fn default_worker_id() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|| "worker".to_owned());
+    format!("{host}-{}-{:04x}", std::process::id(), fastrand::u16(..))
+}
+
+/// How processing a run ended for this worker.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RunOutcome {
+    /// Every stream processed, `postprocess` done.
+    Processed,
+    /// The run ended in `error`; `message` says why.
+    Failed { message: String },
+    /// Progress committed; the run waits until `until` and any worker resumes it then.
+    Delayed {
+        until: DateTime<Utc>,
+        reason: String,
+    },
+    /// Shutdown: in-flight streams committed, the run handed back for another worker at once.
+    Released,
+    /// Another worker took the run over, or an operator cancelled it: this worker stopped writing.
+    LeaseLost,
+    /// The run was not claimable (another worker holds it, it is waiting, or it has ended).
+    NotClaimable {
+        state: RunState,
+        delayed_until: Option<DateTime<Utc>>,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessorError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+pub struct IntegrationProcessor {
+    pool: PgPool,
+    registry: Arc<Registry>,
+    config: ProcessorConfig,
+}
+
+impl IntegrationProcessor {
+    pub fn new(pool: PgPool, registry: Arc<Registry>, config: ProcessorConfig) -> Self {
+        Self {
+            pool,
+            registry,
+            config,
+        }
+    }
+
+    pub fn config(&self) -> &ProcessorConfig {
+        &self.config
+    }
+
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Claims the run and processes it until it ends, is deferred, is released on `shutdown`, or
+    /// its lease is lost. Infrastructure errors (the database unreachable) are returned; the run
+    /// then stays leased until the lease expires and another worker rescues it.
+    pub async fn process_run(
+        &self,
+        run_id: Uuid,
+        shutdown: &CancellationToken,
+    ) -> Result<RunOutcome, ProcessorError> {
+        let claimed = store::runs::claim(
+            &self.pool,
+            run_id,
+            &self.config.worker_id,
+            self.config.lease_duration,
+        )
+        .await?;
+        let Some(run) = claimed else {
+            let run = store::runs::get(&self.pool, run_id).await?;
+            events::run_not_claimable(&run);
+            return Ok(RunOutcome::NotClaimable {
+                state: run.state,
+                delayed_until: run.delayed_until,
+            });
+        };
+        events::run_claimed(&run);
+        let lease = run.lease();
+        let keeper = LeaseKeeper::start(
+            self.pool.clone(),
+            lease.clone(),
+            self.config.lease_duration,
+            self.config.heartbeat_interval,
+        );
+        let result = self.drive(&run, &lease, keeper.lost(), shutdown).await;
+        keeper.stop().await;
+        match result {
+            Err(ProcessorError::Store(e)) if e.is_lease_lost() => {
+                events::lease_lost(&lease);
+                Ok(RunOutcome::LeaseLost)
+            }
+            other => other,
+        }
+    }
+
+    async fn drive(
+        &self,
+        run: &Run,
+        lease: &Lease,
+        lost: CancellationToken,
+        shutdown: &CancellationToken,
+    ) -> Result<RunOutcome, ProcessorError> {
+        let integration = store::integrations::get(&self.pool, run.integration_id).await?;
+        let service = match self.registry.get(&integration.platform) {
+            Ok(service) => service,
+            Err(unknown) => {
+                let record = framework_error("processor", unknown.to_string());
+                return self.fail(lease, &record).await;
+            }
+        };
+        let config = service.config();
+        if run.attempt > 1 {
+            let abandoned = framework_error(
+                "process_stream",
+                "the worker processing this stream stopped before committing it (its lease expired)",
+            )
+            .with_kind(ErrorKind::Abandoned);
+            let rescued =
+                store::streams::rescue_abandoned(&self.pool, lease, config.max_retries, &abandoned)
+                    .await?;
+            if rescued > 0 {
+                events::abandoned_streams_rescued(lease, rescued);
+            }
+        }
+
+        let mut ctx = run_context(&integration, run);
+        if !run.preprocessed {
+            match preprocess(&service, ctx, &config).await {
+                Ok((done, roots)) => {
+                    ctx = done;
+                    store::runs::save_preprocessed(
+                        &self.pool,
+                        lease,
+                        ctx.pipeline_data(),
+                        ctx.changed_settings(),
+                        &roots,
+                    )
+                    .await?;
+                }
+                Err((hook, failure)) => {
+                    return self
+                        .hook_failed(lease, run, &config, &integration, hook, failure)
+                        .await;
+                }
+            }
+        }
+
+        let ctx = Arc::new(ctx);
+        let end = StreamLoop {
+            pool: &self.pool,
+            lease,
+            service: service.clone(),
+            ctx: ctx.clone(),
+            service_config: &config,
+            processor_config: &self.config,
+            lost,
+            shutdown,
+        }
+        .run()
+        .await?;
+        match end {
+            LoopEnd::AllFinal => {}
+            LoopEnd::Deferred { until, reason } => return self.defer(lease, until, &reason).await,
+            LoopEnd::Stopped => {
+                store::runs::defer(
+                    &self.pool,
+                    lease,
+                    Utc::now(),
+                    "released by a worker shutting down",
+                    None,
+                )
+                .await?;
+                events::run_released(lease.run_id);
+                return Ok(RunOutcome::Released);
+            }
+            LoopEnd::LeaseLost => return Ok(RunOutcome::LeaseLost),
+        }
+
+        let errored = store::streams::count_errored(&self.pool, run.id).await?;
+        if errored > 0 {
+            let record = streams_failed_error(&self.pool, run.id, errored).await?;
+            return self.fail(lease, &record).await;
+        }
+        let ctx = Arc::unwrap_or_clone(ctx);
+        let hook = {
+            let service = service.clone();
+            hooks::call(config.hook_timeout, async move {
+                let mut ctx = ctx;
+                service.postprocess(&mut ctx).await.map(|()| ctx)
+            })
+            .await
+        };
+        match hook {
+            Ok(ctx) => {
+                let finished = store::runs::finish(
+                    &self.pool,
+                    lease,
+                    RunEnd::Processed {
+                        settings: ctx.changed_settings(),
+                    },
+                )
+                .await?;
+                events::run_finished(&finished);
+                Ok(RunOutcome::Processed)
+            }
+            Err(failure) => {
+                self.hook_failed(lease, run, &config, &integration, "postprocess", failure)
+                    .await
+            }
+        }
+    }
+
+    /// A run-level hook failed: defer (rate limit, or a retry with backoff) or end the run.
+    async fn hook_failed(
+        &self,
+        lease: &Lease,
+        run: &Run,
+        config: &ServiceConfig,
+        integration: &Integration,
+        hook: &str,
+        failure: HookFailure,
+    ) -> Result<RunOutcome, ProcessorError> {
+        if let Some(until) = failure.rate_limited_until() {
+            return self
+                .defer(lease, until, &format!("rate limited in {hook}"))
+                .await;
+        }
+        let failures = u32::try_from(run.retries).unwrap_or(0).saturating_add(1);
+        let record = failure.record(hook, failures, &integration.credentials);
+        if failure.is_retryable() && failures <= config.max_retries {
+            let until = Utc::now() + to_chrono(config.retry_backoff.delay(failures));
+            store::runs::defer(
+                &self.pool,
+                lease,
+                until,
+                &format!("retrying {hook}"),
+                Some(&record),
+            )
+            .await?;
+            events::hook_retry_scheduled(lease.run_id, &record, until);
+            return Ok(RunOutcome::Delayed {
+                until,
+                reason: format!("retrying {hook}"),
+            });
+        }
+        self.fail(lease, &record).await
+    }
+
+    async fn defer(
+        &self,
+        lease: &Lease,
+        until: DateTime<Utc>,
+        reason: &str,
+    ) -> Result<RunOutcome, ProcessorError> {
+        let until = until
+            .max(Utc::now())
+            .min(Utc::now() + to_chrono(self.config.max_deferral));
+        store::runs::defer(&self.pool, lease, until, reason, None).await?;
+        events::run_deferred(lease.run_id, until, reason);
+        Ok(RunOutcome::Delayed {
+            until,
+            reason: reason.to_owned(),
+        })
+    }
+
+    async fn fail(
+        &self,
+        lease: &Lease,
+        record: &ErrorRecord,
+    ) -> Result<RunOutcome, ProcessorError> {
+        let run = store::runs::finish(&self.pool, lease, RunEnd::Failed { error: record }).await?;
+        events::run_failed(run.id, record);
+        Ok(RunOutcome::Failed {
+            message: record.message.clone(),
+        })
+    }
+}
+
+fn run_context(integration: &Integration, run: &Run) -> RunContext {
+    RunContext::new(RunContextParts {
+        integration_id: integration.id,
+        tenant_id: integration.tenant_id,
+        platform: integration.platform.clone(),
+        run_id: run.id,
+        onboarding: run.onboarding,
+        settings: integration.settings.clone(),
+        credentials: integration.credentials.clone(),
+        last_processed_at: integration.last_processed_at,
+        pipeline_data: run.pipeline_data.clone(),
+    })
+}
+
+/// `preprocess`, then `get_streams`; on failure, which hook failed and how.
+async fn preprocess(
+    service: &Arc<dyn IntegrationService>,
+    ctx: RunContext,
+    config: &ServiceConfig,
+) -> Result<(RunContext, Vec<crate::stream::NewStream>), (&'static str, HookFailure)> {
+    let svc = service.clone();
+    let ctx = hooks::call(config.hook_timeout, async move {
+        let mut ctx = ctx;
+        svc.preprocess(&mut ctx).await.map(|()| ctx)
+    })
+    .await
+    .map_err(|f| ("preprocess", f))?;
+    let svc = service.clone();
+    hooks::call(config.hook_timeout, async move {
+        let roots = svc.get_streams(&ctx).await?;
+        Ok((ctx, roots))
+    })
+    .await
+    .map_err(|f| ("get_streams", f))
+}
+
+async fn streams_failed_error(
+    pool: &PgPool,
+    run_id: Uuid,
+    errored: i64,
+) -> Result<ErrorRecord, StoreError> {
+    let first = store::streams::first_errored(pool, run_id).await?;
+    let (kind, detail, mut chain) = match first
+        .as_ref()
+        .and_then(|s| s.error_record().map(|e| (s, e)))
+    {
+        Some((stream, error)) => (
+            error.kind,
+            format!("first: `{}`: {}", stream.identifier, error.message),
+            error.chain,
+        ),
+        None => (ErrorKind::Fatal, String::new(), Vec::new()),
+    };
+    let message = format!("{errored} stream(s) ended in error; {detail}");
+    chain.insert(0, message.clone());
+    Ok(ErrorRecord {
+        kind,
+        hook: "process_stream".to_owned(),
+        message,
+        chain,
+        failures: 1,
+        at: Utc::now(),
+    })
+}
+
+fn framework_error(hook: &str, message: impl Into<String>) -> ErrorRecord {
+    let message = message.into();
+    ErrorRecord {
+        kind: ErrorKind::Fatal,
+        hook: hook.to_owned(),
+        chain: vec![message.clone()],
+        message,
+        failures: 1,
+        at: Utc::now(),
+    }
+}
+
+impl ErrorRecord {
+    fn with_kind(mut self, kind: ErrorKind) -> Self {
+        self.kind = kind;
+        self
+    }
+}
+
+pub(crate) fn to_chrono(d: Duration) -> chrono::Duration {
+    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+}

@@ -1,0 +1,387 @@
+//! The stream loop of one run: claims due streams, processes up to the configured number at once
+//! (each committed in its own transaction), and decides when the run is done, deferred or
+//! stopped.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use sqlx::PgPool;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::hooks::{self, HookFailure};
+use super::{ProcessorConfig, ProcessorError, to_chrono};
+use crate::context::RunContext;
+use crate::error::{ErrorKind, ErrorRecord};
+use crate::events;
+use crate::records::Operation;
+use crate::service::{IntegrationService, ServiceConfig};
+use crate::store::limits::{self, LimitDecision};
+use crate::store::records::RecordScope;
+use crate::store::streams::{
+    self as stream_store, Completion, PendingWait, StreamInsert, StreamRow,
+};
+use crate::store::{Lease, StoreError};
+use crate::stream::{Stream, StreamOutcome};
+
+pub(super) enum LoopEnd {
+    /// No stream is pending or processing.
+    AllFinal,
+    /// Everything in flight committed; the run must wait.
+    Deferred {
+        until: DateTime<Utc>,
+        reason: String,
+    },
+    /// Shutdown requested; everything in flight committed or was put back.
+    Stopped,
+    LeaseLost,
+}
+
+/// A request to defer the run; the latest wins.
+#[derive(Debug, Clone)]
+struct Deferral {
+    until: DateTime<Utc>,
+    reason: String,
+}
+
+fn merge(current: Option<Deferral>, new: Deferral) -> Option<Deferral> {
+    match current {
+        Some(d) if d.until >= new.until => Some(d),
+        _ => Some(new),
+    }
+}
+
+pub(super) struct StreamLoop<'a> {
+    pub pool: &'a PgPool,
+    pub lease: &'a Lease,
+    pub service: Arc<dyn IntegrationService>,
+    pub ctx: Arc<RunContext>,
+    pub service_config: &'a ServiceConfig,
+    pub processor_config: &'a ProcessorConfig,
+    pub lost: CancellationToken,
+    pub shutdown: &'a CancellationToken,
+}
+
+/// What one stream task needs, shared by all of a run's stream tasks.
+struct Shared {
+    pool: PgPool,
+    lease: Lease,
+    service: Arc<dyn IntegrationService>,
+    ctx: Arc<RunContext>,
+    config: ServiceConfig,
+    scope: RecordScope,
+}
+
+impl StreamLoop<'_> {
+    pub(super) async fn run(self) -> Result<LoopEnd, ProcessorError> {
+        let shared = Arc::new(Shared {
+            pool: self.pool.clone(),
+            lease: self.lease.clone(),
+            service: self.service.clone(),
+            ctx: self.ctx.clone(),
+            config: self.service_config.clone(),
+            scope: RecordScope {
+                tenant_id: self.ctx.tenant_id(),
+                platform: self.ctx.platform().to_owned(),
+                integration_id: self.ctx.integration_id(),
+            },
+        });
+        let concurrency = self.service_config.stream_concurrency.max(1);
+        let limit = self
+            .service_config
+            .effective_limit(self.ctx.is_onboarding());
+        let limit_key = format!("platform:{}", self.ctx.platform());
+        let mut in_flight: JoinSet<Result<Option<Deferral>, StoreError>> = JoinSet::new();
+        let mut in_flight_ids: HashMap<tokio::task::Id, Uuid> = HashMap::new();
+        let mut deferral: Option<Deferral> = None;
+        let grace = tokio::time::sleep(self.processor_config.shutdown_grace);
+        tokio::pin!(grace);
+        let mut grace_started = false;
+
+        loop {
+            if self.lost.is_cancelled() {
+                in_flight.abort_all();
+                return Ok(LoopEnd::LeaseLost);
+            }
+            let stopping = self.shutdown.is_cancelled();
+            if stopping && !grace_started {
+                grace
+                    .as_mut()
+                    .reset(tokio::time::Instant::now() + self.processor_config.shutdown_grace);
+                grace_started = true;
+            }
+
+            if deferral.is_none() && !stopping && in_flight.len() < concurrency {
+                let claimed =
+                    stream_store::claim_due(self.pool, self.lease, concurrency - in_flight.len())
+                        .await?;
+                let mut put_back = Vec::new();
+                for row in claimed {
+                    if deferral.is_some() {
+                        put_back.push(row.id);
+                        continue;
+                    }
+                    if let Some((units, window)) = limit
+                        && let LimitDecision::Exhausted { reset_at } =
+                            limits::try_acquire(self.pool, &limit_key, units, window).await?
+                    {
+                        deferral = merge(
+                            deferral,
+                            Deferral {
+                                until: reset_at,
+                                reason: format!(
+                                    "global limit of {units} per {window:?} reached for {}",
+                                    self.ctx.platform()
+                                ),
+                            },
+                        );
+                        put_back.push(row.id);
+                        continue;
+                    }
+                    let stream_id = row.id;
+                    let handle = in_flight.spawn(process_one(shared.clone(), row));
+                    in_flight_ids.insert(handle.id(), stream_id);
+                }
+                stream_store::unclaim(self.pool, self.lease, &put_back).await?;
+            }
+
+            if in_flight.is_empty() {
+                if let Some(d) = deferral {
+                    return Ok(LoopEnd::Deferred {
+                        until: d.until,
+                        reason: d.reason,
+                    });
+                }
+                if stopping {
+                    return Ok(LoopEnd::Stopped);
+                }
+                match stream_store::pending_wait(self.pool, self.lease.run_id).await? {
+                    PendingWait::None => return Ok(LoopEnd::AllFinal),
+                    PendingWait::DueNow => continue,
+                    PendingWait::DueAt(at) => {
+                        let wait = (at - Utc::now()).to_std().unwrap_or_default();
+                        if wait > self.processor_config.max_inline_wait {
+                            return Ok(LoopEnd::Deferred {
+                                until: at,
+                                reason: "waiting for a stream's retry backoff".to_owned(),
+                            });
+                        }
+                        tokio::select! {
+                            () = tokio::time::sleep(wait) => {}
+                            () = self.shutdown.cancelled() => {}
+                            () = self.lost.cancelled() => {}
+                        }
+                        continue;
+                    }
+                }
+            }
+
+            tokio::select! {
+                joined = in_flight.join_next_with_id() => {
+                    let Some(joined) = joined else { continue };
+                    match joined {
+                        Ok((id, result)) => {
+                            in_flight_ids.remove(&id);
+                            match result {
+                                Ok(Some(d)) => deferral = merge(deferral, d),
+                                Ok(None) => {}
+                                Err(e) if e.is_lease_lost() => {
+                                    in_flight.abort_all();
+                                    return Ok(LoopEnd::LeaseLost);
+                                }
+                                Err(e) => {
+                                    in_flight.abort_all();
+                                    return Err(e.into());
+                                }
+                            }
+                        }
+                        Err(join) => {
+                            // `process_one` catches the integration's panics; reaching this is a
+                            // bug of the framework's own: leave the stream to the lease rescue
+                            in_flight.abort_all();
+                            return Err(StoreError::Refused(format!("stream task failed: {join}")).into());
+                        }
+                    }
+                }
+                () = self.lost.cancelled() => {
+                    in_flight.abort_all();
+                    return Ok(LoopEnd::LeaseLost);
+                }
+                () = &mut grace, if grace_started => {
+                    // grace is over: abandon what is still running and put it back untouched
+                    in_flight.abort_all();
+                    while in_flight.join_next().await.is_some() {}
+                    let ids: Vec<Uuid> = in_flight_ids.drain().map(|(_, id)| id).collect();
+                    stream_store::unclaim(self.pool, self.lease, &ids).await?;
+                    return Ok(LoopEnd::Stopped);
+                }
+            }
+        }
+    }
+}
+
+/// Processes one claimed stream and commits what happened to it. Returns a deferral the run must
+/// honour (a rate limit, a sleep).
+async fn process_one(shared: Arc<Shared>, row: StreamRow) -> Result<Option<Deferral>, StoreError> {
+    let stream = row.to_stream();
+    let result = {
+        let service = shared.service.clone();
+        let ctx = shared.ctx.clone();
+        let stream = stream.clone();
+        hooks::call(shared.config.stream_timeout, async move {
+            service.process_stream(&stream, &ctx).await
+        })
+        .await
+    };
+    let mut outcome = match result {
+        Ok(outcome) => outcome,
+        Err(failure) => return record_failure(&shared, &stream, failure).await,
+    };
+    if outcome.next_page.is_some() {
+        let service = shared.service.clone();
+        let ctx = shared.ctx.clone();
+        let for_check = stream.clone();
+        // the outcome travels into the hook and back: it may be large
+        let checked = hooks::call(shared.config.hook_timeout, async move {
+            let finished = service
+                .is_processing_finished(&for_check, &outcome, &ctx)
+                .await?;
+            Ok((finished, outcome))
+        })
+        .await;
+        match checked {
+            Ok((finished, back)) => {
+                outcome = back;
+                if finished {
+                    outcome.next_page = None;
+                }
+            }
+            Err(failure) => return record_failure(&shared, &stream, failure).await,
+        }
+    }
+    let sleep = outcome.sleep;
+    commit(&shared, &stream, outcome).await?;
+    Ok(sleep.map(|d| Deferral {
+        until: Utc::now() + to_chrono(d),
+        reason: format!("stream `{}` asked to sleep {d:?}", stream.identifier),
+    }))
+}
+
+/// Writes an outcome: its records, its child streams and next page, the stream processed. A next
+/// page that breaks the pagination rules is not followed: the stream's records are kept and the
+/// stream ends in `error` saying why.
+async fn commit(
+    shared: &Shared,
+    stream: &Stream,
+    outcome: StreamOutcome,
+) -> Result<(), StoreError> {
+    let credentials = shared.ctx.credentials();
+    let StreamOutcome {
+        operations,
+        mut last_record,
+        last_record_timestamp,
+        new_streams,
+        next_page,
+        sleep: _,
+    } = outcome;
+    let mut members = Vec::new();
+    let mut activities = Vec::new();
+    for operation in operations {
+        match operation {
+            Operation::UpsertMember(m) => members.push(m),
+            Operation::UpsertActivity(a) => activities.push(a),
+        }
+    }
+    let mut inserts: Vec<StreamInsert> = new_streams
+        .iter()
+        .map(|s| StreamInsert::first_page(Some(stream.id), s))
+        .collect();
+    let mut pagination_error = None;
+    if let Some(page) = next_page {
+        if stream.page.as_ref() == Some(&page) {
+            pagination_error = Some(format!(
+                "pagination does not advance: the next page of `{}` is the page just fetched ({page})",
+                stream.chain_identifier
+            ));
+        } else if stream.page_number >= shared.config.max_pages_per_stream {
+            pagination_error = Some(format!(
+                "pagination did not end: `{}` reached {} pages (max_pages_per_stream)",
+                stream.chain_identifier, shared.config.max_pages_per_stream
+            ));
+        } else {
+            inserts.push(StreamInsert::next_page(stream, page));
+        }
+    }
+    if !credentials.is_empty() {
+        for insert in &mut inserts {
+            credentials.scrub_value(&mut insert.data);
+            if let Some(page) = &mut insert.page {
+                credentials.scrub_value(page);
+                insert.identifier = credentials.scrub(&insert.identifier);
+            }
+        }
+        if let Some(record) = &mut last_record {
+            credentials.scrub_value(record);
+        }
+    }
+    let wanted_next = inserts.iter().any(|i| i.page.is_some());
+    let wanted = inserts.len() as u64;
+    // records of the page are kept even when its pagination is broken: the stream then ends in
+    // `error` in the same transaction, saying why
+    let error = pagination_error.map(|message| ErrorRecord {
+        kind: ErrorKind::Fatal,
+        hook: "processor".to_owned(),
+        chain: vec![message.clone()],
+        message,
+        failures: stream.retries.saturating_add(1),
+        at: Utc::now(),
+    });
+    let completed = stream_store::complete(
+        &shared.pool,
+        &shared.lease,
+        Completion {
+            stream_id: stream.id,
+            scope: &shared.scope,
+            members,
+            activities,
+            new_streams: inserts,
+            last_record,
+            last_record_timestamp,
+            error: error.as_ref(),
+        },
+    )
+    .await?;
+    if wanted_next && completed.new_streams < wanted {
+        events::next_page_known(shared.lease.run_id, &stream.identifier);
+    }
+    if let Some(record) = &error {
+        events::stream_failed(shared.lease.run_id, &stream.identifier, record, None);
+    }
+    Ok(())
+}
+
+/// A failed `process_stream` (or `is_processing_finished`): rate limits put the stream back and
+/// defer the run without consuming a retry; retryable failures back off until `max_retries`;
+/// everything else ends the stream in `error`.
+async fn record_failure(
+    shared: &Shared,
+    stream: &Stream,
+    failure: HookFailure,
+) -> Result<Option<Deferral>, StoreError> {
+    if let Some(until) = failure.rate_limited_until() {
+        stream_store::unclaim(&shared.pool, &shared.lease, &[stream.id]).await?;
+        return Ok(Some(Deferral {
+            until,
+            reason: format!("rate limited while processing `{}`", stream.identifier),
+        }));
+    }
+    let failures = stream.retries.saturating_add(1);
+    let record = failure.record("process_stream", failures, shared.ctx.credentials());
+    let retry_at = (failure.is_retryable() && failures <= shared.config.max_retries)
+        .then(|| Utc::now() + to_chrono(shared.config.retry_backoff.delay(failures)));
+    stream_store::fail(&shared.pool, &shared.lease, stream.id, &record, retry_at).await?;
+    events::stream_failed(shared.lease.run_id, &stream.identifier, &record, retry_at);
+    Ok(None)
+}

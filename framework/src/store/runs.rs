@@ -1,0 +1,525 @@
+//! `integration_runs`: one processing of an integration, from claim to its end.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+
+use super::{Lease, StoreError, expect_one, fence, is_unique_violation, streams};
+use crate::error::ErrorRecord;
+use crate::stream::NewStream;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunState {
+    Pending,
+    Processing,
+    Delayed,
+    Processed,
+    Error,
+    Cancelled,
+}
+
+impl RunState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Processing => "processing",
+            Self::Delayed => "delayed",
+            Self::Processed => "processed",
+            Self::Error => "error",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    /// Pending, processing and delayed runs are active: at most one per integration.
+    pub fn is_active(self) -> bool {
+        matches!(self, Self::Pending | Self::Processing | Self::Delayed)
+    }
+}
+
+impl fmt::Display for RunState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for RunState {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s {
+            "pending" => Self::Pending,
+            "processing" => Self::Processing,
+            "delayed" => Self::Delayed,
+            "processed" => Self::Processed,
+            "error" => Self::Error,
+            "cancelled" => Self::Cancelled,
+            other => return Err(format!("unknown run state `{other}`")),
+        })
+    }
+}
+
+impl TryFrom<String> for RunState {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Run {
+    pub id: Uuid,
+    pub integration_id: Uuid,
+    pub onboarding: bool,
+    #[sqlx(try_from = "String")]
+    pub state: RunState,
+    pub trigger_key: Option<String>,
+    pub delayed_until: Option<DateTime<Utc>>,
+    pub delay_reason: Option<String>,
+    pub attempt: i64,
+    pub lease_owner: Option<String>,
+    pub lease_expires_at: Option<DateTime<Utc>>,
+    pub retries: i32,
+    pub preprocessed: bool,
+    pub pipeline_data: Value,
+    pub error: Option<Value>,
+    pub streams_processed: i64,
+    pub streams_errored: i64,
+    pub members_created: i64,
+    pub activities_created: i64,
+    pub activities_updated: i64,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Run {
+    /// The lease this run's current attempt holds (meaningful while it is processing).
+    pub fn lease(&self) -> Lease {
+        Lease {
+            run_id: self.id,
+            attempt: self.attempt,
+            owner: self.lease_owner.clone().unwrap_or_default(),
+        }
+    }
+
+    /// The stored error, decoded.
+    pub fn error_record(&self) -> Option<ErrorRecord> {
+        self.error
+            .clone()
+            .and_then(|e| serde_json::from_value(e).ok())
+    }
+}
+
+/// What asking for a new run found.
+#[derive(Debug, Clone)]
+pub enum CreatedRun {
+    Created(Run),
+    /// The integration already has an active run; no run was created.
+    AlreadyActive(Run),
+    /// This trigger (message, tick slot) already made this run.
+    Duplicate(Run),
+}
+
+pub(crate) async fn insert(
+    conn: &mut PgConnection,
+    integration_id: Uuid,
+    onboarding: bool,
+    trigger_key: Option<&str>,
+) -> Result<Run, StoreError> {
+    Ok(sqlx::query_as(
+        "INSERT INTO integration_runs (id, integration_id, onboarding, trigger_key)
+         VALUES ($1, $2, $3, $4) RETURNING *",
+    )
+    .bind(Uuid::new_v4())
+    .bind(integration_id)
+    .bind(onboarding)
+    .bind(trigger_key)
+    .fetch_one(conn)
+    .await?)
+}
+
+/// Creates a run (onboarding or check) unless the integration has an active one or this trigger
+/// already made one. An onboarding run puts the integration `in-progress`.
+pub async fn create(
+    pool: &PgPool,
+    integration_id: Uuid,
+    onboarding: bool,
+    trigger_key: Option<&str>,
+) -> Result<CreatedRun, StoreError> {
+    let mut tx = pool.begin().await?;
+    let status: Option<String> =
+        sqlx::query_scalar("SELECT status FROM integrations WHERE id = $1 FOR UPDATE")
+            .bind(integration_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+    match status.as_deref() {
+        None => {
+            return Err(StoreError::NotFound {
+                what: "integration",
+                id: integration_id,
+            });
+        }
+        Some("disconnected") => {
+            return Err(StoreError::Refused(format!(
+                "integration {integration_id} is disconnected"
+            )));
+        }
+        Some(_) => {}
+    }
+    if let Some(key) = trigger_key {
+        let existing: Option<Run> = sqlx::query_as(
+            "SELECT * FROM integration_runs WHERE integration_id = $1 AND trigger_key = $2",
+        )
+        .bind(integration_id)
+        .bind(key)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(run) = existing {
+            return Ok(CreatedRun::Duplicate(run));
+        }
+    }
+    // The integration row is locked: no concurrent create can slip between this check and the
+    // insert (the partial unique index would refuse it anyway).
+    if let Some(active) = active_in(&mut tx, integration_id).await? {
+        return Ok(CreatedRun::AlreadyActive(active));
+    }
+    let run = match insert(&mut tx, integration_id, onboarding, trigger_key).await {
+        Ok(run) => run,
+        Err(StoreError::Database(e)) if is_unique_violation(&e, "integration_runs_one_active") => {
+            return Err(StoreError::Refused(format!(
+                "integration {integration_id} already has an active run"
+            )));
+        }
+        Err(e) => return Err(e),
+    };
+    if onboarding {
+        sqlx::query(
+            "UPDATE integrations SET status = 'in-progress', updated_at = now()
+             WHERE id = $1 AND status <> 'disconnected'",
+        )
+        .bind(integration_id)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(CreatedRun::Created(run))
+}
+
+async fn active_in(
+    conn: &mut PgConnection,
+    integration_id: Uuid,
+) -> Result<Option<Run>, StoreError> {
+    Ok(sqlx::query_as(
+        "SELECT * FROM integration_runs
+         WHERE integration_id = $1 AND state IN ('pending', 'processing', 'delayed')",
+    )
+    .bind(integration_id)
+    .fetch_optional(conn)
+    .await?)
+}
+
+pub async fn get(pool: &PgPool, id: Uuid) -> Result<Run, StoreError> {
+    sqlx::query_as("SELECT * FROM integration_runs WHERE id = $1")
+        .bind(id)
+        .fetch_optional(pool)
+        .await?
+        .ok_or(StoreError::NotFound { what: "run", id })
+}
+
+/// Takes the run for `owner`: a pending run, a delayed run whose time has come, or a processing
+/// run whose lease expired (its worker died). Bumps the attempt, which fences off every earlier
+/// holder. `None` when the run is not claimable now.
+pub async fn claim(
+    pool: &PgPool,
+    run_id: Uuid,
+    owner: &str,
+    lease: Duration,
+) -> Result<Option<Run>, StoreError> {
+    Ok(sqlx::query_as(
+        "UPDATE integration_runs SET
+             state = 'processing', attempt = attempt + 1, lease_owner = $2,
+             lease_expires_at = now() + make_interval(secs => $3),
+             delayed_until = NULL, delay_reason = NULL,
+             started_at = coalesce(started_at, now()), updated_at = now()
+         WHERE id = $1 AND (
+             state = 'pending'
+             OR (state = 'delayed' AND delayed_until <= now())
+             OR (state = 'processing' AND lease_expires_at < now()))
+         RETURNING *",
+    )
+    .bind(run_id)
+    .bind(owner)
+    .bind(lease.as_secs_f64())
+    .fetch_optional(pool)
+    .await?)
+}
+
+/// Extends the lease. Fails with [`StoreError::LeaseLost`] once it is no longer held.
+pub async fn heartbeat(pool: &PgPool, lease: &Lease, duration: Duration) -> Result<(), StoreError> {
+    let done = sqlx::query(
+        "UPDATE integration_runs SET lease_expires_at = now() + make_interval(secs => $3)
+         WHERE id = $1 AND attempt = $2 AND state = 'processing'",
+    )
+    .bind(lease.run_id)
+    .bind(lease.attempt)
+    .bind(duration.as_secs_f64())
+    .execute(pool)
+    .await?;
+    expect_one(done.rows_affected(), lease)
+}
+
+/// Commits what `preprocess` and `get_streams` produced: the pipeline data, changed settings and
+/// the root streams, together.
+pub async fn save_preprocessed(
+    pool: &PgPool,
+    lease: &Lease,
+    pipeline_data: &Value,
+    settings: Option<&Value>,
+    roots: &[NewStream],
+) -> Result<u64, StoreError> {
+    let mut tx = pool.begin().await?;
+    let done = sqlx::query(
+        "UPDATE integration_runs SET preprocessed = true, pipeline_data = $3, retries = 0,
+             updated_at = now()
+         WHERE id = $1 AND attempt = $2 AND state = 'processing'",
+    )
+    .bind(lease.run_id)
+    .bind(lease.attempt)
+    .bind(pipeline_data)
+    .execute(&mut *tx)
+    .await?;
+    expect_one(done.rows_affected(), lease)?;
+    if let Some(settings) = settings {
+        update_settings(&mut tx, lease.run_id, settings).await?;
+    }
+    let inserted = streams::insert_roots(&mut tx, lease.run_id, roots).await?;
+    tx.commit().await?;
+    Ok(inserted)
+}
+
+async fn update_settings(
+    conn: &mut PgConnection,
+    run_id: Uuid,
+    settings: &Value,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE integrations SET settings = $2, updated_at = now()
+         WHERE id = (SELECT integration_id FROM integration_runs WHERE id = $1)",
+    )
+    .bind(run_id)
+    .bind(settings)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Defers the run until `until` and frees it: any worker picks it up again then. `failure` is
+/// set when a run-level hook failed and will be retried.
+pub async fn defer(
+    pool: &PgPool,
+    lease: &Lease,
+    until: DateTime<Utc>,
+    reason: &str,
+    failure: Option<&ErrorRecord>,
+) -> Result<(), StoreError> {
+    let (retries, error) = match failure {
+        Some(record) => (
+            Some(i32::try_from(record.failures).unwrap_or(i32::MAX)),
+            Some(error_json(record)),
+        ),
+        None => (None, None),
+    };
+    let done = sqlx::query(
+        "UPDATE integration_runs SET state = 'delayed', delayed_until = greatest($3, now()),
+             delay_reason = $4, retries = coalesce($5, retries), error = coalesce($6, error),
+             lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
+         WHERE id = $1 AND attempt = $2 AND state = 'processing'",
+    )
+    .bind(lease.run_id)
+    .bind(lease.attempt)
+    .bind(until)
+    .bind(reason)
+    .bind(retries)
+    .bind(error)
+    .execute(pool)
+    .await?;
+    expect_one(done.rows_affected(), lease)
+}
+
+/// How a run ends.
+#[derive(Debug, Clone)]
+pub enum RunEnd<'a> {
+    /// Every stream processed and `postprocess` done; `settings` are the ones it changed.
+    Processed {
+        settings: Option<&'a Value>,
+    },
+    Failed {
+        error: &'a ErrorRecord,
+    },
+}
+
+/// Ends the run, writes its final figures and updates its integration (status, and
+/// `last_processed_at` set to when this run started if it succeeded), in one transaction.
+pub async fn finish(pool: &PgPool, lease: &Lease, end: RunEnd<'_>) -> Result<Run, StoreError> {
+    let (state, error, settings) = match &end {
+        RunEnd::Processed { settings } => ("processed", None, *settings),
+        RunEnd::Failed { error } => ("error", Some(error_json(error)), None),
+    };
+    let mut tx = pool.begin().await?;
+    let run: Option<Run> = sqlx::query_as(
+        "UPDATE integration_runs r SET
+             state = $3, error = $4, finished_at = now(), updated_at = now(),
+             lease_owner = NULL, lease_expires_at = NULL,
+             streams_processed = s.processed, streams_errored = s.errored,
+             members_created = s.members, activities_created = s.created,
+             activities_updated = s.updated
+         FROM (SELECT count(*) FILTER (WHERE state = 'processed') AS processed,
+                      count(*) FILTER (WHERE state = 'error') AS errored,
+                      coalesce(sum(members_created), 0) AS members,
+                      coalesce(sum(activities_created), 0) AS created,
+                      coalesce(sum(activities_updated), 0) AS updated
+               FROM integration_streams WHERE run_id = $1) s
+         WHERE r.id = $1 AND r.attempt = $2 AND r.state = 'processing'
+         RETURNING r.*",
+    )
+    .bind(lease.run_id)
+    .bind(lease.attempt)
+    .bind(state)
+    .bind(error)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let run = run.ok_or(StoreError::LeaseLost {
+        run_id: lease.run_id,
+        attempt: lease.attempt,
+    })?;
+    if let Some(settings) = settings {
+        update_settings(&mut tx, run.id, settings).await?;
+    }
+    let (status, processed) = match end {
+        RunEnd::Processed { .. } => ("done", true),
+        RunEnd::Failed { .. } => ("error", false),
+    };
+    sqlx::query(
+        "UPDATE integrations SET
+             status = CASE WHEN status = 'disconnected' THEN status ELSE $2 END,
+             last_processed_at = CASE WHEN $3 THEN $4 ELSE last_processed_at END,
+             updated_at = now()
+         WHERE id = $1",
+    )
+    .bind(run.integration_id)
+    .bind(status)
+    .bind(processed)
+    .bind(run.started_at)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(run)
+}
+
+/// Cancels an active run. A worker processing it loses its lease at its next write.
+pub async fn cancel(pool: &PgPool, run_id: Uuid) -> Result<Run, StoreError> {
+    let run: Option<Run> = sqlx::query_as(
+        "UPDATE integration_runs SET state = 'cancelled', finished_at = now(), updated_at = now(),
+             delayed_until = NULL, lease_owner = NULL, lease_expires_at = NULL
+         WHERE id = $1 AND state IN ('pending', 'processing', 'delayed') RETURNING *",
+    )
+    .bind(run_id)
+    .fetch_optional(pool)
+    .await?;
+    match run {
+        Some(run) => Ok(run),
+        None => {
+            let current = get(pool, run_id).await?;
+            Err(StoreError::Refused(format!(
+                "run {run_id} is {} and cannot be cancelled",
+                current.state
+            )))
+        }
+    }
+}
+
+/// What `continue-run` did to a run's streams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Revived {
+    /// Errored streams made pending again, retries reset.
+    pub errored: u64,
+    /// Pending streams whose retry backoff was cut short.
+    pub waiting: u64,
+}
+
+/// Resumes a run (`continue-run`): errored streams become pending with their retries reset,
+/// waiting streams become due now, and the run becomes pending so that any worker takes it.
+/// Refused for a run that is processed, or processing under a live lease.
+pub async fn resume(pool: &PgPool, run_id: Uuid) -> Result<(Run, Revived), StoreError> {
+    let mut tx = pool.begin().await?;
+    let run: Run = sqlx::query_as("SELECT * FROM integration_runs WHERE id = $1 FOR UPDATE")
+        .bind(run_id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(StoreError::NotFound {
+            what: "run",
+            id: run_id,
+        })?;
+    match run.state {
+        RunState::Processed => {
+            return Err(StoreError::Refused(format!(
+                "run {run_id} is already processed; start a new one with process-integration"
+            )));
+        }
+        RunState::Processing if run.lease_expires_at.is_some_and(|at| at > Utc::now()) => {
+            return Err(StoreError::Refused(format!(
+                "run {run_id} is being processed by {} (lease until {})",
+                run.lease_owner.as_deref().unwrap_or("a worker"),
+                run.lease_expires_at
+                    .map(|t| t.to_rfc3339())
+                    .unwrap_or_default()
+            )));
+        }
+        _ => {}
+    }
+    let revived = streams::revive(&mut tx, run_id).await?;
+    let resumed: Result<Run, sqlx::Error> = sqlx::query_as(
+        "UPDATE integration_runs SET state = 'pending', delayed_until = NULL, delay_reason = NULL,
+             lease_owner = NULL, lease_expires_at = NULL, error = NULL, retries = 0,
+             finished_at = NULL, updated_at = now()
+         WHERE id = $1 RETURNING *",
+    )
+    .bind(run_id)
+    .fetch_one(&mut *tx)
+    .await;
+    let resumed = match resumed {
+        Ok(run) => run,
+        Err(e) if is_unique_violation(&e, "integration_runs_one_active") => {
+            return Err(StoreError::Refused(format!(
+                "run {run_id} cannot resume: integration {} already has another active run",
+                run.integration_id
+            )));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if resumed.onboarding {
+        sqlx::query(
+            "UPDATE integrations SET status = 'in-progress', updated_at = now()
+             WHERE id = $1 AND status <> 'disconnected'",
+        )
+        .bind(resumed.integration_id)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok((resumed, revived))
+}
+
+/// Checks, inside a transaction, that the lease still holds the run.
+pub async fn check_lease(conn: &mut PgConnection, lease: &Lease) -> Result<(), StoreError> {
+    fence(conn, lease).await
+}
+
+pub(crate) fn error_json(record: &ErrorRecord) -> Value {
+    serde_json::to_value(record).unwrap_or(Value::Null)
+}

@@ -1,0 +1,529 @@
+//! `integration_streams`: the units of work of a run, claimed, completed or failed under the
+//! run's lease.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+
+use super::records::{self, RecordScope, UpsertCounts};
+use super::{Lease, StoreError, expect_one, fence};
+use crate::error::ErrorRecord;
+use crate::records::{Activity, Member};
+use crate::stream::{NewStream, Stream};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamState {
+    Pending,
+    Processing,
+    Processed,
+    Error,
+}
+
+impl StreamState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Processing => "processing",
+            Self::Processed => "processed",
+            Self::Error => "error",
+        }
+    }
+}
+
+impl fmt::Display for StreamState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for StreamState {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s {
+            "pending" => Self::Pending,
+            "processing" => Self::Processing,
+            "processed" => Self::Processed,
+            "error" => Self::Error,
+            other => return Err(format!("unknown stream state `{other}`")),
+        })
+    }
+}
+
+impl TryFrom<String> for StreamState {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+
+/// A stream as stored, with its bookkeeping.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct StreamRow {
+    pub id: Uuid,
+    pub seq: i64,
+    pub run_id: Uuid,
+    pub parent_id: Option<Uuid>,
+    pub identifier: String,
+    pub chain_identifier: String,
+    pub data: Value,
+    pub page: Option<Value>,
+    pub page_number: i32,
+    #[sqlx(try_from = "String")]
+    pub state: StreamState,
+    pub retries: i32,
+    pub delayed_until: Option<DateTime<Utc>>,
+    pub claimed_attempt: Option<i64>,
+    pub error: Option<Value>,
+    pub records: i32,
+    pub members_created: i32,
+    pub activities_created: i32,
+    pub activities_updated: i32,
+    pub last_record: Option<Value>,
+    pub last_record_timestamp: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl StreamRow {
+    pub fn to_stream(&self) -> Stream {
+        Stream {
+            id: self.id,
+            run_id: self.run_id,
+            parent_id: self.parent_id,
+            identifier: self.identifier.clone(),
+            chain_identifier: self.chain_identifier.clone(),
+            data: self.data.clone(),
+            page: self.page.clone(),
+            page_number: u32::try_from(self.page_number).unwrap_or(1),
+            retries: u32::try_from(self.retries).unwrap_or(0),
+        }
+    }
+
+    pub fn error_record(&self) -> Option<ErrorRecord> {
+        self.error
+            .clone()
+            .and_then(|e| serde_json::from_value(e).ok())
+    }
+}
+
+/// A stream to insert: a root, a child or a next page.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamInsert {
+    pub parent_id: Option<Uuid>,
+    pub identifier: String,
+    pub chain_identifier: String,
+    pub data: Value,
+    pub page: Option<Value>,
+    pub page_number: i32,
+}
+
+impl StreamInsert {
+    /// A first page: a root (no parent) or a child of `parent_id`.
+    pub fn first_page(parent_id: Option<Uuid>, stream: &NewStream) -> Self {
+        Self {
+            parent_id,
+            identifier: stream.identifier.clone(),
+            chain_identifier: stream.identifier.clone(),
+            data: stream.data.clone(),
+            page: None,
+            page_number: 1,
+        }
+    }
+
+    /// The page after `current`: same parent, same data, same chain.
+    pub fn next_page(current: &Stream, page: Value) -> Self {
+        Self {
+            parent_id: current.parent_id,
+            identifier: current.next_page_identifier(&page),
+            chain_identifier: current.chain_identifier.clone(),
+            data: current.data.clone(),
+            page: Some(page),
+            page_number: i32::try_from(current.page_number.saturating_add(1)).unwrap_or(i32::MAX),
+        }
+    }
+}
+
+/// Inserts streams, skipping identifiers the run already has. Returns how many were new.
+pub(crate) async fn insert_many(
+    conn: &mut PgConnection,
+    run_id: Uuid,
+    rows: &[StreamInsert],
+) -> Result<u64, StoreError> {
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let mut ids = Vec::with_capacity(rows.len());
+    let mut parents = Vec::with_capacity(rows.len());
+    let mut identifiers = Vec::with_capacity(rows.len());
+    let mut chains = Vec::with_capacity(rows.len());
+    let mut data = Vec::with_capacity(rows.len());
+    let mut pages = Vec::with_capacity(rows.len());
+    let mut numbers = Vec::with_capacity(rows.len());
+    for row in rows {
+        ids.push(Uuid::new_v4());
+        parents.push(row.parent_id);
+        identifiers.push(row.identifier.as_str());
+        chains.push(row.chain_identifier.as_str());
+        data.push(&row.data);
+        pages.push(row.page.as_ref());
+        numbers.push(row.page_number);
+    }
+    let done = sqlx::query(
+        "INSERT INTO integration_streams
+             (id, run_id, parent_id, identifier, chain_identifier, data, page, page_number)
+         SELECT u.id, $1, u.parent_id, u.identifier, u.chain_identifier, u.data, u.page, u.page_number
+         FROM UNNEST($2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::jsonb[], $7::jsonb[], $8::int4[])
+             AS u(id, parent_id, identifier, chain_identifier, data, page, page_number)
+         ON CONFLICT (run_id, identifier) DO NOTHING",
+    )
+    .bind(run_id)
+    .bind(&ids)
+    .bind(&parents)
+    .bind(&identifiers)
+    .bind(&chains)
+    .bind(&data)
+    .bind(&pages)
+    .bind(&numbers)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+pub(crate) async fn insert_roots(
+    conn: &mut PgConnection,
+    run_id: Uuid,
+    roots: &[NewStream],
+) -> Result<u64, StoreError> {
+    let rows: Vec<StreamInsert> = roots
+        .iter()
+        .map(|s| StreamInsert::first_page(None, s))
+        .collect();
+    insert_many(conn, run_id, &rows).await
+}
+
+/// Claims up to `limit` due pending streams of the leased run, oldest first.
+pub async fn claim_due(
+    pool: &PgPool,
+    lease: &Lease,
+    limit: usize,
+) -> Result<Vec<StreamRow>, StoreError> {
+    let mut tx = pool.begin().await?;
+    fence(&mut tx, lease).await?;
+    let rows: Vec<StreamRow> = sqlx::query_as(
+        "UPDATE integration_streams SET state = 'processing', claimed_attempt = $2,
+             started_at = now(), updated_at = now()
+         WHERE id IN (
+             SELECT id FROM integration_streams
+             WHERE run_id = $1 AND state = 'pending'
+               AND (delayed_until IS NULL OR delayed_until <= now())
+             ORDER BY seq LIMIT $3 FOR UPDATE SKIP LOCKED)
+         RETURNING *",
+    )
+    .bind(lease.run_id)
+    .bind(lease.attempt)
+    .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    let mut rows = rows;
+    rows.sort_by_key(|r| r.seq);
+    Ok(rows)
+}
+
+/// A processed stream's outcome, ready to commit.
+#[derive(Debug, Clone)]
+pub struct Completion<'a> {
+    pub stream_id: Uuid,
+    pub scope: &'a RecordScope,
+    pub members: Vec<Member>,
+    pub activities: Vec<Activity>,
+    pub new_streams: Vec<StreamInsert>,
+    pub last_record: Option<Value>,
+    pub last_record_timestamp: Option<DateTime<Utc>>,
+    /// Set when the outcome is committed but the stream must still end in `error` (its
+    /// pagination broke the rules).
+    pub error: Option<&'a ErrorRecord>,
+}
+
+/// What committing an outcome wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Completed {
+    pub records: UpsertCounts,
+    /// Child streams and next pages that were new to the run.
+    pub new_streams: u64,
+}
+
+/// Commits a stream's outcome in one transaction: members and activities upserted, new streams
+/// inserted (deduplicated by identifier), the stream `processed` (or `error` with
+/// `completion.error`). Nothing is written unless the
+/// lease still holds the run and the stream.
+pub async fn complete(
+    pool: &PgPool,
+    lease: &Lease,
+    completion: Completion<'_>,
+) -> Result<Completed, StoreError> {
+    let writes_rows = !(completion.members.is_empty()
+        && completion.activities.is_empty()
+        && completion.new_streams.is_empty());
+    if writes_rows {
+        let mut tx = pool.begin().await?;
+        let completed = complete_in(&mut tx, lease, &completion).await?;
+        tx.commit().await?;
+        Ok(completed)
+    } else {
+        // one guarded statement: its own transaction
+        complete_in(&mut *pool.acquire().await?, lease, &completion).await
+    }
+}
+
+async fn complete_in(
+    conn: &mut PgConnection,
+    lease: &Lease,
+    completion: &Completion<'_>,
+) -> Result<Completed, StoreError> {
+    let counts = records::upsert(
+        conn,
+        completion.scope,
+        &completion.members,
+        &completion.activities,
+    )
+    .await?;
+    let new_streams = insert_many(conn, lease.run_id, &completion.new_streams).await?;
+    let records_total =
+        i32::try_from(completion.members.len() + completion.activities.len()).unwrap_or(i32::MAX);
+    let done = sqlx::query(
+        "UPDATE integration_streams SET
+             state = CASE WHEN $10::jsonb IS NULL THEN 'processed' ELSE 'error' END,
+             error = $10, claimed_attempt = NULL,
+             delayed_until = NULL, finished_at = now(), updated_at = now(),
+             records = $4, members_created = $5, activities_created = $6, activities_updated = $7,
+             last_record = $8, last_record_timestamp = $9
+         WHERE id = $1 AND state = 'processing' AND claimed_attempt = $3
+           AND EXISTS (SELECT 1 FROM integration_runs
+                       WHERE id = $2 AND attempt = $3 AND state = 'processing' FOR SHARE)",
+    )
+    .bind(completion.stream_id)
+    .bind(lease.run_id)
+    .bind(lease.attempt)
+    .bind(records_total)
+    .bind(clamp(counts.members_created))
+    .bind(clamp(counts.activities_created))
+    .bind(clamp(counts.activities_updated))
+    .bind(&completion.last_record)
+    .bind(completion.last_record_timestamp)
+    .bind(completion.error.map(super::runs::error_json))
+    .execute(&mut *conn)
+    .await?;
+    expect_one(done.rows_affected(), lease)?;
+    Ok(Completed {
+        records: counts,
+        new_streams,
+    })
+}
+
+fn clamp(n: u64) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
+}
+
+/// Records a failure: the stream is pending again from `retry_at`, or, without one, ends in
+/// `error`. The error record keeps the whole chain.
+pub async fn fail(
+    pool: &PgPool,
+    lease: &Lease,
+    stream_id: Uuid,
+    error: &ErrorRecord,
+    retry_at: Option<DateTime<Utc>>,
+) -> Result<(), StoreError> {
+    let done = sqlx::query(
+        "UPDATE integration_streams SET
+             state = CASE WHEN $5::timestamptz IS NULL THEN 'error' ELSE 'pending' END,
+             delayed_until = $5, retries = $6, error = $4, claimed_attempt = NULL,
+             finished_at = CASE WHEN $5::timestamptz IS NULL THEN now() END, updated_at = now()
+         WHERE id = $1 AND state = 'processing' AND claimed_attempt = $3
+           AND EXISTS (SELECT 1 FROM integration_runs
+                       WHERE id = $2 AND attempt = $3 AND state = 'processing' FOR SHARE)",
+    )
+    .bind(stream_id)
+    .bind(lease.run_id)
+    .bind(lease.attempt)
+    .bind(super::runs::error_json(error))
+    .bind(retry_at)
+    .bind(i32::try_from(error.failures).unwrap_or(i32::MAX))
+    .execute(pool)
+    .await?;
+    expect_one(done.rows_affected(), lease)
+}
+
+/// Puts claimed streams back to pending without counting a failure (a rate limit, a global limit,
+/// a shutdown before they started).
+pub async fn unclaim(pool: &PgPool, lease: &Lease, stream_ids: &[Uuid]) -> Result<u64, StoreError> {
+    if stream_ids.is_empty() {
+        return Ok(0);
+    }
+    let done = sqlx::query(
+        "UPDATE integration_streams SET state = 'pending', claimed_attempt = NULL, updated_at = now()
+         WHERE id = ANY($1) AND state = 'processing' AND claimed_attempt = $3
+           AND EXISTS (SELECT 1 FROM integration_runs
+                       WHERE id = $2 AND attempt = $3 AND state = 'processing' FOR SHARE)",
+    )
+    .bind(stream_ids)
+    .bind(lease.run_id)
+    .bind(lease.attempt)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// Streams an earlier attempt left in `processing` (its worker died or stalled): each counts a
+/// failure and is pending again, or ends in `error` past `max_retries`.
+pub async fn rescue_abandoned(
+    pool: &PgPool,
+    lease: &Lease,
+    max_retries: u32,
+    error: &ErrorRecord,
+) -> Result<u64, StoreError> {
+    let done = sqlx::query(
+        "UPDATE integration_streams SET
+             retries = retries + 1,
+             state = CASE WHEN retries + 1 > $3 THEN 'error' ELSE 'pending' END,
+             finished_at = CASE WHEN retries + 1 > $3 THEN now() END,
+             error = $4::jsonb || jsonb_build_object('failures', retries + 1),
+             claimed_attempt = NULL, updated_at = now()
+         WHERE run_id = $1 AND state = 'processing' AND claimed_attempt < $2
+           AND EXISTS (SELECT 1 FROM integration_runs
+                       WHERE id = $1 AND attempt = $2 AND state = 'processing' FOR SHARE)",
+    )
+    .bind(lease.run_id)
+    .bind(lease.attempt)
+    .bind(i32::try_from(max_retries).unwrap_or(i32::MAX))
+    .bind(super::runs::error_json(error))
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// When the run's pending streams can next be claimed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PendingWait {
+    /// No pending stream left.
+    None,
+    DueNow,
+    /// The earliest retry backoff ends then.
+    DueAt(DateTime<Utc>),
+}
+
+pub async fn pending_wait(pool: &PgPool, run_id: Uuid) -> Result<PendingWait, StoreError> {
+    let (any, earliest, due_now): (bool, Option<DateTime<Utc>>, bool) = sqlx::query_as(
+        "SELECT count(*) > 0,
+                min(delayed_until),
+                coalesce(bool_or(delayed_until IS NULL OR delayed_until <= now()), false)
+         FROM integration_streams WHERE run_id = $1 AND state = 'pending'",
+    )
+    .bind(run_id)
+    .fetch_one(pool)
+    .await?;
+    Ok(match (any, due_now, earliest) {
+        (false, _, _) => PendingWait::None,
+        (true, true, _) | (true, false, None) => PendingWait::DueNow,
+        (true, false, Some(at)) => PendingWait::DueAt(at),
+    })
+}
+
+/// Errored streams become pending with retries reset; waiting ones become due now.
+pub(crate) async fn revive(
+    conn: &mut PgConnection,
+    run_id: Uuid,
+) -> Result<super::runs::Revived, StoreError> {
+    let errored = sqlx::query(
+        "UPDATE integration_streams SET state = 'pending', retries = 0, delayed_until = NULL,
+             finished_at = NULL, updated_at = now()
+         WHERE run_id = $1 AND state = 'error'",
+    )
+    .bind(run_id)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    let waiting = sqlx::query(
+        "UPDATE integration_streams SET delayed_until = NULL, updated_at = now()
+         WHERE run_id = $1 AND state = 'pending' AND delayed_until IS NOT NULL",
+    )
+    .bind(run_id)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    Ok(super::runs::Revived { errored, waiting })
+}
+
+/// Live figures of a run, summed from its streams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, sqlx::FromRow)]
+pub struct Progress {
+    pub pending: i64,
+    pub processing: i64,
+    pub processed: i64,
+    pub errored: i64,
+    pub members_created: i64,
+    pub activities_created: i64,
+    pub activities_updated: i64,
+}
+
+impl Progress {
+    pub fn total(&self) -> i64 {
+        self.pending + self.processing + self.processed + self.errored
+    }
+
+    pub fn is_final(&self) -> bool {
+        self.pending == 0 && self.processing == 0
+    }
+}
+
+pub async fn progress(pool: &PgPool, run_id: Uuid) -> Result<Progress, StoreError> {
+    Ok(sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE state = 'pending') AS pending,
+                count(*) FILTER (WHERE state = 'processing') AS processing,
+                count(*) FILTER (WHERE state = 'processed') AS processed,
+                count(*) FILTER (WHERE state = 'error') AS errored,
+                coalesce(sum(members_created), 0)::int8 AS members_created,
+                coalesce(sum(activities_created), 0)::int8 AS activities_created,
+                coalesce(sum(activities_updated), 0)::int8 AS activities_updated
+         FROM integration_streams WHERE run_id = $1",
+    )
+    .bind(run_id)
+    .fetch_one(pool)
+    .await?)
+}
+
+/// How many of the run's streams ended in `error`.
+pub async fn count_errored(pool: &PgPool, run_id: Uuid) -> Result<i64, StoreError> {
+    Ok(sqlx::query_scalar(
+        "SELECT count(*) FROM integration_streams WHERE run_id = $1 AND state = 'error'",
+    )
+    .bind(run_id)
+    .fetch_one(pool)
+    .await?)
+}
+
+/// The first errored stream of the run, for the run's error.
+pub async fn first_errored(pool: &PgPool, run_id: Uuid) -> Result<Option<StreamRow>, StoreError> {
+    Ok(sqlx::query_as(
+        "SELECT * FROM integration_streams WHERE run_id = $1 AND state = 'error' ORDER BY seq LIMIT 1",
+    )
+    .bind(run_id)
+    .fetch_optional(pool)
+    .await?)
+}
+
+/// Every stream of a run, in creation order (for tests and operators; a large run has many).
+pub async fn list(pool: &PgPool, run_id: Uuid) -> Result<Vec<StreamRow>, StoreError> {
+    Ok(
+        sqlx::query_as("SELECT * FROM integration_streams WHERE run_id = $1 ORDER BY seq")
+            .bind(run_id)
+            .fetch_all(pool)
+            .await?,
+    )
+}

@@ -1,0 +1,158 @@
+//! Streams: the units of work of a run, and what processing one produces.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::error::IntegrationError;
+use crate::records::{Activity, Member, Operation};
+
+/// A stream an integration asks for: a root stream from `get_streams`, or a child stream from an
+/// outcome. Its identifier is unique within the run: a stream asked for twice is stored once.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewStream {
+    pub identifier: String,
+    pub data: Value,
+}
+
+impl NewStream {
+    pub fn new(identifier: impl Into<String>, data: Value) -> Self {
+        Self {
+            identifier: identifier.into(),
+            data,
+        }
+    }
+
+    /// A stream whose data is a serializable value of the integration's own type.
+    pub fn with<T: Serialize>(
+        identifier: impl Into<String>,
+        data: &T,
+    ) -> Result<Self, IntegrationError> {
+        let data = serde_json::to_value(data).map_err(|e| {
+            IntegrationError::fatal("stream data does not serialize").with_source(e)
+        })?;
+        Ok(Self::new(identifier, data))
+    }
+}
+
+/// A stream as the processor hands it to `process_stream`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stream {
+    pub id: Uuid,
+    pub run_id: Uuid,
+    pub parent_id: Option<Uuid>,
+    pub identifier: String,
+    /// The identifier of the first page of this stream's pagination chain.
+    pub chain_identifier: String,
+    /// The context the integration gave the stream; next pages keep it unchanged.
+    pub data: Value,
+    /// The page to fetch: `None` for the first page, else the value of the previous outcome's
+    /// `next_page`.
+    pub page: Option<Value>,
+    /// 1 for the first page, 2 for the next…
+    pub page_number: u32,
+    /// Failures so far.
+    pub retries: u32,
+}
+
+impl Stream {
+    /// The stream's data as the integration's own type.
+    pub fn data_as<T: DeserializeOwned>(&self) -> Result<T, IntegrationError> {
+        serde_json::from_value(self.data.clone()).map_err(|e| {
+            IntegrationError::fatal(format!(
+                "stream `{}` has data this integration cannot read",
+                self.identifier
+            ))
+            .with_source(e)
+        })
+    }
+
+    /// The page token as the integration's own type.
+    pub fn page_as<T: DeserializeOwned>(&self) -> Result<Option<T>, IntegrationError> {
+        self.page
+            .clone()
+            .map(serde_json::from_value)
+            .transpose()
+            .map_err(|e| {
+                IntegrationError::fatal(format!(
+                    "stream `{}` has a page token this integration cannot read",
+                    self.identifier
+                ))
+                .with_source(e)
+            })
+    }
+
+    /// The identifier of the page after this one, given its token.
+    pub fn next_page_identifier(&self, page: &Value) -> String {
+        format!("{}#page={}", self.chain_identifier, page)
+    }
+}
+
+/// What processing one stream produced. Everything in it commits in one transaction together
+/// with the stream's new state.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StreamOutcome {
+    pub operations: Vec<Operation>,
+    /// The last record read (as the integration describes it) and when it happened: given to
+    /// `is_processing_finished` and stored with the stream.
+    pub last_record: Option<Value>,
+    pub last_record_timestamp: Option<DateTime<Utc>>,
+    /// Child streams, deduplicated by identifier within the run.
+    pub new_streams: Vec<NewStream>,
+    /// The token of the next page of this stream. The next page keeps this stream's data.
+    pub next_page: Option<Value>,
+    /// Commit this outcome, then defer the run for this long.
+    pub sleep: Option<Duration>,
+}
+
+impl StreamOutcome {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn activity(mut self, activity: Activity) -> Self {
+        self.operations.push(Operation::UpsertActivity(activity));
+        self
+    }
+
+    pub fn activities(mut self, activities: impl IntoIterator<Item = Activity>) -> Self {
+        self.operations
+            .extend(activities.into_iter().map(Operation::UpsertActivity));
+        self
+    }
+
+    pub fn member(mut self, member: Member) -> Self {
+        self.operations.push(Operation::UpsertMember(member));
+        self
+    }
+
+    pub fn child(mut self, stream: NewStream) -> Self {
+        self.new_streams.push(stream);
+        self
+    }
+
+    pub fn children(mut self, streams: impl IntoIterator<Item = NewStream>) -> Self {
+        self.new_streams.extend(streams);
+        self
+    }
+
+    pub fn next_page(mut self, page: Value) -> Self {
+        self.next_page = Some(page);
+        self
+    }
+
+    pub fn last_record(mut self, record: Value, timestamp: Option<DateTime<Utc>>) -> Self {
+        self.last_record = Some(record);
+        self.last_record_timestamp = timestamp;
+        self
+    }
+
+    pub fn sleep(mut self, duration: Duration) -> Self {
+        self.sleep = Some(duration);
+        self
+    }
+}

@@ -72,12 +72,9 @@ where
     F: Future<Output = Result<T, IntegrationError>> + Send + 'static,
     T: Send + 'static,
 {
-    let mut task = tokio::spawn(hook);
-    match tokio::time::timeout(timeout, &mut task).await {
-        Err(_elapsed) => {
-            task.abort();
-            Err(HookFailure::TimedOut(timeout))
-        }
+    let mut task = AbortOnDrop(tokio::spawn(hook));
+    match tokio::time::timeout(timeout, &mut task.0).await {
+        Err(_elapsed) => Err(HookFailure::TimedOut(timeout)),
         Ok(Err(join)) if join.is_panic() => {
             Err(HookFailure::Panicked(panic_message(join.into_panic())))
         }
@@ -86,6 +83,15 @@ where
         )),
         Ok(Ok(Err(error))) => Err(HookFailure::Error(error)),
         Ok(Ok(Ok(value))) => Ok(value),
+    }
+}
+
+/// Aborts the hook's task when its caller stops waiting (a timeout, or the caller dropped).
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

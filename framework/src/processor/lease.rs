@@ -40,10 +40,18 @@ impl LeaseKeeper {
         self.lost.clone()
     }
 
-    pub(crate) async fn stop(self) {
+    pub(crate) async fn stop(mut self) {
         self.stop.cancel();
         // the loop only ends; a panic inside it would already have been reported by tokio
-        let _ = self.task.await;
+        let _ = (&mut self.task).await;
+    }
+}
+
+impl Drop for LeaseKeeper {
+    /// A processing future dropped mid-run (its caller gave up) must not keep heartbeating: the
+    /// lease then expires and another worker rescues the run.
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }
 

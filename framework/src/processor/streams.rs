@@ -209,6 +209,8 @@ impl StreamLoop<'_> {
                     in_flight.abort_all();
                     return Ok(LoopEnd::LeaseLost);
                 }
+                // wake up to start the grace period and stop claiming
+                () = self.shutdown.cancelled(), if !grace_started => {}
                 () = &mut grace, if grace_started => {
                     // grace is over: abandon what is still running and put it back untouched
                     in_flight.abort_all();

@@ -421,18 +421,24 @@ pub async fn finish(pool: &PgPool, lease: &Lease, end: RunEnd<'_>) -> Result<Run
     Ok(run)
 }
 
-/// Cancels an active run. A worker processing it loses its lease at its next write.
+/// Cancels an active run; streams in flight go back to pending. A worker processing it loses its
+/// lease at its next write or heartbeat.
 pub async fn cancel(pool: &PgPool, run_id: Uuid) -> Result<Run, StoreError> {
+    let mut tx = pool.begin().await?;
     let run: Option<Run> = sqlx::query_as(
         "UPDATE integration_runs SET state = 'cancelled', finished_at = now(), updated_at = now(),
              delayed_until = NULL, lease_owner = NULL, lease_expires_at = NULL
          WHERE id = $1 AND state IN ('pending', 'processing', 'delayed') RETURNING *",
     )
     .bind(run_id)
-    .fetch_optional(pool)
+    .fetch_optional(&mut *tx)
     .await?;
     match run {
-        Some(run) => Ok(run),
+        Some(run) => {
+            streams::unclaim_all(&mut tx, run_id).await?;
+            tx.commit().await?;
+            Ok(run)
+        }
         None => {
             let current = get(pool, run_id).await?;
             Err(StoreError::Refused(format!(

@@ -380,6 +380,18 @@ pub async fn unclaim(pool: &PgPool, lease: &Lease, stream_ids: &[Uuid]) -> Resul
     Ok(done.rows_affected())
 }
 
+/// Puts every stream in flight back to pending (the run is being cancelled).
+pub(crate) async fn unclaim_all(conn: &mut PgConnection, run_id: Uuid) -> Result<u64, StoreError> {
+    Ok(sqlx::query(
+        "UPDATE integration_streams SET state = 'pending', claimed_attempt = NULL, updated_at = now()
+         WHERE run_id = $1 AND state = 'processing'",
+    )
+    .bind(run_id)
+    .execute(conn)
+    .await?
+    .rows_affected())
+}
+
 /// Streams an earlier attempt left in `processing` (its worker died or stalled): each counts a
 /// failure and is pending again, or ends in `error` past `max_retries`.
 pub async fn rescue_abandoned(

@@ -59,3 +59,26 @@ pub fn source_ids(activities: &[tributary::store::records::StoredActivity]) -> V
     ids.sort();
     ids
 }
+
+/// A one-shot signal between a test and a hook: set once, seen by every waiter, never lost.
+#[derive(Clone)]
+pub struct Signal(std::sync::Arc<tokio::sync::watch::Sender<bool>>);
+
+impl Signal {
+    pub fn new() -> Self {
+        Self(std::sync::Arc::new(tokio::sync::watch::channel(false).0))
+    }
+
+    pub fn fire(&self) {
+        self.0.send_replace(true);
+    }
+
+    /// Waits for the signal, failing the test after 30 s.
+    pub async fn wait(&self) {
+        let mut rx = self.0.subscribe();
+        tokio::time::timeout(Duration::from_secs(30), rx.wait_for(|fired| *fired))
+            .await
+            .expect("signal never fired")
+            .expect("signal dropped");
+    }
+}

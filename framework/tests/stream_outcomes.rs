@@ -514,3 +514,39 @@ async fn secrets_never_reach_stored_errors_or_stream_data(pool: PgPool) {
         "Debug of an integration redacts"
     );
 }
+
+#[sqlx::test(migrator = "tributary::MIGRATOR")]
+async fn concurrent_streams_writing_the_same_members_in_any_order_never_deadlock(pool: PgPool) {
+    let ids: Vec<String> = (0..16).map(|i| format!("s{i}")).collect();
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let service = ScriptedService::new(PLATFORM, roots(&refs), |call| async move {
+        let n: usize = call.stream.identifier[1..].parse().unwrap();
+        // every stream writes the same 40 members, each in its own order
+        let mut members: Vec<usize> = (0..40).collect();
+        members.rotate_left(n * 5 % 40);
+        if n % 2 == 1 {
+            members.reverse();
+        }
+        Ok(StreamOutcome::new().activities(
+            members
+                .into_iter()
+                .map(|m| activity(&format!("{n}-{m}"), &m.to_string())),
+        ))
+    })
+    .config(ServiceConfig {
+        stream_concurrency: 8,
+        ..fast_config()
+    });
+    let h = harness(pool, service);
+    for round in 0..3 {
+        let (integration, run) = h
+            .connect(PLATFORM, json!({"round": round}), json!({}))
+            .await
+            .unwrap();
+        assert_eq!(h.process(run.id).await, RunOutcome::Processed);
+        if round == 0 {
+            assert_eq!(h.activities(integration.id).await.len(), 640);
+        }
+    }
+    assert_eq!(h.members(PLATFORM).await.len(), 40);
+}

@@ -1,1 +1,21 @@
+//! Tributary's integrations, one module per platform.
 
+pub mod example_forum;
+
+use tributary::Registry;
+use tributary::registry::RegistryError;
+
+pub use example_forum::ExampleForumIntegration;
+
+/// Registers every integration of this crate.
+pub fn register_all(registry: &mut Registry) -> Result<(), RegistryError> {
+    registry.register(ExampleForumIntegration)?;
+    Ok(())
+}
+
+/// A registry with every integration of this crate.
+pub fn registry() -> Result<Registry, RegistryError> {
+    let mut registry = Registry::new();
+    register_all(&mut registry)?;
+    Ok(registry)
+}

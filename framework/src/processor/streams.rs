@@ -26,6 +26,9 @@ use crate::store::streams::{
 use crate::store::{Lease, StoreError};
 use crate::stream::{Stream, StreamOutcome};
 
+/// A commit that hits a deadlock or a serialization failure is tried this many times.
+const MAX_COMMIT_TRIES: u32 = 3;
+
 pub(super) enum LoopEnd {
     /// No stream is pending or processing.
     AllFinal,
@@ -340,21 +343,24 @@ async fn commit(
         failures: stream.retries.saturating_add(1),
         at: Utc::now(),
     });
-    let completed = stream_store::complete(
-        &shared.pool,
-        &shared.lease,
-        Completion {
-            stream_id: stream.id,
-            scope: &shared.scope,
-            members,
-            activities,
-            new_streams: inserts,
-            last_record,
-            last_record_timestamp,
-            error: error.as_ref(),
-        },
-    )
-    .await?;
+    let completion = Completion {
+        stream_id: stream.id,
+        scope: &shared.scope,
+        members,
+        activities,
+        new_streams: inserts,
+        last_record,
+        last_record_timestamp,
+        error: error.as_ref(),
+    };
+    let mut tries = 0;
+    let completed = loop {
+        tries += 1;
+        match stream_store::complete(&shared.pool, &shared.lease, completion.clone()).await {
+            Err(e) if e.is_transient() && tries < MAX_COMMIT_TRIES => continue,
+            other => break other?,
+        }
+    };
     if wanted_next && completed.new_streams < wanted {
         events::next_page_known(shared.lease.run_id, &stream.identifier);
     }

@@ -37,6 +37,16 @@ impl StoreError {
     pub fn is_lease_lost(&self) -> bool {
         matches!(self, Self::LeaseLost { .. })
     }
+
+    /// A deadlock or serialization failure: the transaction may simply be tried again.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Database(sqlx::Error::Database(db)) => {
+                matches!(db.code().as_deref(), Some("40P01" | "40001"))
+            }
+            _ => false,
+        }
+    }
 }
 
 /// Holds the run's row in SHARE mode for the rest of the transaction if `lease` still holds it.

@@ -123,6 +123,8 @@ async fn upsert_members(
          SELECT $1, $2, $3, u.* FROM UNNEST($4::text[], $5::text[], $6::text[], $7::text[],
                                             $8::timestamptz[], $9::jsonb[])
              AS u(source_id, username, display_name, url, joined_at, attributes)
+         -- one lock order for every transaction: concurrent upserts never deadlock
+         ORDER BY u.source_id
          ON CONFLICT (tenant_id, platform, source_id) DO UPDATE SET
              username = EXCLUDED.username,
              display_name = coalesce(EXCLUDED.display_name, m.display_name),
@@ -188,6 +190,7 @@ async fn upsert_activities(
                                             $12::text[], $13::jsonb[])
              AS u(source_id, activity_type, occurred_at, member_source_id, source_parent_id,
                   channel, title, body, url, attributes)
+         ORDER BY u.source_id
          ON CONFLICT (tenant_id, platform, source_id) DO UPDATE SET
              activity_type = EXCLUDED.activity_type, occurred_at = EXCLUDED.occurred_at,
              member_source_id = EXCLUDED.member_source_id,

@@ -180,6 +180,7 @@ pub(crate) async fn insert_many(
          SELECT u.id, $1, u.parent_id, u.identifier, u.chain_identifier, u.data, u.page, u.page_number
          FROM UNNEST($2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::jsonb[], $7::jsonb[], $8::int4[])
              AS u(id, parent_id, identifier, chain_identifier, data, page, page_number)
+         ORDER BY u.identifier
          ON CONFLICT (run_id, identifier) DO NOTHING",
     )
     .bind(run_id)

@@ -117,27 +117,17 @@ async fn upsert_members(
         .iter()
         .map(|m| object_or_empty(&m.attributes))
         .collect();
-    let flags: Vec<bool> = sqlx::query_scalar(
-        "INSERT INTO members AS m
+    // New members first: DO NOTHING takes no lock on existing rows, so concurrent streams that
+    // mention the same (unchanged) member never wait for each other.
+    let created = sqlx::query(
+        "INSERT INTO members
              (tenant_id, platform, integration_id, source_id, username, display_name, url, joined_at, attributes)
          SELECT $1, $2, $3, u.* FROM UNNEST($4::text[], $5::text[], $6::text[], $7::text[],
                                             $8::timestamptz[], $9::jsonb[])
              AS u(source_id, username, display_name, url, joined_at, attributes)
-         -- one lock order for every transaction: concurrent upserts never deadlock
+         -- one lock order for every transaction: concurrent inserts never deadlock
          ORDER BY u.source_id
-         ON CONFLICT (tenant_id, platform, source_id) DO UPDATE SET
-             username = EXCLUDED.username,
-             display_name = coalesce(EXCLUDED.display_name, m.display_name),
-             url = coalesce(EXCLUDED.url, m.url),
-             joined_at = coalesce(EXCLUDED.joined_at, m.joined_at),
-             attributes = m.attributes || EXCLUDED.attributes,
-             updated_at = now()
-         WHERE (m.username, m.display_name, m.url, m.joined_at, m.attributes)
-               IS DISTINCT FROM
-               (EXCLUDED.username, coalesce(EXCLUDED.display_name, m.display_name),
-                coalesce(EXCLUDED.url, m.url), coalesce(EXCLUDED.joined_at, m.joined_at),
-                m.attributes || EXCLUDED.attributes)
-         RETURNING (xmax = 0)",
+         ON CONFLICT (tenant_id, platform, source_id) DO NOTHING",
     )
     .bind(scope.tenant_id)
     .bind(&scope.platform)
@@ -148,9 +138,39 @@ async fn upsert_members(
     .bind(&urls)
     .bind(&joined)
     .bind(&attributes)
-    .fetch_all(conn)
-    .await?;
-    Ok(tally(&flags))
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    // Then only the members whose fields changed are updated (and locked). Missing fields keep
+    // their known values.
+    let updated = sqlx::query(
+        "UPDATE members AS m SET
+             username = u.username,
+             display_name = coalesce(u.display_name, m.display_name),
+             url = coalesce(u.url, m.url),
+             joined_at = coalesce(u.joined_at, m.joined_at),
+             attributes = m.attributes || u.attributes,
+             updated_at = now()
+         FROM UNNEST($3::text[], $4::text[], $5::text[], $6::text[], $7::timestamptz[], $8::jsonb[])
+             AS u(source_id, username, display_name, url, joined_at, attributes)
+         WHERE m.tenant_id = $1 AND m.platform = $2 AND m.source_id = u.source_id
+           AND (m.username, m.display_name, m.url, m.joined_at, m.attributes)
+               IS DISTINCT FROM
+               (u.username, coalesce(u.display_name, m.display_name), coalesce(u.url, m.url),
+                coalesce(u.joined_at, m.joined_at), m.attributes || u.attributes)",
+    )
+    .bind(scope.tenant_id)
+    .bind(&scope.platform)
+    .bind(&source_ids)
+    .bind(&usernames)
+    .bind(&names)
+    .bind(&urls)
+    .bind(&joined)
+    .bind(&attributes)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    Ok((created, updated))
 }
 
 async fn upsert_activities(

@@ -71,3 +71,12 @@ run_bin() { # PACKAGE BIN [ARGS...]
   (cd "$TRIBUTARY_ROOT" && cargo build --quiet -p "$package" --bin "$bin") || die "build of $bin failed"
   exec "${CARGO_TARGET_DIR:-$TRIBUTARY_ROOT/target}/debug/$bin" "$@"
 }
+
+# DATABASE_URL as given; or, when none is given, the database `tributary` on the local (or
+# throwaway) server.
+ensure_app_database() {
+  local given=${DATABASE_URL:-}
+  ensure_postgres
+  if [ -z "$given" ]; then DATABASE_URL=$(database_named tributary); fi
+  export DATABASE_URL
+}

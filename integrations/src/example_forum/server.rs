@@ -296,10 +296,14 @@ async fn gate(shared: &Shared, headers: &HeaderMap) -> Result<HeaderMap, Respons
             }
         };
         insert(&mut out, "x-ratelimit-limit", limit.to_string());
-        insert(&mut out, "x-ratelimit-reset", reset.timestamp().to_string());
+        // whole seconds, rounded up: a client that obeys never comes back before the reset
+        let reset_secs = reset.timestamp() + i64::from(reset.timestamp_subsec_nanos() > 0);
+        insert(&mut out, "x-ratelimit-reset", reset_secs.to_string());
         if state.1 >= limit {
             insert(&mut out, "x-ratelimit-remaining", "0".to_owned());
-            let wait = (reset - now).num_seconds().max(1);
+            let wait = ((reset - now).num_milliseconds() + 999)
+                .div_euclid(1000)
+                .max(1);
             insert(&mut out, "retry-after", wait.to_string());
             let mut refused = error(StatusCode::TOO_MANY_REQUESTS, "rate limit exceeded");
             refused.headers_mut().extend(out);

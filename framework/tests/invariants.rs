@@ -174,11 +174,17 @@ async fn every_write_names_the_attempt_of_its_lease(pool: PgPool) {
         )
     };
     lost(runs::heartbeat(&pool, &stale, Duration::from_secs(30)).await);
-    lost(
+    // the new attempt puts the abandoned stream back; the stale lease cannot claim it
+    tributary::store::streams::rescue_abandoned(&pool, &second.lease(), 5, &abandoned())
+        .await
+        .unwrap();
+    assert!(
         tributary::store::streams::claim_due(&pool, &stale, 10)
             .await
-            .map(|_| ()),
+            .unwrap()
+            .is_empty()
     );
+    assert_eq!(h.streams(run.id).await[0].state, StreamState::Pending);
     lost(runs::defer(&pool, &stale, chrono::Utc::now(), "x", None).await);
     lost(
         runs::finish(&pool, &stale, runs::RunEnd::Processed { settings: None })
@@ -194,7 +200,8 @@ async fn every_write_names_the_attempt_of_its_lease(pool: PgPool) {
         tributary::store::streams::complete(
             &pool,
             &stale,
-            tributary::store::streams::Completion {
+            &tributary::store::streams::Completion {
+                // pending again: refused by the stream's own guard too
                 stream_id: claimed[0].id,
                 scope: &scope,
                 members: vec![],

@@ -1,6 +1,7 @@
 //! Operator commands: `connect-integration`, `process-integration`, `continue-run`, the demo and
 //! the benchmark. Each binary parses its arguments and calls into this library.
 
+pub mod bench;
 pub mod commands;
 pub mod context;
 pub mod demo;

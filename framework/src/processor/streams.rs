@@ -2,7 +2,7 @@
 //! (each committed in its own transaction), and decides when the run is done, deferred or
 //! stopped.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -99,6 +99,7 @@ impl StreamLoop<'_> {
         let mut in_flight: JoinSet<Result<Option<Deferral>, StoreError>> = JoinSet::new();
         let mut in_flight_ids: HashMap<tokio::task::Id, Uuid> = HashMap::new();
         let mut deferral: Option<Deferral> = None;
+        let mut buffer: VecDeque<StreamRow> = VecDeque::new();
         let grace = tokio::time::sleep(self.processor_config.shutdown_grace);
         tokio::pin!(grace);
         let mut grace_started = false;
@@ -116,16 +117,15 @@ impl StreamLoop<'_> {
                 grace_started = true;
             }
 
-            if deferral.is_none() && !stopping && in_flight.len() < concurrency {
-                let claimed =
-                    stream_store::claim_due(self.pool, self.lease, concurrency - in_flight.len())
-                        .await?;
-                let mut put_back = Vec::new();
-                for row in claimed {
-                    if deferral.is_some() {
-                        put_back.push(row.id);
-                        continue;
+            if deferral.is_none() && !stopping {
+                while in_flight.len() < concurrency {
+                    // streams are claimed a batch at a time and started as slots free up
+                    if buffer.is_empty() {
+                        buffer.extend(
+                            stream_store::claim_due(self.pool, self.lease, concurrency).await?,
+                        );
                     }
+                    let Some(row) = buffer.pop_front() else { break };
                     if let Some((units, window)) = limit
                         && let LimitDecision::Exhausted { reset_at } =
                             limits::try_acquire(self.pool, &limit_key, units, window).await?
@@ -140,14 +140,18 @@ impl StreamLoop<'_> {
                                 ),
                             },
                         );
-                        put_back.push(row.id);
-                        continue;
+                        buffer.push_front(row);
+                        break;
                     }
                     let stream_id = row.id;
                     let handle = in_flight.spawn(process_one(shared.clone(), row));
                     in_flight_ids.insert(handle.id(), stream_id);
                 }
-                stream_store::unclaim(self.pool, self.lease, &put_back).await?;
+            }
+            if (deferral.is_some() || stopping) && !buffer.is_empty() {
+                // claimed but never started: back to pending, untouched
+                let unstarted: Vec<Uuid> = buffer.drain(..).map(|r| r.id).collect();
+                stream_store::unclaim(self.pool, self.lease, &unstarted).await?;
             }
 
             if in_flight.is_empty() {
@@ -356,7 +360,7 @@ async fn commit(
     let mut tries = 0;
     let completed = loop {
         tries += 1;
-        match stream_store::complete(&shared.pool, &shared.lease, completion.clone()).await {
+        match stream_store::complete(&shared.pool, &shared.lease, &completion).await {
             Err(e) if e.is_transient() && tries < MAX_COMMIT_TRIES => continue,
             other => break other?,
         }

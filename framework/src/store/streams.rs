@@ -10,7 +10,7 @@ use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use super::records::{self, RecordScope, UpsertCounts};
-use super::{Lease, StoreError, expect_one, fence};
+use super::{Lease, StoreError, expect_one};
 use crate::error::ErrorRecord;
 use crate::records::{Activity, Member};
 use crate::stream::{NewStream, Stream};
@@ -209,36 +209,35 @@ pub(crate) async fn insert_roots(
     insert_many(conn, run_id, &rows).await
 }
 
-/// Claims up to `limit` due pending streams of the leased run, oldest first.
+/// Claims up to `limit` due pending streams of the leased run, oldest first, in one statement.
+/// Nothing is claimed once the lease no longer holds the run.
 pub async fn claim_due(
     pool: &PgPool,
     lease: &Lease,
     limit: usize,
 ) -> Result<Vec<StreamRow>, StoreError> {
-    let mut tx = pool.begin().await?;
-    // A claim lost in a database crash is harmless (the streams are simply pending again), and
-    // the stream's own durable commit later flushes the log in order: no need to wait for fsync.
-    sqlx::query("SET LOCAL synchronous_commit = off")
-        .execute(&mut *tx)
-        .await?;
-    fence(&mut tx, lease).await?;
-    let rows: Vec<StreamRow> = sqlx::query_as(
-        "UPDATE integration_streams SET state = 'processing', claimed_attempt = $2,
+    let mut rows: Vec<StreamRow> = sqlx::query_as(
+        // A claim lost in a database crash is harmless (the streams are simply pending again),
+        // and the stream's own durable commit later flushes the log in order: this statement's
+        // transaction does not wait for fsync.
+        "WITH no_fsync_wait AS (SELECT set_config('synchronous_commit', 'off', true)),
+              fence AS (SELECT 1 FROM integration_runs
+                        WHERE id = $1 AND attempt = $2 AND state = 'processing' FOR SHARE)
+         UPDATE integration_streams SET state = 'processing', claimed_attempt = $2,
              started_at = now(), updated_at = now()
          WHERE id IN (
              SELECT id FROM integration_streams
              WHERE run_id = $1 AND state = 'pending'
                AND (delayed_until IS NULL OR delayed_until <= now())
+               AND EXISTS (SELECT 1 FROM fence) AND EXISTS (SELECT 1 FROM no_fsync_wait)
              ORDER BY seq LIMIT $3 FOR UPDATE SKIP LOCKED)
          RETURNING *",
     )
     .bind(lease.run_id)
     .bind(lease.attempt)
     .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-    .fetch_all(&mut *tx)
+    .fetch_all(pool)
     .await?;
-    tx.commit().await?;
-    let mut rows = rows;
     rows.sort_by_key(|r| r.seq);
     Ok(rows)
 }
@@ -273,19 +272,19 @@ pub struct Completed {
 pub async fn complete(
     pool: &PgPool,
     lease: &Lease,
-    completion: Completion<'_>,
+    completion: &Completion<'_>,
 ) -> Result<Completed, StoreError> {
     let writes_rows = !(completion.members.is_empty()
         && completion.activities.is_empty()
         && completion.new_streams.is_empty());
     if writes_rows {
         let mut tx = pool.begin().await?;
-        let completed = complete_in(&mut tx, lease, &completion).await?;
+        let completed = complete_in(&mut tx, lease, completion).await?;
         tx.commit().await?;
         Ok(completed)
     } else {
         // one guarded statement: its own transaction
-        complete_in(&mut *pool.acquire().await?, lease, &completion).await
+        complete_in(&mut *pool.acquire().await?, lease, completion).await
     }
 }
 

@@ -41,7 +41,7 @@ pub const EXIT_CODES: &str = "Exit codes: 0 done (or handed to the workers), 1 a
 /// Logs to stderr, `RUST_LOG` or `warn` by default (the commands print their own progress).
 pub fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,sqlx::query=error"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

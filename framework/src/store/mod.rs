@@ -1,5 +1,11 @@
 //! PostgreSQL persistence. SQL lives here, one module per table; every state change names the
 //! state it leaves and, for a run's writes, the attempt (fencing token) of the lease it holds.
+//!
+//! A worker's writes to its run's streams carry the fence in the statement itself:
+//! `AND EXISTS (SELECT 1 FROM integration_runs WHERE id = $run AND attempt = $attempt
+//! AND state = 'processing' FOR SHARE)`. Concurrent stream commits of one run share that lock; a
+//! claim by another worker waits for them and, once it has committed, makes every later write of
+//! the old attempt match no row ([`StoreError::LeaseLost`]).
 
 pub mod integrations;
 pub mod limits;
@@ -7,7 +13,6 @@ pub mod records;
 pub mod runs;
 pub mod streams;
 
-use sqlx::PgConnection;
 use uuid::Uuid;
 
 /// A worker's hold on a run: every write it makes names this attempt and fails once another
@@ -47,23 +52,6 @@ impl StoreError {
             _ => false,
         }
     }
-}
-
-/// Holds the run's row in SHARE mode for the rest of the transaction if `lease` still holds it.
-/// Concurrent stream commits of one run share the lock; a claim by another worker waits for them
-/// and, once it has committed, makes this fail.
-pub(crate) async fn fence(conn: &mut PgConnection, lease: &Lease) -> Result<(), StoreError> {
-    let held: Option<i32> = sqlx::query_scalar(
-        "SELECT 1 FROM integration_runs WHERE id = $1 AND attempt = $2 AND state = 'processing' FOR SHARE",
-    )
-    .bind(lease.run_id)
-    .bind(lease.attempt)
-    .fetch_optional(&mut *conn)
-    .await?;
-    held.map(|_| ()).ok_or(StoreError::LeaseLost {
-        run_id: lease.run_id,
-        attempt: lease.attempt,
-    })
 }
 
 /// Turns "no row matched the guarded update" into a lost lease.

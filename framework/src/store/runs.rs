@@ -9,7 +9,7 @@ use serde_json::Value;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-use super::{Lease, StoreError, expect_one, fence, is_unique_violation, streams};
+use super::{Lease, StoreError, expect_one, is_unique_violation, streams};
 use crate::error::ErrorRecord;
 use crate::stream::NewStream;
 
@@ -519,11 +519,6 @@ pub async fn resume(pool: &PgPool, run_id: Uuid) -> Result<(Run, Revived), Store
     }
     tx.commit().await?;
     Ok((resumed, revived))
-}
-
-/// Checks, inside a transaction, that the lease still holds the run.
-pub async fn check_lease(conn: &mut PgConnection, lease: &Lease) -> Result<(), StoreError> {
-    fence(conn, lease).await
 }
 
 pub(crate) fn error_json(record: &ErrorRecord) -> Value {

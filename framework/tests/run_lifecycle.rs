@@ -415,6 +415,22 @@ async fn active_runs_can_be_cancelled_and_ended_runs_cannot(pool: PgPool) {
     );
 
     let run = h.check(integration.id).await.unwrap();
+    let claimed = tributary::store::runs::claim(&pool, run.id, "w", Duration::from_secs(30))
+        .await
+        .unwrap()
+        .unwrap();
+    let later = chrono::Utc::now() + chrono::Duration::hours(1);
+    tributary::store::runs::defer(&pool, &claimed.lease(), later, "rate limited", None)
+        .await
+        .unwrap();
+    assert_eq!(h.run(run.id).await.state, RunState::Delayed);
+    let cancelled = tributary::admin::cancel_run(&pool, run.id).await.unwrap();
+    assert_eq!(
+        (cancelled.state, cancelled.delayed_until),
+        (RunState::Cancelled, None)
+    );
+
+    let run = h.check(integration.id).await.unwrap();
     assert_eq!(h.process(run.id).await, RunOutcome::Processed);
     let err = tributary::admin::cancel_run(&pool, run.id)
         .await

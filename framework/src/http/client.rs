@@ -159,19 +159,19 @@ impl HttpClient {
             pacer.observe(&info, now);
             match classify_response(&what, status, &headers, &bytes, now, self.config.waits) {
                 None => break (status, headers, bytes),
-                Some(IntegrationError::RateLimited { until, message, .. })
-                    if refusals < MAX_INLINE_REFUSALS =>
-                {
-                    refusals += 1;
-                    pacer.block_for((until - now).to_std().unwrap_or_default());
-                    // the next `acquire` sleeps a short wait, or returns the deferral
-                    tracing::debug!(%until, message, "rate limited; waiting for the credential's turn");
-                }
                 Some(error) => {
-                    if let IntegrationError::RateLimited { until, .. } = &error {
-                        pacer.block_for((*until - now).to_std().unwrap_or_default());
+                    let IntegrationError::RateLimited { until, .. } = &error else {
+                        return Err(error);
+                    };
+                    // every stream of this credential now waits, without asking again
+                    let wait = (*until - now).to_std().unwrap_or_default();
+                    pacer.block_for(wait);
+                    if wait > self.config.pacing.max_inline_wait || refusals >= MAX_INLINE_REFUSALS
+                    {
+                        return Err(error);
                     }
-                    return Err(error);
+                    refusals += 1;
+                    tracing::debug!(%until, "rate limited briefly; waiting inline");
                 }
             }
         };

@@ -112,7 +112,7 @@ impl Pacer {
             if wait > self.pacing.max_inline_wait {
                 return Err(IntegrationError::rate_limited(
                     after(Utc::now(), wait),
-                    format!("pacing this credential: the next request may go out in {wait:?}"),
+                    format!("pacing this credential: its next request may go out in {wait:.1?}"),
                 ));
             }
             tokio::time::sleep(wait).await;

@@ -21,6 +21,7 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -226,6 +227,8 @@ struct Script {
 struct Shared {
     script: Mutex<Script>,
     log: Mutex<Vec<Request>>,
+    in_flight: AtomicUsize,
+    max_in_flight: AtomicUsize,
 }
 
 impl Shared {
@@ -345,6 +348,11 @@ impl FakeServer {
     /// Requests whose path is `path`.
     pub fn requests_to(&self, path: &str) -> usize {
         self.shared.log().iter().filter(|r| r.path == path).count()
+    }
+
+    /// The most requests it was answering at once: how concurrent the client was.
+    pub fn max_in_flight(&self) -> usize {
+        self.shared.max_in_flight.load(Ordering::SeqCst)
     }
 
     /// Forgets the requests received so far.
@@ -478,6 +486,9 @@ async fn answer(
         headers,
     };
     shared.log().push(request.clone());
+    let now = shared.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+    shared.max_in_flight.fetch_max(now, Ordering::SeqCst);
+    let _done = InFlight(&shared);
     let (reply, latency) = {
         let mut script = shared.script();
         let latency = script.latency;
@@ -488,6 +499,15 @@ async fn answer(
         tokio::time::sleep(wait).await;
     }
     reply.into_response()
+}
+
+/// Counts a request out when its answer is ready (or its connection dropped).
+struct InFlight<'a>(&'a Shared);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 #[cfg(test)]

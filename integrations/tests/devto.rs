@@ -384,3 +384,44 @@ async fn settings_that_are_missing_or_wrong_are_refused_at_connect_time(pool: Pg
     let registry = tributary_integrations::registry().unwrap();
     assert!(registry.get(PLATFORM).is_ok(), "register_all knows devto");
 }
+
+#[sqlx::test(migrator = "tributary::MIGRATOR")]
+async fn a_forem_that_ignores_the_page_ends_the_stream_with_a_clear_error(pool: PgPool) {
+    let (h, forem) = setup(pool).await;
+    let same_page: Vec<Value> = (1..=4)
+        .map(|id| {
+            json!({
+                "id": id, "title": format!("Article {id}"), "url": format!("https://forem.test/a/{id}"),
+                "published_at": "2025-01-01T00:00:00Z", "comments_count": 0,
+                "user": {"user_id": 7, "username": "user0"}
+            })
+        })
+        .collect();
+    forem
+        .server()
+        .route("/api/articles", [Reply::json(same_page)]);
+    let settings = json!({
+        "base_url": forem.base_url(), "users": ["user0"], "per_page": 4,
+        "max_requests_per_second": 100
+    });
+    let report = h.onboard(PLATFORM, settings, creds()).await;
+    assert_eq!(report.run.state, RunState::Error);
+    let errors = report.stream_errors();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].0.starts_with("articles:user:user0#page="),
+        "{}",
+        errors[0].0
+    );
+    assert_eq!(
+        errors[0].1.message,
+        "pagination loops: page 2 of `articles:user:user0` repeats page 1 (same items); the API \
+         ignores the page it is asked for"
+    );
+    assert_eq!(report.activities.len(), 4, "the first page is kept");
+    assert_eq!(
+        forem.server().request_count(),
+        2,
+        "not followed any further"
+    );
+}

@@ -9,10 +9,10 @@ use reqwest::header::HeaderMap;
 use reqwest::{Method, StatusCode, Url, redirect};
 use serde::de::DeserializeOwned;
 
-use super::classify::{classify_response, transport_error};
+use super::classify::transport_error;
 use super::config::{Auth, HttpConfig};
 use super::pacing::{Pacer, Pacers};
-use super::waits::{RateLimitInfo, body_wait};
+use super::waits::RateLimitInfo;
 use crate::error::IntegrationError;
 use crate::secret::Secret;
 
@@ -155,29 +155,20 @@ impl HttpClient {
             pacer.acquire().await?;
             let (status, headers, bytes) = self.exchange(&url, query, token, &what).await?;
             let now = Utc::now();
-            let info = RateLimitInfo::from_headers_at(&headers, now);
-            pacer.observe(&info, now);
-            match classify_response(&what, status, &headers, &bytes, now, self.config.waits) {
-                None => break (status, headers, bytes),
-                Some(error) => {
-                    let IntegrationError::RateLimited { until, .. } = &error else {
-                        return Err(error);
-                    };
-                    // every stream of this credential now waits, without asking again
-                    let wait = (*until - now).to_std().unwrap_or_default();
-                    pacer.block_for(wait);
-                    if wait > self.config.pacing.max_inline_wait || refusals >= MAX_INLINE_REFUSALS
-                    {
-                        return Err(error);
-                    }
-                    refusals += 1;
-                    tracing::debug!(%until, "rate limited briefly; waiting inline");
-                }
+            let Some(error) = pacer.learn(&what, status, &headers, &bytes, now) else {
+                break (status, headers, bytes);
+            };
+            let IntegrationError::RateLimited { until, .. } = &error else {
+                return Err(error);
+            };
+            // a short refusal is waited out by the next `acquire`; a long one defers the run
+            let wait = (*until - now).to_std().unwrap_or_default();
+            if wait > pacer.max_inline_wait() || refusals >= MAX_INLINE_REFUSALS {
+                return Err(error);
             }
+            refusals += 1;
+            tracing::debug!(%until, "rate limited briefly; waiting inline");
         };
-        if let Some(backoff) = body_wait(&bytes).filter(|w| !w.is_zero()) {
-            pacer.block_for(backoff.min(self.config.waits.max_wait));
-        }
         let body = decode(&what, &bytes)?;
         Ok(HttpResponse {
             body,

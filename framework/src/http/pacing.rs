@@ -27,8 +27,12 @@ use governor::state::{InMemoryState, NotKeyed};
 use governor::{Quota, RateLimiter};
 use tokio::time::Instant;
 
+use reqwest::StatusCode;
+use reqwest::header::HeaderMap;
+
+use super::classify::classify_response;
 use super::config::{Pacing, RequestRate};
-use super::waits::{RateLimitInfo, WaitCaps, after};
+use super::waits::{RateLimitInfo, WaitCaps, after, body_wait};
 use crate::error::IntegrationError;
 use crate::secret::Secret;
 
@@ -175,6 +179,39 @@ impl Pacer {
             }
             _ => state.spread = None,
         }
+    }
+
+    /// Learns from one answer: the budget it reports, the refusal it is (blocking the credential
+    /// for the announced wait), the `backoff` its body asks for. Returns the answer's error, or
+    /// `None` for a success. `now` is the wall-clock time of the answer.
+    pub fn learn(
+        &self,
+        what: &str,
+        status: StatusCode,
+        headers: &HeaderMap,
+        body: &[u8],
+        now: DateTime<Utc>,
+    ) -> Option<IntegrationError> {
+        self.observe(&RateLimitInfo::from_headers_at(headers, now), now);
+        let error = classify_response(what, status, headers, body, now, self.caps);
+        match &error {
+            Some(IntegrationError::RateLimited { until, .. }) => {
+                // every stream of this credential now waits, without asking again
+                self.block_for((*until - now).to_std().unwrap_or_default());
+            }
+            Some(_) => {}
+            None => {
+                if let Some(backoff) = body_wait(body).filter(|w| !w.is_zero()) {
+                    self.block_for(backoff.min(self.caps.max_wait));
+                }
+            }
+        }
+        error
+    }
+
+    /// The longest wait this pacer sleeps inline.
+    pub fn max_inline_wait(&self) -> Duration {
+        self.pacing.max_inline_wait
     }
 
     /// Blocks the credential for `wait` (a refusal): nothing goes out before.
@@ -378,6 +415,185 @@ mod tests {
         let now = Utc::now();
         pacer.observe(&info(60.0, 0.0, 60 * 365 * 24 * 3600, now), now);
         assert_eq!(pacer.status().blocked_for, Duration::from_secs(3600));
+    }
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (k, v) in pairs {
+            map.append(
+                reqwest::header::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                reqwest::header::HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        map
+    }
+
+    /// Every announced form, from an answer to the pacer to the sleep on tokio's paused clock:
+    /// the next request goes out exactly when the platform said.
+    #[tokio::test(start_paused = true)]
+    async fn every_announced_wait_is_slept_exactly_on_a_paused_clock() {
+        // whole seconds, as dates and epochs are
+        let now = DateTime::from_timestamp(Utc::now().timestamp(), 0).unwrap();
+        let epoch = |secs: i64| (now.timestamp() + secs).to_string();
+        let date =
+            |secs: i64| httpdate::fmt_http_date((now + chrono::Duration::seconds(secs)).into());
+        let ms = Duration::from_millis;
+        // (what, status, headers, body, the wait expected)
+        type Case = (
+            &'static str,
+            u16,
+            Vec<(&'static str, String)>,
+            &'static str,
+            Duration,
+        );
+        let cases: Vec<Case> = vec![
+            (
+                "Retry-After seconds",
+                429,
+                vec![("Retry-After", "3".into())],
+                "",
+                ms(3000),
+            ),
+            (
+                "Retry-After fraction",
+                429,
+                vec![("retry-after", "0.5".into())],
+                "",
+                ms(1000),
+            ),
+            (
+                "Retry-After date",
+                429,
+                vec![("Retry-After", date(4))],
+                "",
+                ms(4000),
+            ),
+            (
+                "Retry-After zero",
+                429,
+                vec![("Retry-After", "0".into())],
+                "",
+                ms(1000),
+            ),
+            (
+                "Retry-After negative",
+                429,
+                vec![("Retry-After", "-30".into())],
+                "",
+                ms(1000),
+            ),
+            (
+                "Retry-After garbage",
+                429,
+                vec![("Retry-After", "soon".into())],
+                "",
+                ms(60_000),
+            ),
+            (
+                "GitHub primary 403",
+                403,
+                vec![
+                    ("X-RateLimit-Remaining", "0".into()),
+                    ("X-RateLimit-Reset", epoch(5)),
+                ],
+                r#"{"message": "API rate limit exceeded"}"#,
+                ms(5000),
+            ),
+            (
+                "GitHub secondary 403",
+                403,
+                vec![("retry-after", "2".into())],
+                r#"{"message": "You have exceeded a secondary rate limit"}"#,
+                ms(2000),
+            ),
+            (
+                "X x-rate-limit-reset on a success",
+                200,
+                vec![
+                    ("x-rate-limit-remaining", "0".into()),
+                    ("x-rate-limit-reset", epoch(6)),
+                ],
+                "{}",
+                ms(6000),
+            ),
+            (
+                "Discord reset-after, float remaining",
+                200,
+                vec![
+                    ("X-RateLimit-Remaining", "0.0".into()),
+                    ("X-RateLimit-Reset-After", "1.25".into()),
+                ],
+                "{}",
+                ms(1250),
+            ),
+            (
+                "Reddit seconds-from-now reset",
+                200,
+                vec![
+                    ("x-ratelimit-remaining", "0.0".into()),
+                    ("x-ratelimit-reset", "7".into()),
+                ],
+                "{}",
+                ms(7000),
+            ),
+            (
+                "Discord body retry_after",
+                429,
+                vec![],
+                r#"{"retry_after": 2.5, "global": false}"#,
+                ms(2500),
+            ),
+            (
+                "Stack Exchange backoff",
+                200,
+                vec![],
+                r#"{"items": [], "backoff": 3}"#,
+                ms(3000),
+            ),
+            (
+                "longest wins",
+                429,
+                vec![
+                    ("Retry-After", "1".into()),
+                    ("X-RateLimit-Remaining", "0".into()),
+                    ("X-RateLimit-Reset-After", "4".into()),
+                ],
+                r#"{"retry_after": 2}"#,
+                ms(4000),
+            ),
+            (
+                "budget left: no wait",
+                200,
+                vec![
+                    ("X-RateLimit-Remaining", "4999".into()),
+                    ("X-RateLimit-Reset", epoch(3600)),
+                ],
+                "{}",
+                Duration::ZERO,
+            ),
+        ];
+        let pacing = Pacing {
+            max_inline_wait: Duration::from_secs(600),
+            ..Pacing::default()
+        };
+        for (name, status, pairs, body, expected) in cases {
+            let pairs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let pacer = Pacer::new(pacing, WaitCaps::default());
+            let error = pacer.learn(
+                "GET /x",
+                StatusCode::from_u16(status).unwrap(),
+                &headers(&pairs),
+                body.as_bytes(),
+                now,
+            );
+            assert_eq!(error.is_some(), status >= 400, "{name}");
+            if let Some(error) = error {
+                assert_eq!(error.kind(), ErrorKind::RateLimited, "{name}");
+            }
+            let start = Instant::now();
+            pacer.acquire().await.unwrap();
+            assert_eq!(start.elapsed(), expected, "{name}");
+        }
     }
 
     #[test]

@@ -90,6 +90,13 @@ async fn onboarding_over_several_pages_produces_exactly_the_expected_members_and
 ) {
     let (h, forem) = setup(pool).await;
     forem.server().latency(Duration::from_millis(30));
+    // a comment whose author left: no activity, its replies still count
+    let orphan = forem.edit(|d| {
+        let article = d.articles_of(&USERS, &ORGS)[1].id;
+        let id = d.comments[&article][1].id_code.clone();
+        d.delete_comment_author(&id);
+        (id, d.comments[&article][1].children[0].id_code.clone())
+    });
     let report = h.onboard(PLATFORM, settings(&forem), creds()).await;
     assert_eq!(
         report.run.state,
@@ -132,6 +139,21 @@ async fn onboarding_over_several_pages_produces_exactly_the_expected_members_and
         "independent streams run concurrently"
     );
 
+    assert!(
+        !report
+            .activity_ids()
+            .contains(&format!("comment:{}", orphan.0))
+    );
+    let reply_to_orphan = report
+        .activities
+        .iter()
+        .find(|a| a.source_id == format!("comment:{}", orphan.1))
+        .unwrap();
+    assert_eq!(
+        reply_to_orphan.source_parent_id,
+        Some(format!("comment:{}", orphan.0))
+    );
+
     // nested replies are flattened with their parents
     let by_id = |id: &str| {
         report
@@ -156,7 +178,10 @@ async fn onboarding_over_several_pages_produces_exactly_the_expected_members_and
         Some(format!("comment:{top}").as_str())
     );
     assert_eq!(stored.activity_type, "comment");
-    assert_eq!(stored.member_source_id, reply.user.user_id.to_string());
+    assert_eq!(
+        stored.member_source_id,
+        reply.user.unwrap().user_id.to_string()
+    );
     assert_eq!(stored.attributes["depth"], 1);
     // an organization's article happens in the organization; members keep their identity
     let org_article = report
@@ -208,6 +233,11 @@ async fn a_check_reads_only_what_is_new(pool: PgPool) {
     let check = h.check_to_end(integration).await;
     assert_eq!(check.run.activities_created, 3);
     assert_eq!(check.activity_ids(), expected_activities(&forem));
+    assert_eq!(
+        h.runs(integration).await.len(),
+        3,
+        "onboarding and two checks"
+    );
     let mut threads = comment_requests(&forem);
     threads.sort();
     let mut wanted = vec![old_article.to_string(), new_article.to_string()];

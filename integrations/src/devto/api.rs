@@ -65,7 +65,10 @@ pub struct Comment {
     pub created_at: DateTime<Utc>,
     #[serde(default)]
     pub body_html: Option<String>,
-    pub user: User,
+    /// Absent or `null` for a comment whose author deleted their account: it yields no activity,
+    /// its replies still do.
+    #[serde(default)]
+    pub user: Option<User>,
     #[serde(default)]
     pub children: Vec<Comment>,
 }

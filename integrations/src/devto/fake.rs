@@ -146,11 +146,12 @@ impl ForemData {
             id_code: id_code.clone(),
             created_at: at,
             body_html: Some(format!("<p>comment {id_code}</p>")),
-            user: self
-                .users
-                .get(author)
-                .cloned()
-                .unwrap_or_else(|| user(author)),
+            user: Some(
+                self.users
+                    .get(author)
+                    .cloned()
+                    .unwrap_or_else(|| user(author)),
+            ),
             children: Vec::new(),
         };
         let tree = self.comments.entry(article_id).or_default();
@@ -162,6 +163,15 @@ impl ForemData {
             article.last_comment_at = article.last_comment_at.max(Some(at));
         }
         id_code
+    }
+
+    /// Forem keeps a comment whose author deleted their account, without its `user`.
+    pub fn delete_comment_author(&mut self, id_code: &str) {
+        for tree in self.comments.values_mut() {
+            if let Some(comment) = find_mut(tree, id_code) {
+                comment.user = None;
+            }
+        }
     }
 
     /// The articles a configuration reads: those of the users (theirs, in organizations too)
@@ -188,7 +198,9 @@ impl ForemData {
                     .get(&article.id)
                     .map_or(&[][..], Vec::as_slice),
                 &mut |c| {
-                    ids.insert(format!("comment:{}", c.id_code));
+                    if c.user.is_some() {
+                        ids.insert(format!("comment:{}", c.id_code));
+                    }
                 },
             );
         }
@@ -205,7 +217,9 @@ impl ForemData {
                     .get(&article.id)
                     .map_or(&[][..], Vec::as_slice),
                 &mut |c| {
-                    ids.insert(c.user.user_id.to_string());
+                    if let Some(user) = &c.user {
+                        ids.insert(user.user_id.to_string());
+                    }
                 },
             );
         }
@@ -425,7 +439,7 @@ fn comment_json(comment: &Comment) -> Value {
         "id_code": comment.id_code,
         "created_at": comment.created_at,
         "body_html": comment.body_html,
-        "user": user_json(&comment.user),
+        "user": comment.user.as_ref().map(user_json),
         "children": comment.children.iter().map(comment_json).collect::<Vec<_>>(),
     })
 }

@@ -223,9 +223,11 @@ impl IntegrationService for DevtoIntegration {
                 let mut activities = Vec::new();
                 let parent = format!("article:{article_id}");
                 flatten(&tree, &parent, 0, &mut |comment, parent, depth| {
-                    if window.includes(comment.created_at) {
+                    if let Some(user) = &comment.user
+                        && window.includes(comment.created_at)
+                    {
                         activities.push(comment_activity(
-                            comment, parent, depth, article_id, &channel, &site,
+                            comment, user, parent, depth, article_id, &channel, &site,
                         ));
                     }
                 });
@@ -357,6 +359,7 @@ fn article_activity(article: &Article, channel: &str, site: &str) -> Activity {
 
 fn comment_activity(
     comment: &Comment,
+    user: &User,
     parent: &str,
     depth: u32,
     article_id: u64,
@@ -367,13 +370,13 @@ fn comment_activity(
         format!("comment:{}", comment.id_code),
         "comment",
         comment.created_at,
-        member(&comment.user, site),
+        member(user, site),
     )
     .parent(parent)
     .channel(channel)
     .url(format!(
         "{site}/{}/comment/{}",
-        comment.user.username, comment.id_code
+        user.username, comment.id_code
     ))
     .attributes(json!({ "article_id": article_id, "depth": depth }));
     if let Some(body) = &comment.body_html {
@@ -404,7 +407,7 @@ mod tests {
             id_code: id.into(),
             created_at: DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
             body_html: Some("<p>hi</p>".into()),
-            user: user(1),
+            user: Some(user(1)),
             children,
         }
     }
@@ -430,6 +433,7 @@ mod tests {
         );
         let activity = comment_activity(
             &tree[0].children[0],
+            &user(1),
             "comment:a",
             1,
             7,

@@ -16,7 +16,7 @@
 //!
 //! A typical `process_stream`:
 //!
-//! ```ignore
+//! ```text
 //! let client = self.clients.get(HttpConfig::new(&settings.base_url).auth(Auth::Header("api-key".into())))?;
 //! let pages = PageNumber::of(stream)?;
 //! let query = [("page", pages.page().to_string()), ("per_page", "100".to_owned())];

@@ -18,7 +18,7 @@
 //! each ends the stream with a [`IntegrationError::Fatal`] that says so, instead of looping until
 //! `max_pages_per_stream`.
 //!
-//! ```ignore
+//! ```text
 //! let pages = PageNumber::of(stream)?;
 //! let query = [("page", pages.page().to_string()), ("per_page", "100".into())];
 //! let items: Vec<Item> = client.get_json("/items", &query, token).await?.body;

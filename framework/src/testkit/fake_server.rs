@@ -11,7 +11,7 @@
 //!    longest prefix wins) — how a fake platform serves its data;
 //! 5. else 404 with a JSON `message` naming the request.
 //!
-//! ```ignore
+//! ```text
 //! let server = FakeServer::start().await?;
 //! server.route("/items", [Reply::json(json!([1, 2])).header("Link", "<…>; rel=\"next\""), Reply::json(json!([]))]);
 //! server.inject(Fault::any(2, Reply::status(503)));

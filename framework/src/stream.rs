@@ -145,6 +145,15 @@ impl StreamOutcome {
         self
     }
 
+    /// The next page's token if there is one (what the pagination helpers of
+    /// [`crate::http`] return).
+    pub fn next_page_opt(mut self, page: Option<Value>) -> Self {
+        if page.is_some() {
+            self.next_page = page;
+        }
+        self
+    }
+
     pub fn last_record(mut self, record: Value, timestamp: Option<DateTime<Utc>>) -> Self {
         self.last_record = Some(record);
         self.last_record_timestamp = timestamp;

@@ -1,15 +1,18 @@
 //! Tributary's integrations, one module per platform.
 
+pub mod devto;
 pub mod example_forum;
 
 use tributary::Registry;
 use tributary::registry::RegistryError;
 
+pub use devto::DevtoIntegration;
 pub use example_forum::ExampleForumIntegration;
 
 /// Registers every integration of this crate.
 pub fn register_all(registry: &mut Registry) -> Result<(), RegistryError> {
-    registry.register(ExampleForumIntegration)?;
+    registry.register(ExampleForumIntegration::new())?;
+    registry.register(DevtoIntegration::new())?;
     Ok(())
 }
 

@@ -11,6 +11,7 @@ use tributary::store::runs::RunState;
 use tributary::store::streams::StreamState;
 use tributary::testkit::{Harness, eventually};
 use tributary::{ErrorKind, RunOutcome};
+use tributary_integrations::ExampleForumIntegration;
 use tributary_integrations::example_forum::PLATFORM;
 use tributary_integrations::example_forum::server::{
     DatasetSpec, ExampleForumServer, ForumData, ServerOptions, author,
@@ -27,7 +28,9 @@ async fn setup(pool: PgPool, options: ServerOptions) -> (Harness, ExampleForumSe
     let server = ExampleForumServer::start(ForumData::generate(SPEC), options)
         .await
         .unwrap();
-    let harness = Harness::new(pool, tributary_integrations::registry().unwrap());
+    // refusals of more than half a second defer the run (the server's windows are 2 s)
+    let service = ExampleForumIntegration::new().max_inline_wait(Duration::from_millis(500));
+    let harness = Harness::with_service(pool, service);
     (harness, server)
 }
 

@@ -1,44 +1,32 @@
-//! An integration's HTTP client: base URL, timeouts, user agent, bearer token; every failure
-//! classified.
+//! An integration's HTTP client: paced per credential, every failure classified, short waits slept
+//! inline and long ones turned into deferrals, bodies decoded with the path of any bad field.
 
-use std::time::Duration;
+use std::fmt;
+use std::sync::{Arc, Mutex};
 
 use chrono::Utc;
 use reqwest::header::HeaderMap;
-use reqwest::{Method, StatusCode};
+use reqwest::{Method, StatusCode, Url, redirect};
 use serde::de::DeserializeOwned;
 
-use super::waits::{RateLimitInfo, WaitCaps, announced_wait};
+use super::classify::transport_error;
+use super::config::{Auth, HttpConfig};
+use super::pacing::{Pacer, Pacers};
+use super::waits::RateLimitInfo;
 use crate::error::IntegrationError;
 use crate::secret::Secret;
 
-/// How an integration talks to its platform. Every field can be set per integration, so
-/// self-hosted instances (GitHub Enterprise, Discourse, Forem) work the same.
-#[derive(Debug, Clone)]
-pub struct HttpConfig {
-    pub base_url: String,
-    pub timeout: Duration,
-    pub connect_timeout: Duration,
-    pub user_agent: String,
-    pub waits: WaitCaps,
-}
+/// Rate-limit refusals waited out inline, one request, before the refusal is returned.
+const MAX_INLINE_REFUSALS: u32 = 3;
 
-impl HttpConfig {
-    pub fn new(base_url: impl Into<String>) -> Self {
-        Self {
-            base_url: base_url.into(),
-            timeout: Duration::from_secs(30),
-            connect_timeout: Duration::from_secs(10),
-            user_agent: format!("tributary/{}", env!("CARGO_PKG_VERSION")),
-            waits: WaitCaps::default(),
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
+/// A platform's HTTP client. Cheap to clone (clones share connections and pacing). Build it once
+/// per configuration — [`HttpClients`] keeps them — not once per request: pacing lives in it.
+#[derive(Clone)]
 pub struct HttpClient {
     inner: reqwest::Client,
-    config: HttpConfig,
+    config: Arc<HttpConfig>,
+    base: Url,
+    pacers: Arc<Pacers>,
 }
 
 /// A successful response, decoded, with the rate-limit figures it reported.
@@ -51,14 +39,54 @@ pub struct HttpResponse<T> {
 }
 
 impl HttpClient {
+    /// Refuses a base URL that is not an absolute http(s) URL.
     pub fn new(config: HttpConfig) -> Result<Self, IntegrationError> {
+        let base = Url::parse(&config.base_url)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https") && u.has_host())
+            .ok_or_else(|| {
+                IntegrationError::fatal(format!(
+                    "the base URL `{}` is not an http(s) URL",
+                    config.base_url
+                ))
+            })?;
+        let mut headers = HeaderMap::new();
+        for (name, value) in &config.headers {
+            let name = reqwest::header::HeaderName::from_bytes(name.as_bytes()).map_err(|e| {
+                IntegrationError::fatal(format!("`{name}` is not a header name")).with_source(e)
+            })?;
+            let value = reqwest::header::HeaderValue::from_str(value).map_err(|e| {
+                IntegrationError::fatal(format!("the value of header `{name}` is not valid"))
+                    .with_source(e)
+            })?;
+            headers.insert(name, value);
+        }
         let inner = reqwest::Client::builder()
             .timeout(config.timeout)
             .connect_timeout(config.connect_timeout)
             .user_agent(config.user_agent.clone())
+            .default_headers(headers)
+            // credentials must not follow a redirect to another host
+            .redirect(redirect::Policy::custom(|attempt| {
+                let same_origin = attempt
+                    .previous()
+                    .first()
+                    .is_some_and(|first| first.origin() == attempt.url().origin());
+                if same_origin && attempt.previous().len() < 10 {
+                    attempt.follow()
+                } else {
+                    attempt.stop()
+                }
+            }))
             .build()
             .map_err(|e| IntegrationError::fatal("cannot build the HTTP client").with_source(e))?;
-        Ok(Self { inner, config })
+        let pacers = Arc::new(Pacers::new(config.pacing, config.waits));
+        Ok(Self {
+            inner,
+            config: Arc::new(config),
+            base,
+            pacers,
+        })
     }
 
     pub fn config(&self) -> &HttpConfig {
@@ -70,40 +98,78 @@ impl HttpClient {
         format!("{}{}", self.config.base_url.trim_end_matches('/'), path)
     }
 
-    /// GETs `path` with `query` and decodes its JSON body as `T`.
+    /// The pacer of a credential (what it is waiting for, for diagnostics and tests).
+    pub fn pacer(&self, token: Option<&Secret>) -> Arc<Pacer> {
+        self.pacers.get(token)
+    }
+
+    /// GETs `path` (under the base URL) with `query`, and decodes its JSON body as `T`.
+    ///
+    /// Errors: [`IntegrationError::RateLimited`] when the platform refused for longer than
+    /// `max_inline_wait` (or pacing would wait that long), `Retryable` for 5xx and transport
+    /// failures, `Fatal` for other 4xx (with the platform's message) and for a body that does
+    /// not decode (naming the field, e.g. `malformed body at [3].user.user_id: …`).
     pub async fn get_json<T: DeserializeOwned>(
         &self,
         path: &str,
         query: &[(&str, String)],
         token: Option<&Secret>,
     ) -> Result<HttpResponse<T>, IntegrationError> {
-        let mut request = self.inner.request(Method::GET, self.url(path)).query(query);
-        if let Some(token) = token {
-            request = request.bearer_auth(token.expose());
-        }
-        let what = format!("GET {path}");
-        let response = request
-            .send()
-            .await
-            .map_err(|e| transport_error(&what, e))?;
-        let status = response.status();
-        let headers = response.headers().clone();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| transport_error(&what, e))?;
-        if !status.is_success() {
-            return Err(classify_status(
-                &what,
-                status,
-                &headers,
-                &bytes,
-                self.config.waits,
-            ));
-        }
-        let body = serde_json::from_slice(&bytes).map_err(|e| {
-            IntegrationError::fatal(format!("{what}: malformed body: {e}")).with_source(e)
+        let url = Url::parse(&self.url(path)).map_err(|e| {
+            IntegrationError::fatal(format!("GET {path}: not a valid path")).with_source(e)
         })?;
+        self.fetch(url, query, token).await
+    }
+
+    /// GETs an absolute URL a platform handed out (a `Link` header's `next`), which must be on
+    /// the base URL's origin: a credential is never sent anywhere else.
+    pub async fn get_json_url<T: DeserializeOwned>(
+        &self,
+        url: &str,
+        token: Option<&Secret>,
+    ) -> Result<HttpResponse<T>, IntegrationError> {
+        let parsed = Url::parse(url)
+            .ok()
+            .filter(|u| u.origin() == self.base.origin())
+            .ok_or_else(|| {
+                IntegrationError::fatal(format!(
+                    "refusing to follow a URL outside {} (`{}`)",
+                    self.base.origin().ascii_serialization(),
+                    url.split('?').next().unwrap_or_default()
+                ))
+            })?;
+        self.fetch(parsed, &[], token).await
+    }
+
+    async fn fetch<T: DeserializeOwned>(
+        &self,
+        url: Url,
+        query: &[(&str, String)],
+        token: Option<&Secret>,
+    ) -> Result<HttpResponse<T>, IntegrationError> {
+        // the path only: a query string or a full URL may carry a credential
+        let what = format!("GET {}", url.path());
+        let pacer = self.pacers.get(token);
+        let mut refusals = 0;
+        let (status, headers, bytes) = loop {
+            pacer.acquire().await?;
+            let (status, headers, bytes) = self.exchange(&url, query, token, &what).await?;
+            let now = Utc::now();
+            let Some(error) = pacer.learn(&what, status, &headers, &bytes, now) else {
+                break (status, headers, bytes);
+            };
+            let IntegrationError::RateLimited { until, .. } = &error else {
+                return Err(error);
+            };
+            // a short refusal is waited out by the next `acquire`; a long one defers the run
+            let wait = (*until - now).to_std().unwrap_or_default();
+            if wait > pacer.max_inline_wait() || refusals >= MAX_INLINE_REFUSALS {
+                return Err(error);
+            }
+            refusals += 1;
+            tracing::debug!(%until, "rate limited briefly; waiting inline");
+        };
+        let body = decode(&what, &bytes)?;
         Ok(HttpResponse {
             body,
             status,
@@ -111,63 +177,94 @@ impl HttpClient {
             headers,
         })
     }
-}
 
-/// Timeouts and connection failures are worth retrying; the URL (which may carry a token) is
-/// left out of the message.
-fn transport_error(what: &str, e: reqwest::Error) -> IntegrationError {
-    let kind = if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "could not connect"
-    } else {
-        "failed"
-    };
-    IntegrationError::retryable(format!("{what} {kind}")).with_source(e.without_url())
-}
-
-/// 429 and an exhausted budget's 403 are rate limits; 5xx (and 408) are retryable; any other
-/// 4xx is fatal, with the platform's message kept.
-pub(crate) fn classify_status(
-    what: &str,
-    status: StatusCode,
-    headers: &HeaderMap,
-    body: &[u8],
-    caps: WaitCaps,
-) -> IntegrationError {
-    let now = Utc::now();
-    let message = platform_message(body);
-    let wait = announced_wait(headers, now, caps);
-    let rate_limited = status == StatusCode::TOO_MANY_REQUESTS
-        || (status == StatusCode::FORBIDDEN
-            && (RateLimitInfo::from_headers(headers).exhausted() || wait.is_some()));
-    if rate_limited {
-        let wait = wait.unwrap_or(caps.default_wait);
-        let until = now + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::MAX);
-        return IntegrationError::rate_limited(until, format!("{what}: {status}: {message}"));
-    }
-    let text = format!("{what}: {status}: {message}");
-    if status.is_server_error() || status == StatusCode::REQUEST_TIMEOUT {
-        IntegrationError::retryable(text)
-    } else {
-        IntegrationError::fatal(text)
-    }
-}
-
-/// The platform's own message: a JSON body's `message` / `error`, else the start of the body.
-fn platform_message(body: &[u8]) -> String {
-    if let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) {
-        for key in ["message", "error", "error_description"] {
-            if let Some(text) = value.get(key).and_then(|v| v.as_str()) {
-                return text.to_owned();
-            }
+    /// One request and its whole body.
+    async fn exchange(
+        &self,
+        url: &Url,
+        query: &[(&str, String)],
+        token: Option<&Secret>,
+        what: &str,
+    ) -> Result<(StatusCode, HeaderMap, Vec<u8>), IntegrationError> {
+        let mut request = self.inner.request(Method::GET, url.clone()).query(query);
+        if let Some(token) = token {
+            request = match &self.config.auth {
+                Auth::Bearer => request.bearer_auth(token.expose()),
+                Auth::Header(name) => request.header(name.as_str(), token.expose()),
+                Auth::Query(name) => request.query(&[(name.as_str(), token.expose())]),
+            };
         }
+        let response = request.send().await.map_err(|e| transport_error(what, e))?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| transport_error(what, e))?;
+        Ok((status, headers, bytes.into()))
     }
-    let text = String::from_utf8_lossy(body);
-    let text = text.trim();
-    if text.is_empty() {
-        "(empty body)".to_owned()
-    } else {
-        text.chars().take(300).collect()
+}
+
+/// Decodes a JSON body; an error names the path of the field that did not fit.
+pub fn decode<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T, IntegrationError> {
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let at = if path == "." {
+            String::new()
+        } else {
+            format!(" at `{path}`")
+        };
+        IntegrationError::fatal(format!("{what}: malformed body{at}: {inner}")).with_source(inner)
+    })
+}
+
+impl fmt::Debug for HttpClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpClient")
+            .field("config", &self.config)
+            .field("pacers", &self.pacers)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Most clients an [`HttpClients`] keeps; past that the oldest is dropped.
+const MAX_CLIENTS: usize = 256;
+
+/// The clients of one integration, one per configuration (a self-hosted base URL is its own
+/// configuration). An integration keeps one in its struct, so requests of every stream of a
+/// process share connections and per-credential pacing.
+#[derive(Default)]
+pub struct HttpClients {
+    clients: Mutex<Vec<(HttpConfig, HttpClient)>>,
+}
+
+impl HttpClients {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The client for `config`, built on first use.
+    pub fn get(&self, config: HttpConfig) -> Result<HttpClient, IntegrationError> {
+        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, client)) = clients.iter().find(|(c, _)| *c == config) {
+            return Ok(client.clone());
+        }
+        let client = HttpClient::new(config.clone())?;
+        if clients.len() >= MAX_CLIENTS {
+            clients.remove(0);
+        }
+        clients.push((config, client.clone()));
+        Ok(client)
+    }
+}
+
+impl fmt::Debug for HttpClients {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let count = self.clients.lock().unwrap_or_else(|p| p.into_inner()).len();
+        f.debug_struct("HttpClients")
+            .field("clients", &count)
+            .finish()
     }
 }

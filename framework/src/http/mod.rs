@@ -1,9 +1,42 @@
-//! The HTTP toolkit every integration uses: one client per integration with its base URL,
-//! timeouts and user agent; responses classified into [`IntegrationError`] kinds; the waits
-//! platforms announce read from their headers. Tokens never appear in errors.
+//! The HTTP toolkit every integration uses, so that no integration handles rate limits by hand.
+//!
+//! * [`HttpConfig`]: base URL, timeouts, user agent, how the credential is sent ([`Auth`]), extra
+//!   headers, [`WaitCaps`] and [`Pacing`] — all per integration (self-hosted instances included).
+//! * [`HttpClient::get_json`] / [`HttpClient::get_json_url`]: one paced, classified GET whose
+//!   body is decoded with the path of any field that does not fit. Keep clients in an
+//!   [`HttpClients`] held by the integration: pacing is per credential and lives in the client.
+//! * [`classify_response`]: 429, GitHub's 403s (primary and secondary limits) → `RateLimited`;
+//!   5xx, 408 and transport failures → `Retryable`; other 4xx → `Fatal` with the platform's
+//!   message. Errors carry the method and path only, never a query string or a credential.
+//! * [`announced_wait`], [`RateLimitInfo`]: every form of announced wait and budget
+//!   (`Retry-After`, reset epochs and deltas, float counts, JSON `retry_after` / `backoff`).
+//! * [`Pacer`]: per-credential pacing with `governor`, fed by the reported budget; waits up to
+//!   `max_inline_wait` are slept, longer ones come back as `RateLimited` (a deferral of the run).
+//! * [`PageNumber`], [`Cursor`], [`LinkPages`], [`IdBoundary`]: page tokens with loop detection.
+//!
+//! A typical `process_stream`:
+//!
+//! ```text
+//! let client = self.clients.get(HttpConfig::new(&settings.base_url).auth(Auth::Header("api-key".into())))?;
+//! let pages = PageNumber::of(stream)?;
+//! let query = [("page", pages.page().to_string()), ("per_page", "100".to_owned())];
+//! let items: Vec<Item> = client.get_json("/items", &query, token.as_ref()).await?.body;
+//! let next = pages.next(items.len() == 100, items.iter().map(|i| i.id))?;
+//! Ok(StreamOutcome::new().activities(items.into_iter().map(to_activity)).next_page_opt(next))
+//! ```
 
+mod classify;
 mod client;
+mod config;
+mod pacing;
+mod pagination;
 mod waits;
 
-pub use client::{HttpClient, HttpConfig, HttpResponse};
-pub use waits::{RateLimitInfo, WaitCaps, announced_wait};
+pub use classify::{classify_response, platform_message, transport_error};
+pub use client::{HttpClient, HttpClients, HttpResponse, decode};
+pub use config::{Auth, HttpConfig, Pacing, RequestRate};
+pub use pacing::{Pacer, PacerStatus, Pacers, per_second};
+pub use pagination::{
+    Cursor, Direction, IdBoundary, LinkPages, PageNumber, fingerprint, next_link,
+};
+pub use waits::{RateLimitInfo, WaitCaps, announced_wait, body_wait, retry_after};

@@ -1,7 +1,10 @@
 //! Drives runs through the real processor and PostgreSQL, and reads back what they produced.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
+
+use chrono::Utc;
 
 use serde_json::Value;
 use sqlx::PgPool;
@@ -9,9 +12,11 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::admin::{self, AdminError, ConnectRequest};
+use crate::error::ErrorRecord;
 use crate::processor::{IntegrationProcessor, ProcessorConfig, RunOutcome};
 use crate::registry::Registry;
 use crate::secret::Credentials;
+use crate::service::IntegrationService;
 use crate::store::integrations::{self, Integration};
 use crate::store::records::{self, StoredActivity, StoredMember};
 use crate::store::runs::{self, Run};
@@ -40,6 +45,15 @@ impl Harness {
                 max_deferral: Duration::from_secs(24 * 3600),
             },
         }
+    }
+
+    /// A harness whose registry holds just `service`.
+    pub fn with_service(pool: PgPool, service: impl IntegrationService) -> Self {
+        let mut registry = Registry::new();
+        registry
+            .register(service)
+            .unwrap_or_else(|e| panic!("registering the service: {e}"));
+        Self::new(pool, registry)
     }
 
     /// A processor of its own, named `worker_id`.
@@ -98,6 +112,97 @@ impl Harness {
         panic!("run {run_id} did not end after 1000 deferrals: {outcomes:?}");
     }
 
+    /// Connects an integration and runs its onboarding to the end ([`Harness::run_to_end`]);
+    /// panics if the connection is refused.
+    pub async fn onboard(&self, platform: &str, settings: Value, credentials: Value) -> RunReport {
+        let (integration, run) = self
+            .connect(platform, settings, credentials)
+            .await
+            .unwrap_or_else(|e| panic!("connecting {platform}: {e}"));
+        let (outcomes, _) = self.run_to_end(run.id).await;
+        self.report(integration.id, run.id, outcomes).await
+    }
+
+    /// Starts a check run and runs it to the end ([`Harness::run_to_end`]).
+    pub async fn check_to_end(&self, integration_id: Uuid) -> RunReport {
+        let run = self
+            .check(integration_id)
+            .await
+            .unwrap_or_else(|e| panic!("starting a check of {integration_id}: {e}"));
+        let (outcomes, _) = self.run_to_end(run.id).await;
+        self.report(integration_id, run.id, outcomes).await
+    }
+
+    /// Processes the run until it ends, waiting out each deferral until the time it names (a
+    /// platform's reset), for at most `deadline` in all.
+    pub async fn run_honouring_deferrals(
+        &self,
+        run_id: Uuid,
+        deadline: Duration,
+    ) -> (Vec<RunOutcome>, Run) {
+        let give_up = tokio::time::Instant::now() + deadline;
+        let mut outcomes = Vec::new();
+        loop {
+            let outcome = self.process(run_id).await;
+            let wait = match &outcome {
+                RunOutcome::Delayed { until, .. } => {
+                    Some((*until - Utc::now()).to_std().unwrap_or_default())
+                }
+                RunOutcome::NotClaimable {
+                    delayed_until: Some(until),
+                    ..
+                } => Some((*until - Utc::now()).to_std().unwrap_or_default()),
+                RunOutcome::Released => Some(Duration::ZERO),
+                _ => None,
+            };
+            outcomes.push(outcome);
+            let Some(wait) = wait else {
+                return (outcomes, self.run(run_id).await);
+            };
+            let wake = tokio::time::Instant::now() + wait;
+            assert!(
+                wake <= give_up,
+                "run {run_id} still deferred after {deadline:?}: {outcomes:?}"
+            );
+            tokio::time::sleep_until(wake).await;
+        }
+    }
+
+    /// What a run left behind: the run, its streams, and the integration's members and
+    /// activities.
+    pub async fn report(
+        &self,
+        integration_id: Uuid,
+        run_id: Uuid,
+        outcomes: Vec<RunOutcome>,
+    ) -> RunReport {
+        let integration = self.integration(integration_id).await;
+        RunReport {
+            run: self.run(run_id).await,
+            streams: self.streams(run_id).await,
+            members: self.members(&integration.platform).await,
+            activities: self.activities(integration_id).await,
+            integration,
+            outcomes,
+        }
+    }
+
+    /// Every run of an integration, oldest first.
+    pub async fn runs(&self, integration_id: Uuid) -> Vec<Run> {
+        let ids: Vec<Uuid> = sqlx::query_scalar(
+            "SELECT id FROM integration_runs WHERE integration_id = $1 ORDER BY created_at, id",
+        )
+        .bind(integration_id)
+        .fetch_all(&self.pool)
+        .await
+        .unwrap_or_else(|e| panic!("runs of {integration_id}: {e}"));
+        let mut runs = Vec::with_capacity(ids.len());
+        for id in ids {
+            runs.push(self.run(id).await);
+        }
+        runs
+    }
+
     /// Moves a delayed run's time to now.
     pub async fn make_due(&self, run_id: Uuid) {
         sqlx::query(
@@ -149,5 +254,45 @@ impl Harness {
         records::list_members(&self.pool, admin::DEFAULT_TENANT, platform)
             .await
             .unwrap_or_else(|e| panic!("members of {platform}: {e}"))
+    }
+}
+
+/// What a run left behind, for assertions.
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    pub integration: Integration,
+    pub run: Run,
+    /// Each `process_run` on the way, in order.
+    pub outcomes: Vec<RunOutcome>,
+    pub streams: Vec<StreamRow>,
+    /// Every member of the integration's platform (default tenant).
+    pub members: Vec<StoredMember>,
+    /// Every activity of the integration (from all its runs).
+    pub activities: Vec<StoredActivity>,
+}
+
+impl RunReport {
+    pub fn activity_ids(&self) -> BTreeSet<String> {
+        self.activities
+            .iter()
+            .map(|a| a.source_id.clone())
+            .collect()
+    }
+
+    pub fn member_ids(&self) -> BTreeSet<String> {
+        self.members.iter().map(|m| m.source_id.clone()).collect()
+    }
+
+    /// The errors of the run's streams: `(identifier, error)`.
+    pub fn stream_errors(&self) -> Vec<(String, ErrorRecord)> {
+        self.streams
+            .iter()
+            .filter_map(|s| s.error_record().map(|e| (s.identifier.clone(), e)))
+            .collect()
+    }
+
+    /// How many times streams failed and were retried, in all.
+    pub fn retries(&self) -> i64 {
+        self.streams.iter().map(|s| i64::from(s.retries)).sum()
     }
 }

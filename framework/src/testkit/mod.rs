@@ -1,10 +1,13 @@
 //! Helpers for tests of integrations and of the framework itself (feature `testkit`):
-//! a scripted integration, and a harness that drives runs through the real processor.
+//! a scripted integration, a fake platform server, and a harness that drives runs through the
+//! real processor and reports what they left behind.
 
+mod fake_server;
 mod harness;
 mod scripted;
 
-pub use harness::Harness;
+pub use fake_server::{Delayed, FakeServer, Fault, Reply, Request};
+pub use harness::{Harness, RunReport};
 pub use scripted::{CallLog, ScriptedService, StreamCall};
 
 use std::future::Future;

@@ -14,11 +14,13 @@ mod api;
 pub mod server;
 mod settings;
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use tributary::http::{HttpClient, HttpConfig};
+use tributary::http::{HttpClient, HttpClients, HttpConfig};
 use tributary::{
     Activity, CheckSchedule, Credentials, IntegrationError, IntegrationService, Member, NewStream,
     RunContext, ServiceConfig, SettingsError, Stream, StreamOutcome,
@@ -28,8 +30,22 @@ pub use settings::ExampleForumSettings;
 
 pub const PLATFORM: &str = "example-forum";
 
-#[derive(Debug, Default, Clone)]
-pub struct ExampleForumIntegration;
+/// The Example Forum integration. It keeps its HTTP clients (and so each token's pacing) for the
+/// life of the process.
+#[derive(Debug)]
+pub struct ExampleForumIntegration {
+    clients: HttpClients,
+    max_inline_wait: Duration,
+}
+
+impl Default for ExampleForumIntegration {
+    fn default() -> Self {
+        Self {
+            clients: HttpClients::new(),
+            max_inline_wait: Duration::from_secs(5),
+        }
+    }
+}
 
 /// What a stream stands for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -63,8 +79,19 @@ impl Target {
 }
 
 impl ExampleForumIntegration {
-    fn client(settings: &ExampleForumSettings) -> Result<HttpClient, IntegrationError> {
-        HttpClient::new(HttpConfig::new(settings.base_url.clone()))
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Rate-limit waits up to this long are slept inline; longer ones defer the run (5 s).
+    pub fn max_inline_wait(mut self, wait: Duration) -> Self {
+        self.max_inline_wait = wait;
+        self
+    }
+
+    fn client(&self, settings: &ExampleForumSettings) -> Result<HttpClient, IntegrationError> {
+        self.clients
+            .get(HttpConfig::new(settings.base_url.clone()).max_inline_wait(self.max_inline_wait))
     }
 }
 
@@ -114,7 +141,7 @@ impl IntegrationService for ExampleForumIntegration {
             .credentials()
             .secret("token")
             .ok_or_else(|| IntegrationError::fatal("the integration has no `token` credential"))?;
-        let client = Self::client(&settings)?;
+        let client = self.client(&settings)?;
         let page: u32 = stream.page_as()?.unwrap_or(1);
         let since = if ctx.is_onboarding() {
             None

@@ -2,6 +2,7 @@
 //! a scripted integration, and a harness that drives runs through the real processor.
 
 mod harness;
+pub mod moto;
 mod scripted;
 
 pub use harness::Harness;

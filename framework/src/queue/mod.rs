@@ -35,6 +35,7 @@ use crate::messages::Message;
 use crate::store::{self, StoreError};
 
 pub use pg::{PgQueue, PgQueueConfig};
+#[cfg(feature = "testkit")]
 pub(crate) use sqs::https_client as sqs_https_client;
 pub use sqs::{SqsQueue, SqsQueueSettings};
 

@@ -22,6 +22,10 @@ pub fn tick_emitted(slot: TickSlot, generator_id: &str, skipped: i64) {
     }
 }
 
+pub fn slot_taken(slot: TickSlot) {
+    tracing::debug!(%slot, "slot already emitted (by another generator, or before a restart)");
+}
+
 pub fn emission_failed(slot: TickSlot, error: &TickError, retry_in: Duration) {
     let mut text = error.to_string();
     let mut source = std::error::Error::source(error);

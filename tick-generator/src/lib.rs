@@ -93,6 +93,7 @@ impl TickGenerator {
         let mut tx = self.pool.begin().await?;
         if !ticks::claim_slot(&mut tx, slot.start(), &self.id).await? {
             tx.rollback().await?;
+            events::slot_taken(slot);
             return Ok(None);
         }
         let previous: Option<DateTime<Utc>> =

@@ -230,6 +230,7 @@ async fn the_rescuer_re_sends_runs_that_need_a_message_once_per_interval(pool: P
         s.queue.clone(),
         RunRescuerConfig {
             resend_after: Duration::from_secs(3600),
+            pending_resend_after: Duration::from_secs(3600),
             ..RunRescuerConfig::default()
         },
     );
@@ -260,10 +261,13 @@ async fn the_rescuer_re_sends_runs_that_need_a_message_once_per_interval(pool: P
             .unwrap();
     }
     // every run was created long ago; `fresh` just got its message
-    sqlx::query("UPDATE integration_runs SET created_at = now() - interval '2 hours'")
-        .execute(&pool)
-        .await
-        .unwrap();
+    sqlx::query(
+        "UPDATE integration_runs SET created_at = now() - interval '2 hours',
+             updated_at = now() - interval '2 hours'",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
     sqlx::query("UPDATE integration_runs SET enqueued_at = now() WHERE id = $1")
         .bind(fresh.id)
         .execute(&pool)
@@ -297,4 +301,35 @@ async fn the_rescuer_re_sends_runs_that_need_a_message_once_per_interval(pool: P
     assert!(outcome.is_ok());
     assert_eq!(s.h.run(expired.id).await.attempt, 2);
     let _ = waiting;
+}
+
+#[sqlx::test(migrator = "tributary::MIGRATOR")]
+async fn re_sends_back_off_while_a_run_keeps_needing_a_message(pool: PgPool) {
+    let s = setup(pool.clone(), 100);
+    let rescuer = RunRescuer::new(pool.clone(), s.queue.clone(), RunRescuerConfig::default());
+    let (_, run) = s.h.connect("always", json!({}), json!({})).await.unwrap();
+    // its lease expired 1000 s ago
+    let set = |enqueued_ago: i64| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query(
+                "UPDATE integration_runs SET state = 'processing', attempt = 1, lease_owner = 'x',
+                     lease_expires_at = now() - interval '1000 seconds',
+                     enqueued_at = now() - make_interval(secs => $2)
+                 WHERE id = $1",
+            )
+            .bind(run.id)
+            .bind(enqueued_ago as f64)
+            .execute(&pool)
+            .await
+            .unwrap();
+        }
+    };
+    // last message 90 s ago: more than the first wait (60 s), less than half of 1000 s
+    set(90).await;
+    assert_eq!(rescuer.run_once().await.unwrap().total(), 0);
+    // last message 600 s ago: due again
+    set(600).await;
+    assert_eq!(rescuer.run_once().await.unwrap().expired_leases, 1);
+    assert_eq!(drain_run_messages(s.queue.as_ref()).await, [run.id]);
 }

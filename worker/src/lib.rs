@@ -375,20 +375,26 @@ struct Job {
 
 impl Job {
     async fn run(self, message: ReceivedMessage, shutdown: &CancellationToken) {
-        self.stats.in_flight.fetch_add(1, Ordering::Relaxed);
-        let keeper_stop = CancellationToken::new();
-        let keeper = tokio::spawn(
-            keep_invisible(
-                self.queue.clone(),
-                message.clone(),
-                self.visibility,
-                keeper_stop.clone(),
-            )
-            .in_current_span(),
+        if shutdown.is_cancelled() {
+            // received just before the shutdown: hand it straight back for another worker
+            let _ = self
+                .queue
+                .extend_visibility(&message.receipt, Duration::ZERO)
+                .await;
+            return;
+        }
+        let _in_flight = InFlight::count(&self.stats);
+        // the keeper runs in this task, beside the handler: if the handler panics, the keeper
+        // goes with it and the message comes back after its visibility timeout
+        let done = CancellationToken::new();
+        let (disposition, ()) = tokio::join!(
+            async {
+                let disposition = self.handler.handle(&message, shutdown).await;
+                done.cancel();
+                disposition
+            },
+            keep_invisible(self.queue.as_ref(), &message, self.visibility, &done),
         );
-        let disposition = self.handler.handle(&message, shutdown).await;
-        keeper_stop.cancel();
-        let _ = keeper.await;
         match disposition {
             Disposition::Done => {
                 self.stats.handled.fetch_add(1, Ordering::Relaxed);
@@ -413,16 +419,31 @@ impl Job {
                     .await;
             }
         }
-        self.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Counts a message in flight for as long as it lives (a panic included).
+struct InFlight<'a>(&'a Stats);
+
+impl<'a> InFlight<'a> {
+    fn count(stats: &'a Stats) -> Self {
+        stats.in_flight.fetch_add(1, Ordering::Relaxed);
+        Self(stats)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
 /// Extends the message's visibility every third of its timeout until `stop`.
 async fn keep_invisible(
-    queue: Arc<dyn Queue>,
-    message: ReceivedMessage,
+    queue: &dyn Queue,
+    message: &ReceivedMessage,
     visibility: Duration,
-    stop: CancellationToken,
+    stop: &CancellationToken,
 ) {
     let every = (visibility / 3).max(Duration::from_millis(200));
     loop {
@@ -431,7 +452,7 @@ async fn keep_invisible(
             () = tokio::time::sleep(every) => {}
         }
         if let Err(e) = queue.extend_visibility(&message.receipt, visibility).await {
-            events::visibility_lost(&message, &e);
+            events::visibility_lost(message, &e);
             if matches!(e, QueueError::ReceiptInvalid) {
                 return;
             }

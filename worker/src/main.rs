@@ -66,9 +66,17 @@ struct Args {
     /// How often the run rescuer looks for runs that need a message, seconds.
     #[arg(long, env = "TRIBUTARY_RESCUE_INTERVAL_SECS", default_value_t = 60.0)]
     rescue_interval_secs: f64,
-    /// A run gets a message from the rescuer at most once per this, seconds.
+    /// A run whose lease expired or whose delay ended gets a message again once none was sent
+    /// for this long (then with backoff), seconds.
     #[arg(long, env = "TRIBUTARY_RESEND_AFTER_SECS", default_value_t = 60.0)]
     resend_after_secs: f64,
+    /// A pending run (its message presumably lost) gets one again after this, seconds.
+    #[arg(
+        long,
+        env = "TRIBUTARY_PENDING_RESEND_AFTER_SECS",
+        default_value_t = 300.0
+    )]
+    pending_resend_after_secs: f64,
     /// A tick older than this makes no check runs, seconds.
     #[arg(long, env = "TRIBUTARY_MAX_TICK_AGE_SECS", default_value_t = 300.0)]
     max_tick_age_secs: f64,
@@ -122,6 +130,10 @@ impl Args {
         config.rescuer = RunRescuerConfig {
             interval: secs("rescue-interval-secs", self.rescue_interval_secs)?,
             resend_after: secs("resend-after-secs", self.resend_after_secs)?,
+            pending_resend_after: secs(
+                "pending-resend-after-secs",
+                self.pending_resend_after_secs,
+            )?,
             ..RunRescuerConfig::default()
         };
         config.scheduler = TickSchedulerConfig {

@@ -77,6 +77,7 @@ fn worker_config(concurrency: usize) -> WorkerConfig {
     config.health = HealthEndpoint::Off;
     config.rescuer = RunRescuerConfig {
         resend_after: Duration::from_secs(3600),
+        pending_resend_after: Duration::from_secs(3600),
         interval: Duration::from_secs(3600),
         ..RunRescuerConfig::default()
     };

@@ -13,9 +13,13 @@ use crate::store::schedule::{self, Resend};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunRescuerConfig {
-    /// A run gets at most one message from the rescuer per this interval (and none while a
-    /// message sent for it is due within it).
+    /// A run whose lease expired, or whose delay ended, gets a message once none was sent (or
+    /// due) for it for this long; later ones with backoff (see
+    /// [`schedule::take_runs_to_resend`]).
     pub resend_after: Duration,
+    /// The same for a pending run: its message is usually just waiting in the queue, so this is
+    /// longer.
+    pub pending_resend_after: Duration,
     /// How often [`RunRescuer::run`] looks.
     pub interval: Duration,
     /// Runs per query.
@@ -26,6 +30,7 @@ impl Default for RunRescuerConfig {
     fn default() -> Self {
         Self {
             resend_after: Duration::from_secs(60),
+            pending_resend_after: Duration::from_secs(300),
             interval: Duration::from_secs(60),
             batch_size: 1_000,
         }
@@ -68,10 +73,14 @@ impl RunRescuer {
         let mut rescued = Rescued::default();
         for why in Resend::ALL {
             loop {
+                let first_wait = match why {
+                    Resend::StalePending => self.config.pending_resend_after,
+                    Resend::ExpiredLease | Resend::DueDelayed => self.config.resend_after,
+                };
                 let runs = schedule::take_runs_to_resend(
                     &self.pool,
                     why,
-                    self.config.resend_after,
+                    first_wait,
                     self.config.batch_size,
                 )
                 .await?;

@@ -88,36 +88,59 @@ impl Resend {
     }
 }
 
-/// Takes up to `limit` runs that need a message for `why`, and for which none was sent during the
-/// last `resend_after`; notes that one is being sent now. Concurrent rescuers take different runs.
+/// Takes up to `limit` runs that need a message for `why` and notes that one is being sent now.
+/// Concurrent rescuers take different runs.
+///
+/// A run is re-sent once no message was sent for it for `first_wait`, then with backoff: the
+/// wait since the last message must also be half the time the run has needed one (since its
+/// lease expired, its delay ended, or it became pending). A backlog in the queue (the message
+/// is there, just not consumed yet) thus costs a run at most about log2(backlog / first_wait)
+/// duplicate messages, each a no-op for the worker that gets it.
 pub async fn take_runs_to_resend(
     pool: &PgPool,
     why: Resend,
-    resend_after: Duration,
+    first_wait: Duration,
     limit: i64,
 ) -> Result<Vec<Uuid>, StoreError> {
     macro_rules! resend {
-        ($condition:literal) => {
+        ($condition:literal, $since:literal) => {
             concat!(
                 "UPDATE integration_runs SET enqueued_at = now()
                  WHERE id IN (
                      SELECT id FROM integration_runs
-                     WHERE ", $condition, "
-                       AND coalesce(enqueued_at, created_at) <= now() - make_interval(secs => $1)
+                     WHERE ",
+                $condition,
+                "
+                       AND coalesce(enqueued_at, '-infinity') <= now() - greatest(
+                           make_interval(secs => $1), (now() - ",
+                $since,
+                ") / 2)
                      LIMIT $2
                      FOR UPDATE SKIP LOCKED)
-                   AND ", $condition, "
+                   AND ",
+                $condition,
+                "
                  RETURNING id"
             )
         };
     }
     let sql = match why {
-        Resend::ExpiredLease => resend!("state = 'processing' AND lease_expires_at < now()"),
-        Resend::DueDelayed => resend!("state = 'delayed' AND delayed_until <= now()"),
-        Resend::StalePending => resend!("state = 'pending'"),
+        Resend::ExpiredLease => resend!(
+            "state = 'processing' AND lease_expires_at < now()",
+            "lease_expires_at"
+        ),
+        Resend::DueDelayed => resend!(
+            "state = 'delayed' AND delayed_until <= now()",
+            "delayed_until"
+        ),
+        // pending since `updated_at` (created, or resumed by continue-run)
+        Resend::StalePending => resend!(
+            "state = 'pending' AND updated_at <= now() - make_interval(secs => $1)",
+            "updated_at"
+        ),
     };
     Ok(sqlx::query_scalar(sql)
-        .bind(resend_after.as_secs_f64())
+        .bind(first_wait.as_secs_f64())
         .bind(limit)
         .fetch_all(pool)
         .await?)

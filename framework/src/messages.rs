@@ -99,7 +99,7 @@ impl Message {
             Some(Value::Number(n)) if n.as_u64() == Some(MESSAGE_VERSION) => {}
             Some(other) => {
                 return Err(MessageError::UnsupportedVersion {
-                    found: other.to_string(),
+                    found: clip(&other.to_string()),
                 });
             }
         }
@@ -108,18 +108,18 @@ impl Message {
             Some(Value::String(kind)) => kind.clone(),
             Some(other) => {
                 return Err(MessageError::UnknownType {
-                    found: other.to_string(),
+                    found: clip(&other.to_string()),
                 });
             }
         };
         if !MESSAGE_TYPES.contains(&kind.as_str()) {
             return Err(MessageError::UnknownType {
-                found: format!("\"{kind}\""),
+                found: clip(&format!("\"{kind}\"")),
             });
         }
         serde_json::from_value(value).map_err(|e| MessageError::InvalidFields {
             kind,
-            detail: e.to_string(),
+            detail: clip(&e.to_string()),
         })
     }
 }
@@ -139,6 +139,17 @@ impl fmt::Display for Message {
             Self::Tick { slot } => write!(f, "tick {slot}"),
         }
     }
+}
+
+/// Text taken from a message, shortened for a log line and a dead-letter reason.
+fn clip(text: &str) -> String {
+    const MAX: usize = 120;
+    if text.chars().count() <= MAX {
+        return text.to_owned();
+    }
+    let mut clipped: String = text.chars().take(MAX).collect();
+    clipped.push('…');
+    clipped
 }
 
 fn json_kind(value: &Value) -> &'static str {

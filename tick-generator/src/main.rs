@@ -64,6 +64,7 @@ async fn main() -> anyhow::Result<()> {
                 .unwrap_or_else(|_| "info,sqlx=warn".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let config = Args::parse().config()?;
     let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;

@@ -476,3 +476,55 @@ async fn a_tick_message_makes_check_runs_that_the_worker_processes(pool: PgPool)
     assert_eq!(w.run_of(integration.id).await.len(), 2);
     w.stop().await;
 }
+
+#[sqlx::test(migrator = "tributary::MIGRATOR")]
+async fn a_message_stays_invisible_while_its_run_works_and_is_deleted_only_after_the_commit(
+    pool: PgPool,
+) {
+    let started = Arc::new(tokio::sync::Notify::new());
+    let gate = Arc::new(tokio::sync::Notify::new());
+    let (s, g) = (started.clone(), gate.clone());
+    let service = ScriptedService::new(PLATFORM, roots(&["only"]), move |_| {
+        let (s, g) = (s.clone(), g.clone());
+        async move {
+            s.notify_one();
+            g.notified().await;
+            Ok(StreamOutcome::new().activity(activity("only")))
+        }
+    })
+    .config(fast_config());
+    let mut registry = Registry::new();
+    registry.register(service).unwrap();
+    let mut config = worker_config(2);
+    // a short visibility: without its extensions the message would come back many times
+    config.visibility_timeout = Duration::from_secs(1);
+    let w = start_with(pool.clone(), registry, config);
+    let (integration, run) = w.h.connect(PLATFORM, json!({}), json!({})).await.unwrap();
+    w.send(&Message::continue_run(run.id)).await;
+    tokio::time::timeout(Duration::from_secs(20), started.notified())
+        .await
+        .unwrap();
+
+    // three visibility timeouts later the message is still there, received once, hidden
+    let until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < until {
+        let (count, hidden): (i32, bool) = sqlx::query_as(
+            "SELECT receive_count, visible_at > now() FROM queue_messages",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        assert_eq!((count, hidden), (1, true));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(w.h.run(run.id).await.state, RunState::Processing);
+
+    gate.notify_one();
+    w.wait_for_state(run.id, RunState::Processed).await;
+    eventually(Duration::from_secs(10), "the message to be deleted", || async {
+        (w.queued().await == 0).then_some(())
+    })
+    .await;
+    assert_eq!(w.h.activities(integration.id).await.len(), 1);
+    w.stop().await;
+}

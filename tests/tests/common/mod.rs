@@ -44,17 +44,21 @@ static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
 pub fn binary(name: &str) -> PathBuf {
     let built = BUILT.get_or_init(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-        let status = std::process::Command::new(cargo)
-            .current_dir(workspace())
-            .args([
-                "build",
-                "--quiet",
-                "-p",
-                "tributary-worker",
-                "-p",
-                "tributary-tick-generator",
-                "--bins",
-            ])
+        let mut command = std::process::Command::new(cargo);
+        command.current_dir(workspace()).args([
+            "build",
+            "--quiet",
+            "-p",
+            "tributary-worker",
+            "-p",
+            "tributary-tick-generator",
+            "--bins",
+        ]);
+        // the binaries of the same profile as this test, next to it
+        if bin_dir().ends_with("release") {
+            command.arg("--release");
+        }
+        let status = command
             .status()
             .map_err(|e| format!("cannot run cargo: {e}"))?;
         if status.success() {

@@ -64,9 +64,14 @@ impl From<StoreError> for Failure {
 }
 
 impl From<ProcessorError> for Failure {
+    /// A run that does not exist is bad input; anything else the processor reports is trouble
+    /// of the infrastructure (the run stays leased until its lease expires and is rescued).
     fn from(e: ProcessorError) -> Self {
         match e {
-            ProcessorError::Store(e) => e.into(),
+            ProcessorError::Store(StoreError::NotFound { what, id }) => {
+                Self::Refused(format!("{what} {id} does not exist"))
+            }
+            other => Self::Retry(error_chain(&other)),
         }
     }
 }

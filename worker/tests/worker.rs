@@ -508,12 +508,11 @@ async fn a_message_stays_invisible_while_its_run_works_and_is_deleted_only_after
     // three visibility timeouts later the message is still there, received once, hidden
     let until = Instant::now() + Duration::from_secs(3);
     while Instant::now() < until {
-        let (count, hidden): (i32, bool) = sqlx::query_as(
-            "SELECT receive_count, visible_at > now() FROM queue_messages",
-        )
-        .fetch_one(&pool)
-        .await
-        .unwrap();
+        let (count, hidden): (i32, bool) =
+            sqlx::query_as("SELECT receive_count, visible_at > now() FROM queue_messages")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
         assert_eq!((count, hidden), (1, true));
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -521,9 +520,11 @@ async fn a_message_stays_invisible_while_its_run_works_and_is_deleted_only_after
 
     gate.notify_one();
     w.wait_for_state(run.id, RunState::Processed).await;
-    eventually(Duration::from_secs(10), "the message to be deleted", || async {
-        (w.queued().await == 0).then_some(())
-    })
+    eventually(
+        Duration::from_secs(10),
+        "the message to be deleted",
+        || async { (w.queued().await == 0).then_some(()) },
+    )
     .await;
     assert_eq!(w.h.activities(integration.id).await.len(), 1);
     w.stop().await;

@@ -1,1 +1,175 @@
+//! The Tributary tick generator: one `tick` message per UTC minute slot.
+//!
+//! A slot is claimed by inserting its row in `tick_slots` inside a transaction that stays open
+//! while the tick is sent and commits after: two generators claiming the same slot serialize on
+//! that row, and only the one whose insert commits emits it. A restart finds the slot's row and
+//! emits nothing. If sending fails, the transaction rolls back and the slot is tried again (by
+//! this or another generator). Should the commit fail after a successful send, a tick may go out
+//! twice: processing a tick is idempotent (check runs are keyed by the slot), so that costs
+//! nothing but a look.
+//!
+//! Only the current slot is ever emitted: after downtime the missed slots are skipped (and
+//! counted in the log), never replayed in a storm.
 
+pub mod bench;
+mod events;
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+use tributary::db::{self, DbError};
+use tributary::messages::{Message, TickSlot};
+use tributary::queue::{OutgoingMessage, Queue, QueueConfig, QueueError};
+use tributary::store::{StoreError, ticks};
+
+#[derive(Debug, Clone)]
+pub struct TickGeneratorConfig {
+    pub database_url: String,
+    pub queue: QueueConfig,
+    /// Names this generator in `tick_slots.emitted_by`.
+    pub generator_id: String,
+    /// After a failed emission, the next try comes this much later (within the same slot).
+    pub retry_after: Duration,
+    /// Emitted slots are remembered this long.
+    pub keep_slots: Duration,
+}
+
+impl TickGeneratorConfig {
+    pub fn new(database_url: impl Into<String>) -> Self {
+        Self {
+            database_url: database_url.into(),
+            queue: QueueConfig::default(),
+            generator_id: tributary::processor::default_worker_id(),
+            retry_after: Duration::from_secs(5),
+            keep_slots: Duration::from_secs(7 * 24 * 3600),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TickError {
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("sending the tick failed")]
+    Queue(#[from] QueueError),
+    #[error("database error")]
+    Database(#[from] sqlx::Error),
+}
+
+/// Emits the tick of the current slot unless some generator already has.
+pub struct TickGenerator {
+    pool: PgPool,
+    queue: std::sync::Arc<dyn Queue>,
+    id: String,
+    retry_after: Duration,
+    keep_slots: Duration,
+}
+
+impl TickGenerator {
+    pub fn new(
+        pool: PgPool,
+        queue: std::sync::Arc<dyn Queue>,
+        id: impl Into<String>,
+        retry_after: Duration,
+        keep_slots: Duration,
+    ) -> Self {
+        Self {
+            pool,
+            queue,
+            id: id.into(),
+            retry_after,
+            keep_slots,
+        }
+    }
+
+    /// Emits the tick of the slot `now` falls in, if no generator has: `Some(slot)` when this
+    /// call emitted it.
+    pub async fn run_once(&self, now: DateTime<Utc>) -> Result<Option<TickSlot>, TickError> {
+        let slot = TickSlot::containing(now);
+        let mut tx = self.pool.begin().await?;
+        if !ticks::claim_slot(&mut tx, slot.start(), &self.id).await? {
+            tx.rollback().await?;
+            events::slot_taken(slot);
+            return Ok(None);
+        }
+        let previous: Option<DateTime<Utc>> =
+            sqlx::query_scalar("SELECT max(slot) FROM tick_slots WHERE slot < $1")
+                .bind(slot.start())
+                .fetch_one(&mut *tx)
+                .await?;
+        // the slot's row stays locked (uncommitted) while the tick is sent: a concurrent
+        // generator waits, then finds it taken
+        self.queue
+            .send(OutgoingMessage::from(&Message::Tick { slot }))
+            .await?;
+        tx.commit().await?;
+        let skipped = previous
+            .map(|p| (slot.start() - p).num_minutes().saturating_sub(1).max(0))
+            .unwrap_or(0);
+        events::tick_emitted(slot, &self.id, skipped);
+        Ok(Some(slot))
+    }
+
+    /// Emits each slot's tick as it begins, until `shutdown`.
+    pub async fn run(&self, shutdown: CancellationToken) {
+        let mut last_pruned: Option<TickSlot> = None;
+        loop {
+            let now = Utc::now();
+            let slot = TickSlot::containing(now);
+            let failed = match self.run_once(now).await {
+                Ok(_) => false,
+                Err(e) => {
+                    events::emission_failed(slot, &e, self.retry_after);
+                    true
+                }
+            };
+            if last_pruned.is_none_or(|p| slot.start() - p.start() >= chrono::Duration::hours(1)) {
+                let keep = chrono::Duration::from_std(self.keep_slots).unwrap_or_default();
+                match ticks::prune(&self.pool, slot.start() - keep).await {
+                    Ok(_) => last_pruned = Some(slot),
+                    Err(e) => events::prune_failed(&e),
+                }
+            }
+            // wake just after the next slot begins (or sooner, to retry a failed emission)
+            let next = (slot.next().start() - Utc::now())
+                .to_std()
+                .unwrap_or_default()
+                + Duration::from_millis(20);
+            let nap = if failed {
+                next.min(self.retry_after)
+            } else {
+                next
+            };
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                () = tokio::time::sleep(nap) => {}
+            }
+        }
+        events::stopped(&self.id);
+    }
+}
+
+/// Connects, applies the migrations, opens the queue and emits ticks until `shutdown`.
+pub async fn run(
+    config: TickGeneratorConfig,
+    shutdown: CancellationToken,
+) -> Result<(), TickError> {
+    let pool = db::connect(&config.database_url, 4).await?;
+    db::migrate(&pool).await?;
+    let queue = config.queue.connect(&pool).await?;
+    events::started(&config.generator_id, &queue.describe());
+    TickGenerator::new(
+        pool,
+        queue,
+        config.generator_id,
+        config.retry_after,
+        config.keep_slots,
+    )
+    .run(shutdown)
+    .await;
+    Ok(())
+}

@@ -11,7 +11,9 @@ pub mod integrations;
 pub mod limits;
 pub mod records;
 pub mod runs;
+pub mod schedule;
 pub mod streams;
+pub mod ticks;
 
 use uuid::Uuid;
 

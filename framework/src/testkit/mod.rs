@@ -4,6 +4,7 @@
 
 mod fake_server;
 mod harness;
+pub mod moto;
 mod scripted;
 
 pub use fake_server::{Delayed, FakeServer, Fault, Reply, Request};

@@ -1,0 +1,123 @@
+//! Sends a message again for runs that need one and have none on the way.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+
+use super::{MaintenanceError, events};
+use crate::messages::Message;
+use crate::queue::{OutgoingMessage, Queue};
+use crate::store::schedule::{self, Resend};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunRescuerConfig {
+    /// A run whose lease expired, or whose delay ended, gets a message once none was sent (or
+    /// due) for it for this long; later ones with backoff (see
+    /// [`schedule::take_runs_to_resend`]).
+    pub resend_after: Duration,
+    /// The same for a pending run: its message is usually just waiting in the queue, so this is
+    /// longer.
+    pub pending_resend_after: Duration,
+    /// How often [`RunRescuer::run`] looks.
+    pub interval: Duration,
+    /// Runs per query.
+    pub batch_size: i64,
+}
+
+impl Default for RunRescuerConfig {
+    fn default() -> Self {
+        Self {
+            resend_after: Duration::from_secs(60),
+            pending_resend_after: Duration::from_secs(300),
+            interval: Duration::from_secs(60),
+            batch_size: 1_000,
+        }
+    }
+}
+
+/// What one rescue sent messages for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Rescued {
+    pub expired_leases: usize,
+    pub due_delayed: usize,
+    pub stale_pending: usize,
+}
+
+impl Rescued {
+    pub fn total(&self) -> usize {
+        self.expired_leases + self.due_delayed + self.stale_pending
+    }
+}
+
+/// Re-sends `continue_run` for runs whose worker died (lease expired), delayed runs whose time has
+/// come (a deferral longer than a queue delay, or a lost message), and pending runs nobody took.
+/// The worker that receives the message claims the run and resumes it where it stopped.
+pub struct RunRescuer {
+    pool: PgPool,
+    queue: Arc<dyn Queue>,
+    config: RunRescuerConfig,
+}
+
+impl RunRescuer {
+    pub fn new(pool: PgPool, queue: Arc<dyn Queue>, config: RunRescuerConfig) -> Self {
+        Self {
+            pool,
+            queue,
+            config,
+        }
+    }
+
+    pub async fn run_once(&self) -> Result<Rescued, MaintenanceError> {
+        let mut rescued = Rescued::default();
+        for why in Resend::ALL {
+            loop {
+                let first_wait = match why {
+                    Resend::StalePending => self.config.pending_resend_after,
+                    Resend::ExpiredLease | Resend::DueDelayed => self.config.resend_after,
+                };
+                let runs = schedule::take_runs_to_resend(
+                    &self.pool,
+                    why,
+                    first_wait,
+                    self.config.batch_size,
+                )
+                .await?;
+                if runs.is_empty() {
+                    break;
+                }
+                let n = runs.len();
+                let messages = runs
+                    .iter()
+                    .map(|id| OutgoingMessage::from(&Message::continue_run(*id)))
+                    .collect();
+                self.queue.send_batch(messages).await?;
+                match why {
+                    Resend::ExpiredLease => rescued.expired_leases += n,
+                    Resend::DueDelayed => rescued.due_delayed += n,
+                    Resend::StalePending => rescued.stale_pending += n,
+                }
+                if (n as i64) < self.config.batch_size {
+                    break;
+                }
+            }
+        }
+        events::runs_rescued(&rescued);
+        Ok(rescued)
+    }
+
+    /// Rescues at once, then every `interval`, until `shutdown`. Failures are logged and retried
+    /// at the next interval.
+    pub async fn run(&self, shutdown: CancellationToken) {
+        loop {
+            if let Err(e) = self.run_once().await {
+                events::rescue_failed(&e, self.config.interval);
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(self.config.interval) => {}
+            }
+        }
+    }
+}

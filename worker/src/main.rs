@@ -1,0 +1,188 @@
+//! `tributary-worker`: parses its arguments, sets up tracing, turns SIGTERM/SIGINT into a
+//! shutdown, and runs the worker of the library.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use tokio_util::sync::CancellationToken;
+use tributary::ProcessorConfig;
+use tributary::maintenance::{RunRescuerConfig, TickSchedulerConfig};
+use tributary::processor::default_worker_id;
+use tributary::queue::{QueueBackend, QueueConfig};
+use tributary_worker::{HealthEndpoint, WorkerConfig};
+
+/// Takes messages from the queue and processes the runs they ask for.
+#[derive(Debug, Parser)]
+#[command(name = "tributary-worker", version)]
+struct Args {
+    /// PostgreSQL (migrations are applied at start).
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    database_url: String,
+    /// Queue backend: postgres or sqs.
+    #[arg(long, env = "TRIBUTARY_QUEUE", default_value = "postgres")]
+    queue: QueueBackend,
+    /// SQS queue URL (with --queue sqs).
+    #[arg(long, env = "TRIBUTARY_SQS_QUEUE_URL")]
+    sqs_queue_url: Option<String>,
+    /// SQS dead-letter queue URL (default: the queue's RedrivePolicy target).
+    #[arg(long, env = "TRIBUTARY_SQS_DEAD_LETTER_QUEUE_URL")]
+    sqs_dead_letter_queue_url: Option<String>,
+    /// Name of the queue in the postgres backend.
+    #[arg(long, env = "TRIBUTARY_PG_QUEUE", default_value = tributary::queue::DEFAULT_PG_QUEUE)]
+    pg_queue: String,
+    /// Receives before the postgres backend dead-letters a message (SQS: the RedrivePolicy).
+    #[arg(long, env = "TRIBUTARY_QUEUE_MAX_RECEIVES", default_value_t = tributary::queue::DEFAULT_MAX_RECEIVES)]
+    max_receives: u32,
+    /// Messages (runs, ticks) handled at once.
+    #[arg(long, env = "TRIBUTARY_WORKER_CONCURRENCY", default_value_t = 4)]
+    concurrency: usize,
+    /// Names this worker in leases (default: host-pid-random).
+    #[arg(long, env = "TRIBUTARY_WORKER_ID")]
+    worker_id: Option<String>,
+    /// Health endpoint address (GET /health); "off" for none. Default: 127.0.0.1:9464, or any
+    /// free port if another worker of this host has that one (the log says which).
+    #[arg(long, env = "TRIBUTARY_HEALTH_ADDR")]
+    health_addr: Option<String>,
+    /// Lease duration, seconds.
+    #[arg(long, env = "TRIBUTARY_LEASE_SECS", default_value_t = 60.0)]
+    lease_secs: f64,
+    /// Heartbeat interval, seconds.
+    #[arg(long, env = "TRIBUTARY_HEARTBEAT_SECS", default_value_t = 15.0)]
+    heartbeat_secs: f64,
+    /// Time in-flight streams get to commit at shutdown, seconds.
+    #[arg(long, env = "TRIBUTARY_SHUTDOWN_GRACE_SECS", default_value_t = 20.0)]
+    shutdown_grace_secs: f64,
+    /// The worker exits within this after SIGTERM/SIGINT, seconds (default: grace + 10).
+    #[arg(long, env = "TRIBUTARY_SHUTDOWN_TIMEOUT_SECS")]
+    shutdown_timeout_secs: Option<f64>,
+    /// Message visibility timeout, seconds (extended while a message is handled).
+    #[arg(long, env = "TRIBUTARY_VISIBILITY_SECS", default_value_t = 60.0)]
+    visibility_secs: f64,
+    /// Long-polling wait of a receive, seconds (at most 20).
+    #[arg(long, env = "TRIBUTARY_RECEIVE_WAIT_SECS", default_value_t = 20.0)]
+    receive_wait_secs: f64,
+    /// How often the run rescuer looks for runs that need a message, seconds.
+    #[arg(long, env = "TRIBUTARY_RESCUE_INTERVAL_SECS", default_value_t = 60.0)]
+    rescue_interval_secs: f64,
+    /// A run whose lease expired or whose delay ended gets a message again once none was sent
+    /// for this long (then with backoff), seconds.
+    #[arg(long, env = "TRIBUTARY_RESEND_AFTER_SECS", default_value_t = 60.0)]
+    resend_after_secs: f64,
+    /// A pending run (its message presumably lost) gets one again after this, seconds.
+    #[arg(
+        long,
+        env = "TRIBUTARY_PENDING_RESEND_AFTER_SECS",
+        default_value_t = 300.0
+    )]
+    pending_resend_after_secs: f64,
+    /// A tick older than this makes no check runs, seconds.
+    #[arg(long, env = "TRIBUTARY_MAX_TICK_AGE_SECS", default_value_t = 300.0)]
+    max_tick_age_secs: f64,
+    /// Integrations per transaction of a tick's fan-out.
+    #[arg(long, env = "TRIBUTARY_FANOUT_BATCH", default_value_t = 5_000)]
+    fanout_batch: usize,
+    /// PostgreSQL connections (default: 6 per concurrent message + 5).
+    #[arg(long, env = "TRIBUTARY_DB_MAX_CONNECTIONS")]
+    max_connections: Option<u32>,
+}
+
+fn secs(name: &str, value: f64) -> anyhow::Result<Duration> {
+    Duration::try_from_secs_f64(value)
+        .with_context(|| format!("--{name} must be a number of seconds ≥ 0"))
+}
+
+impl Args {
+    fn config(self) -> anyhow::Result<WorkerConfig> {
+        let grace = secs("shutdown-grace-secs", self.shutdown_grace_secs)?;
+        let health = match self.health_addr.as_deref() {
+            None => HealthEndpoint::Default,
+            Some("off" | "none" | "") => HealthEndpoint::Off,
+            Some(addr) => HealthEndpoint::At(addr.parse::<SocketAddr>().with_context(|| {
+                format!("--health-addr `{addr}` is not an address like 127.0.0.1:9464")
+            })?),
+        };
+        let mut config = WorkerConfig::new(self.database_url);
+        config.max_connections = self.max_connections;
+        config.queue = QueueConfig {
+            backend: self.queue,
+            pg_queue: self.pg_queue,
+            max_receives: self.max_receives,
+            sqs_queue_url: self.sqs_queue_url,
+            sqs_dead_letter_queue_url: self.sqs_dead_letter_queue_url,
+        };
+        config.concurrency = self.concurrency;
+        config.processor = ProcessorConfig {
+            worker_id: self.worker_id.unwrap_or_else(default_worker_id),
+            lease_duration: secs("lease-secs", self.lease_secs)?,
+            heartbeat_interval: secs("heartbeat-secs", self.heartbeat_secs)?,
+            shutdown_grace: grace,
+            ..ProcessorConfig::default()
+        };
+        config.shutdown_timeout = match self.shutdown_timeout_secs {
+            Some(s) => secs("shutdown-timeout-secs", s)?,
+            None => grace + Duration::from_secs(10),
+        };
+        config.visibility_timeout = secs("visibility-secs", self.visibility_secs)?;
+        config.receive_wait = secs("receive-wait-secs", self.receive_wait_secs)?;
+        config.health = health;
+        config.rescuer = RunRescuerConfig {
+            interval: secs("rescue-interval-secs", self.rescue_interval_secs)?,
+            resend_after: secs("resend-after-secs", self.resend_after_secs)?,
+            pending_resend_after: secs(
+                "pending-resend-after-secs",
+                self.pending_resend_after_secs,
+            )?,
+            ..RunRescuerConfig::default()
+        };
+        config.scheduler = TickSchedulerConfig {
+            batch_size: self.fanout_batch,
+        };
+        config.max_tick_age = secs("max-tick-age-secs", self.max_tick_age_secs)?;
+        Ok(config)
+    }
+}
+
+/// Waits for SIGTERM or SIGINT; says which.
+async fn signal(
+    term: &mut tokio::signal::unix::Signal,
+    int: &mut tokio::signal::unix::Signal,
+) -> &'static str {
+    tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal as listen};
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,sqlx=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let config = Args::parse().config()?;
+    let mut term = listen(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+    let mut int = listen(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
+    let shutdown = CancellationToken::new();
+    let worker = tributary_worker::run(config, shutdown.clone());
+    tokio::pin!(worker);
+    tokio::select! {
+        result = &mut worker => return result.context("the worker stopped on an error"),
+        name = signal(&mut term, &mut int) => {
+            tracing::info!("{name} received: shutting down (send another to stop at once)");
+            shutdown.cancel();
+        }
+    }
+    tokio::select! {
+        result = &mut worker => result.context("the worker stopped on an error"),
+        name = signal(&mut term, &mut int) => {
+            anyhow::bail!("{name} received again: stopping at once; leases left expire and are rescued")
+        }
+    }
+}

@@ -4,11 +4,14 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use sqlx::PgPool;
+use tokio::sync::OnceCell;
 use tributary::Registry;
+use tributary::queue::Queue;
 
 pub struct CommandContext {
     pub pool: PgPool,
     pub registry: Arc<Registry>,
+    queue: OnceCell<Arc<dyn Queue>>,
 }
 
 impl CommandContext {
@@ -25,6 +28,18 @@ impl CommandContext {
         Ok(Self {
             pool,
             registry: Arc::new(registry),
+            queue: OnceCell::new(),
         })
+    }
+
+    /// The workers' queue (`TRIBUTARY_QUEUE`, postgres by default), connected on first use.
+    pub async fn queue(&self) -> anyhow::Result<&Arc<dyn Queue>> {
+        self.queue
+            .get_or_try_init(|| async {
+                tributary::queue::from_env(&self.pool)
+                    .await
+                    .context("connecting to the workers' queue")
+            })
+            .await
     }
 }

@@ -17,6 +17,7 @@ pub mod processor;
 pub mod queue;
 pub mod records;
 pub mod registry;
+pub mod runtime;
 pub mod secret;
 pub mod service;
 pub mod store;

@@ -40,39 +40,22 @@ pub const EXIT_CODES: &str = "Exit codes: 0 done (or handed to the workers), 1 a
 
 /// Logs to stderr, `RUST_LOG` or `warn` by default (the commands print their own progress).
 pub fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,sqlx::query=error"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    tributary::runtime::init_tracing("warn,sqlx::query=error");
 }
 
-/// A token cancelled by Ctrl-C / SIGTERM (an inline run is then released for the workers).
+/// A token cancelled by the first SIGTERM or Ctrl-C (an inline run is then released for the
+/// workers).
 pub fn shutdown_on_signal() -> tokio_util::sync::CancellationToken {
     let token = tokio_util::sync::CancellationToken::new();
     let cancel = token.clone();
-    tokio::spawn(async move {
-        let ctrl_c = tokio::signal::ctrl_c();
-        #[cfg(unix)]
-        {
-            let mut term =
-                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                    Ok(term) => term,
-                    Err(_) => {
-                        let _ = ctrl_c.await;
-                        cancel.cancel();
-                        return;
-                    }
-                };
-            tokio::select! {
-                _ = ctrl_c => {}
-                _ = term.recv() => {}
-            }
+    match tributary::runtime::ShutdownSignals::listen() {
+        Ok(mut signals) => {
+            tokio::spawn(async move {
+                signals.next().await;
+                cancel.cancel();
+            });
         }
-        #[cfg(not(unix))]
-        let _ = ctrl_c.await;
-        cancel.cancel();
-    });
+        Err(e) => tracing::warn!(error = %e, "cannot listen for SIGTERM/SIGINT"),
+    }
     token
 }

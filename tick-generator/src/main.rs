@@ -7,6 +7,7 @@ use anyhow::Context;
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 use tributary::queue::{QueueBackend, QueueConfig};
+use tributary::runtime::ShutdownSignals;
 use tributary_tick_generator::TickGeneratorConfig;
 
 /// Emits one `tick` message per minute slot; any number may run, each slot is emitted once.
@@ -57,25 +58,15 @@ impl Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,sqlx=warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    tributary::runtime::init_tracing("info,sqlx=warn");
     let config = Args::parse().config()?;
-    let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
-    let mut int = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
+    let mut signals = ShutdownSignals::listen().context("cannot listen for SIGTERM/SIGINT")?;
     let shutdown = CancellationToken::new();
     let generator = tributary_tick_generator::run(config, shutdown.clone());
     tokio::pin!(generator);
     tokio::select! {
         result = &mut generator => return result.context("the tick generator stopped on an error"),
-        _ = term.recv() => tracing::info!("SIGTERM received: shutting down"),
-        _ = int.recv() => tracing::info!("SIGINT received: shutting down"),
+        name = signals.next() => tracing::info!("{name} received: shutting down"),
     }
     shutdown.cancel();
     generator

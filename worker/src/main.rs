@@ -11,6 +11,7 @@ use tributary::ProcessorConfig;
 use tributary::maintenance::{RunRescuerConfig, TickSchedulerConfig};
 use tributary::processor::default_worker_id;
 use tributary::queue::{QueueBackend, QueueConfig};
+use tributary::runtime::ShutdownSignals;
 use tributary_worker::{HealthEndpoint, WorkerConfig};
 
 /// Takes messages from the queue and processes the runs they ask for.
@@ -145,43 +146,24 @@ impl Args {
 }
 
 /// Waits for SIGTERM or SIGINT; says which.
-async fn signal(
-    term: &mut tokio::signal::unix::Signal,
-    int: &mut tokio::signal::unix::Signal,
-) -> &'static str {
-    tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
-    }
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal as listen};
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,sqlx=warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    tributary::runtime::init_tracing("info,sqlx=warn");
     let config = Args::parse().config()?;
-    let mut term = listen(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
-    let mut int = listen(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
+    let mut signals = ShutdownSignals::listen().context("cannot listen for SIGTERM/SIGINT")?;
     let shutdown = CancellationToken::new();
     let worker = tributary_worker::run(config, shutdown.clone());
     tokio::pin!(worker);
     tokio::select! {
         result = &mut worker => return result.context("the worker stopped on an error"),
-        name = signal(&mut term, &mut int) => {
+        name = signals.next() => {
             tracing::info!("{name} received: shutting down (send another to stop at once)");
             shutdown.cancel();
         }
     }
     tokio::select! {
         result = &mut worker => result.context("the worker stopped on an error"),
-        name = signal(&mut term, &mut int) => {
+        name = signals.next() => {
             anyhow::bail!("{name} received again: stopping at once; leases left expire and are rescued")
         }
     }

@@ -374,32 +374,78 @@ async fn channels(
     paginate(channels, &query, extra)
 }
 
+/// What a channel lists: posts and replies, newest first.
+trait ChannelItem: Clone + serde::Serialize {
+    fn channel_id(&self) -> &str;
+    fn created_at(&self) -> DateTime<Utc>;
+    fn id(&self) -> u64;
+}
+
+impl ChannelItem for Post {
+    fn channel_id(&self) -> &str {
+        &self.channel_id
+    }
+    fn created_at(&self) -> DateTime<Utc> {
+        self.created_at
+    }
+    fn id(&self) -> u64 {
+        self.id
+    }
+}
+
+impl ChannelItem for Reply {
+    fn channel_id(&self) -> &str {
+        &self.channel_id
+    }
+    fn created_at(&self) -> DateTime<Utc> {
+        self.created_at
+    }
+    fn id(&self) -> u64 {
+        self.id
+    }
+}
+
+/// A channel's items (`since` filtered, newest first), one page of them.
+async fn channel_list<T: ChannelItem>(
+    shared: &Shared,
+    channel: &str,
+    headers: &HeaderMap,
+    query: &ListQuery,
+    items: impl Fn(&ForumData) -> &[T],
+) -> Response {
+    let extra = match gate(shared, headers).await {
+        Ok(extra) => extra,
+        Err(refused) => return refused,
+    };
+    let Ok(since) = parse_since(query) else {
+        return bad_since();
+    };
+    let mut list: Vec<T> = {
+        let data = shared.data();
+        if !data.channels.iter().any(|c| c.id == channel) {
+            return error(StatusCode::NOT_FOUND, "channel not found");
+        }
+        items(&data)
+            .iter()
+            .filter(|i| i.channel_id() == channel && since.is_none_or(|s| i.created_at() >= s))
+            .cloned()
+            .collect()
+    };
+    list.sort_by(|a, b| {
+        b.created_at()
+            .cmp(&a.created_at())
+            .then(b.id().cmp(&a.id()))
+    });
+    paginate(list, query, extra)
+}
+
 async fn posts(
     State(shared): State<Arc<Shared>>,
     Path(channel): Path<String>,
     headers: HeaderMap,
     Query(query): Query<ListQuery>,
 ) -> Response {
-    let extra = match gate(&shared, &headers).await {
-        Ok(extra) => extra,
-        Err(refused) => return refused,
-    };
-    let Ok(since) = parse_since(&query) else {
-        return bad_since();
-    };
-    let mut list: Vec<Post> = {
-        let data = shared.data();
-        if !data.channels.iter().any(|c| c.id == channel) {
-            return error(StatusCode::NOT_FOUND, "channel not found");
-        }
-        data.posts
-            .iter()
-            .filter(|p| p.channel_id == channel && since.is_none_or(|s| p.created_at >= s))
-            .cloned()
-            .collect()
-    };
-    list.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
-    paginate(list, &query, extra)
+    channel_list(&shared, &channel, &headers, &query, |d| &d.posts).await
 }
 
 async fn replies(
@@ -408,24 +454,5 @@ async fn replies(
     headers: HeaderMap,
     Query(query): Query<ListQuery>,
 ) -> Response {
-    let extra = match gate(&shared, &headers).await {
-        Ok(extra) => extra,
-        Err(refused) => return refused,
-    };
-    let Ok(since) = parse_since(&query) else {
-        return bad_since();
-    };
-    let mut list: Vec<Reply> = {
-        let data = shared.data();
-        if !data.channels.iter().any(|c| c.id == channel) {
-            return error(StatusCode::NOT_FOUND, "channel not found");
-        }
-        data.replies
-            .iter()
-            .filter(|r| r.channel_id == channel && since.is_none_or(|s| r.created_at >= s))
-            .cloned()
-            .collect()
-    };
-    list.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
-    paginate(list, &query, extra)
+    channel_list(&shared, &channel, &headers, &query, |d| &d.replies).await
 }

@@ -83,6 +83,18 @@ impl RunContext {
         self.last_processed_at
     }
 
+    /// Where this run reads from: `None` (the whole history) for onboarding, or for a check of an
+    /// integration never processed; else the start of the last successful run minus `overlap`,
+    /// so that records the platform indexed late or stamped with a skewed clock are not missed
+    /// (reading one twice is harmless: upserts make it a no-op).
+    pub fn read_since(&self, overlap: chrono::Duration) -> Option<DateTime<Utc>> {
+        if self.onboarding {
+            None
+        } else {
+            self.last_processed_at.map(|at| at - overlap)
+        }
+    }
+
     pub fn settings(&self) -> &Value {
         &self.settings
     }
@@ -134,5 +146,41 @@ impl RunContext {
     /// The settings to write back, if a hook changed them.
     pub fn changed_settings(&self) -> Option<&Value> {
         self.settings_changed.then_some(&self.settings)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn ctx(onboarding: bool, last: Option<DateTime<Utc>>) -> RunContext {
+        RunContext::new(RunContextParts {
+            integration_id: Uuid::nil(),
+            tenant_id: Uuid::nil(),
+            platform: "p".into(),
+            run_id: Uuid::nil(),
+            onboarding,
+            settings: json!({}),
+            credentials: Credentials::default(),
+            last_processed_at: last,
+            pipeline_data: json!({}),
+        })
+    }
+
+    #[test]
+    fn a_check_reads_since_the_last_run_with_an_overlap_and_onboarding_reads_everything() {
+        let last = DateTime::from_timestamp(1_800_000_000, 0);
+        let overlap = chrono::Duration::minutes(10);
+        assert_eq!(
+            ctx(false, last).read_since(overlap),
+            last.map(|at| at - overlap)
+        );
+        assert_eq!(ctx(true, last).read_since(overlap), None);
+        assert_eq!(
+            ctx(false, None).read_since(overlap),
+            None,
+            "never processed"
+        );
     }
 }

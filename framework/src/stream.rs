@@ -160,8 +160,55 @@ impl StreamOutcome {
         self
     }
 
+    /// The newest activity of the outcome (by `occurred_at`) as its last record: its source id
+    /// and when it happened. Unchanged when the outcome has no activity.
+    pub fn newest_activity_as_last_record(self) -> Self {
+        let newest = self
+            .operations
+            .iter()
+            .filter_map(|op| match op {
+                Operation::UpsertActivity(a) => Some(a),
+                Operation::UpsertMember(_) => None,
+            })
+            .max_by_key(|a| a.occurred_at)
+            .map(|a| (Value::String(a.source_id.clone()), a.occurred_at));
+        match newest {
+            Some((record, at)) => self.last_record(record, Some(at)),
+            None => self,
+        }
+    }
+
     pub fn sleep(mut self, duration: Duration) -> Self {
         self.sleep = Some(duration);
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn the_newest_activity_becomes_the_last_record() {
+        let at = |h| {
+            Utc.with_ymd_and_hms(2026, 1, 1, h, 0, 0)
+                .single()
+                .unwrap_or_default()
+        };
+        let activity = |id: &str, h| Activity::new(id, "post", at(h), Member::new("1", "ada"));
+        let outcome = StreamOutcome::new()
+            .activity(activity("a", 3))
+            .member(Member::new("2", "bob"))
+            .activity(activity("b", 5))
+            .activity(activity("c", 4))
+            .newest_activity_as_last_record();
+        assert_eq!(outcome.last_record, Some(Value::String("b".into())));
+        assert_eq!(outcome.last_record_timestamp, Some(at(5)));
+        let empty = StreamOutcome::new().newest_activity_as_last_record();
+        assert_eq!(
+            (empty.last_record, empty.last_record_timestamp),
+            (None, None)
+        );
     }
 }

@@ -106,6 +106,48 @@ async fn get_json_sends_the_credential_the_way_the_platform_wants() {
 }
 
 #[tokio::test]
+async fn headers_of_one_request_replace_the_configured_ones_for_that_request_only() {
+    let server = FakeServer::start().await.unwrap();
+    server.route("/items", [Reply::json(items(&[1]))]);
+    let github = HttpClient::new(
+        config(&server)
+            .header("Accept", "application/vnd.github+json")
+            .header("X-GitHub-Api-Version", "2022-11-28"),
+    )
+    .unwrap();
+    let star = [("Accept", "application/vnd.github.star+json")];
+    github
+        .get_json_with::<Vec<Item>>("/items", &[], &star, Some(&token()))
+        .await
+        .unwrap();
+    github
+        .get_json_url_with::<Vec<Item>>(&server.url("/items?page=2"), &star, Some(&token()))
+        .await
+        .unwrap();
+    github
+        .get_json::<Vec<Item>>("/items", &[], Some(&token()))
+        .await
+        .unwrap();
+    let requests = server.requests();
+    for request in &requests[..2] {
+        let accepts: Vec<_> = request.headers.get_all("accept").iter().collect();
+        assert_eq!(
+            accepts,
+            ["application/vnd.github.star+json"],
+            "replaced, not added"
+        );
+        assert_eq!(request.header("x-github-api-version"), Some("2022-11-28"));
+        assert!(request.has_credential());
+    }
+    assert_eq!(requests[1].query("page"), Some("2"));
+    assert_eq!(
+        requests[2].header("accept"),
+        Some("application/vnd.github+json"),
+        "the next request has the configured header again"
+    );
+}
+
+#[tokio::test]
 async fn a_short_retry_after_is_slept_inline_and_the_request_repeated() {
     let server = FakeServer::start().await.unwrap();
     server.route(

@@ -115,10 +115,22 @@ impl HttpClient {
         query: &[(&str, String)],
         token: Option<&Secret>,
     ) -> Result<HttpResponse<T>, IntegrationError> {
+        self.get_json_with(path, query, &[], token).await
+    }
+
+    /// [`HttpClient::get_json`] with headers of this request only (an `Accept` that asks for a
+    /// richer media type, say), sent in addition to (or instead of) the configured ones.
+    pub async fn get_json_with<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+        headers: &[(&str, &str)],
+        token: Option<&Secret>,
+    ) -> Result<HttpResponse<T>, IntegrationError> {
         let url = Url::parse(&self.url(path)).map_err(|e| {
             IntegrationError::fatal(format!("GET {path}: not a valid path")).with_source(e)
         })?;
-        self.fetch(url, query, token).await
+        self.fetch(url, query, headers, token).await
     }
 
     /// GETs an absolute URL a platform handed out (a `Link` header's `next`), which must be on
@@ -126,6 +138,16 @@ impl HttpClient {
     pub async fn get_json_url<T: DeserializeOwned>(
         &self,
         url: &str,
+        token: Option<&Secret>,
+    ) -> Result<HttpResponse<T>, IntegrationError> {
+        self.get_json_url_with(url, &[], token).await
+    }
+
+    /// [`HttpClient::get_json_url`] with headers of this request only.
+    pub async fn get_json_url_with<T: DeserializeOwned>(
+        &self,
+        url: &str,
+        headers: &[(&str, &str)],
         token: Option<&Secret>,
     ) -> Result<HttpResponse<T>, IntegrationError> {
         let parsed = Url::parse(url)
@@ -138,13 +160,14 @@ impl HttpClient {
                     url.split('?').next().unwrap_or_default()
                 ))
             })?;
-        self.fetch(parsed, &[], token).await
+        self.fetch(parsed, &[], headers, token).await
     }
 
     async fn fetch<T: DeserializeOwned>(
         &self,
         url: Url,
         query: &[(&str, String)],
+        extra: &[(&str, &str)],
         token: Option<&Secret>,
     ) -> Result<HttpResponse<T>, IntegrationError> {
         // the path only: a query string or a full URL may carry a credential
@@ -153,7 +176,7 @@ impl HttpClient {
         let mut refusals = 0;
         let (status, headers, bytes) = loop {
             pacer.acquire().await?;
-            let (status, headers, bytes) = self.exchange(&url, query, token, &what).await?;
+            let (status, headers, bytes) = self.exchange(&url, query, extra, token, &what).await?;
             let now = Utc::now();
             let Some(error) = pacer.learn(&what, status, &headers, &bytes, now) else {
                 break (status, headers, bytes);
@@ -183,10 +206,14 @@ impl HttpClient {
         &self,
         url: &Url,
         query: &[(&str, String)],
+        extra: &[(&str, &str)],
         token: Option<&Secret>,
         what: &str,
     ) -> Result<(StatusCode, HeaderMap, Vec<u8>), IntegrationError> {
         let mut request = self.inner.request(Method::GET, url.clone()).query(query);
+        for (name, value) in extra {
+            request = request.header(*name, *value);
+        }
         if let Some(token) = token {
             request = match &self.config.auth {
                 Auth::Bearer => request.bearer_auth(token.expose()),

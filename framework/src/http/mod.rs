@@ -34,9 +34,9 @@ mod waits;
 
 pub use classify::{classify_response, platform_message, transport_error};
 pub use client::{HttpClient, HttpClients, HttpResponse, decode};
-pub use config::{Auth, HttpConfig, Pacing, RequestRate};
+pub use config::{Auth, HttpConfig, Pacing, RequestRate, check_base_url};
 pub use pacing::{Pacer, PacerStatus, Pacers, per_second};
 pub use pagination::{
-    Cursor, Direction, IdBoundary, LinkPages, PageNumber, fingerprint, next_link,
+    Cursor, Direction, IdBoundary, LinkPages, PageNumber, fingerprint, link, next_link,
 };
 pub use waits::{RateLimitInfo, WaitCaps, announced_wait, body_wait, retry_after};

@@ -267,6 +267,12 @@ impl LinkPages {
 
 /// The URL of `rel="next"` in a response's `Link` header(s) (RFC 8288), if any.
 pub fn next_link(headers: &HeaderMap) -> Option<String> {
+    link(headers, "next")
+}
+
+/// The URL of the link with relation `rel` (`next`, `last`, `prev`, `first`) in a response's
+/// `Link` header(s) (RFC 8288), if any.
+pub fn link(headers: &HeaderMap, rel: &str) -> Option<String> {
     headers
         .get_all("link")
         .iter()
@@ -275,7 +281,7 @@ pub fn next_link(headers: &HeaderMap) -> Option<String> {
         .find_map(|link| {
             let (target, params) = link.split_once('>')?;
             let target = target.trim().strip_prefix('<')?;
-            let is_next = params.split(';').any(|p| {
+            let matches = params.split(';').any(|p| {
                 let Some((name, value)) = p.split_once('=') else {
                     return false;
                 };
@@ -284,9 +290,9 @@ pub fn next_link(headers: &HeaderMap) -> Option<String> {
                         .trim()
                         .trim_matches('"')
                         .split_ascii_whitespace()
-                        .any(|r| r.eq_ignore_ascii_case("next"))
+                        .any(|r| r.eq_ignore_ascii_case(rel))
             });
-            is_next.then(|| target.to_owned())
+            matches.then(|| target.to_owned())
         })
 }
 
@@ -488,6 +494,11 @@ mod tests {
             next_link(&h).as_deref(),
             Some("https://api.github.com/repositories/1/issues?page=2")
         );
+        assert_eq!(
+            link(&h, "last").as_deref(),
+            Some("https://api.github.com/repositories/1/issues?page=9")
+        );
+        assert_eq!(link(&h, "prev"), None);
         let mut h = HeaderMap::new();
         h.append(
             "Link",

@@ -126,12 +126,9 @@ struct Window {
 
 impl Window {
     fn of(ctx: &RunContext) -> Self {
-        let since = if ctx.is_onboarding() {
-            None
-        } else {
-            ctx.last_processed_at().map(|at| at - CHECK_OVERLAP)
-        };
-        Self { since }
+        Self {
+            since: ctx.read_since(CHECK_OVERLAP),
+        }
     }
 
     fn includes(&self, at: DateTime<Utc>) -> bool {
@@ -231,15 +228,9 @@ impl IntegrationService for DevtoIntegration {
                         ));
                     }
                 });
-                let last = activities
-                    .iter()
-                    .max_by_key(|a| a.occurred_at)
-                    .map(|a| (json!(a.source_id), a.occurred_at));
-                let outcome = StreamOutcome::new().activities(activities);
-                Ok(match last {
-                    Some((record, at)) => outcome.last_record(record, Some(at)),
-                    None => outcome,
-                })
+                Ok(StreamOutcome::new()
+                    .activities(activities)
+                    .newest_activity_as_last_record())
             }
         }
     }

@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use tributary::http::check_base_url;
 use tributary::{Credentials, SettingsError};
 
 /// Dev.to's own API; a self-hosted Forem is `https://forem.example.com/api`.
@@ -48,21 +49,12 @@ impl DevtoSettings {
         let mut parsed: Self =
             serde_json::from_value(settings.clone()).map_err(|e| SettingsError::from_serde(&e))?;
         let mut problems = SettingsError::collect();
-        parsed.base_url = parsed.base_url.trim().trim_end_matches('/').to_owned();
-        match reqwest::Url::parse(&parsed.base_url) {
-            Ok(url)
-                if matches!(url.scheme(), "http" | "https")
-                    && url.has_host()
-                    && url.query().is_none()
-                    && url.fragment().is_none() => {}
-            _ => problems.push(
-                "base_url",
-                format!(
-                    "must be an http(s) URL without query, such as `{DEFAULT_BASE_URL}`, not `{}`",
-                    parsed.base_url
-                ),
-            ),
-        }
+        check_base_url(
+            &mut problems,
+            "base_url",
+            &mut parsed.base_url,
+            &format!("`{DEFAULT_BASE_URL}`"),
+        );
         if parsed.organizations.is_empty() && parsed.users.is_empty() {
             problems.push(
                 "",

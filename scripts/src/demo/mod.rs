@@ -1,8 +1,10 @@
-//! `scripts/demo`: the main job on embedded defaults, in the real topology. A local Example Forum;
-//! a worker and a tick generator as processes over the postgres queue; an integration connected
-//! (its onboarding handed to the queue), onboarded while riding out the forum's rate limit, then
-//! checked by the next minute's tick after new posts; a summary.
+//! `scripts/demo`: the main job on embedded defaults, in the real topology. A local Example Forum
+//! and fake GitHub and Dev.to servers; a worker and a tick generator as processes over the
+//! postgres queue; an integration of each connected (its onboarding handed to the queue) and
+//! onboarded by the worker, the forum's riding out its rate limit; the forum then checked by the
+//! next minute's tick after new posts; a summary.
 
+mod platforms;
 mod topology;
 
 use std::path::PathBuf;
@@ -25,6 +27,7 @@ use uuid::Uuid;
 use crate::commands::handoff;
 use crate::context::CommandContext;
 use crate::progress::{self, ProgressWriter, clock};
+use platforms::DemoPlatform;
 use topology::Topology;
 
 /// The forum the demo serves.
@@ -57,6 +60,10 @@ pub async fn run(shutdown: &CancellationToken) -> anyhow::Result<()> {
         SPEC.channels * SPEC.posts_per_channel,
         SPEC.channels * SPEC.posts_per_channel * SPEC.replies_per_post
     );
+    let others = platforms::start().await?;
+    for other in &others {
+        println!("  platform: {}", other.description);
+    }
     let logs = std::env::var("TRIBUTARY_ROOT")
         .map(PathBuf::from)
         .unwrap_or_else(|_| PathBuf::from("."))
@@ -68,7 +75,7 @@ pub async fn run(shutdown: &CancellationToken) -> anyhow::Result<()> {
         logs.display()
     );
 
-    let result = drive(&ctx, &server, expected, &mut topology, shutdown).await;
+    let result = drive(&ctx, &server, expected, &others, &mut topology, shutdown).await;
     for ended in topology.stop(Duration::from_secs(40)).await {
         println!("  {ended}");
     }
@@ -79,6 +86,7 @@ async fn drive(
     ctx: &CommandContext,
     server: &ExampleForumServer,
     expected: usize,
+    others: &[DemoPlatform],
     topology: &mut Topology,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<()> {
@@ -97,8 +105,28 @@ async fn drive(
     .await?;
     println!("connected integration {} (tenant {tenant})", integration.id);
     handoff::hand_off(ctx, &onboarding).await?;
-
     let started = Instant::now();
+    let mut onboardings = Vec::new();
+    for other in others {
+        let (connected, run) = admin::connect(
+            &ctx.pool,
+            &ctx.registry,
+            ConnectRequest {
+                tenant_id: tenant,
+                platform: other.platform.to_owned(),
+                settings: other.settings.clone(),
+                credentials: Credentials::new(other.credentials.clone()),
+            },
+        )
+        .await?;
+        println!(
+            "connected {} integration {}; its onboarding run {} handed to the workers",
+            other.platform, connected.id, run.id
+        );
+        tributary::queue::enqueue_run(&ctx.pool, ctx.queue().await?.as_ref(), run.id).await?;
+        onboardings.push((other, connected.id, run.id));
+    }
+
     let run = wait_for_end(
         ctx,
         onboarding.id,
@@ -121,6 +149,27 @@ async fn drive(
         run.state == RunState::Processed,
         "the onboarding did not succeed"
     );
+    for (other, integration_id, run_id) in &onboardings {
+        let run = wait_for_end(ctx, *run_id, topology, shutdown, Duration::from_secs(300)).await?;
+        let stored = records::count_activities(&ctx.pool, *integration_id).await?;
+        println!(
+            "{} onboarding {} after {:.1} s: {} streams, {} activities ({} expected), {} members, {} requests",
+            other.platform,
+            run.state,
+            started.elapsed().as_secs_f64(),
+            run.streams_processed,
+            stored,
+            other.expected,
+            run.members_created,
+            other.requests()
+        );
+        anyhow::ensure!(
+            run.state == RunState::Processed && stored as usize == other.expected,
+            "the {} onboarding did not bring exactly what the platform holds",
+            other.platform
+        );
+        integrations::disconnect(&ctx.pool, *integration_id).await?;
+    }
 
     let now = Utc::now();
     let post = server.edit(|d| d.add_post("channel-1", author(3), "Release notes", now));

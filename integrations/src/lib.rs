@@ -2,17 +2,20 @@
 
 pub mod devto;
 pub mod example_forum;
+pub mod hackernews;
 
 use tributary::Registry;
 use tributary::registry::RegistryError;
 
 pub use devto::DevtoIntegration;
 pub use example_forum::ExampleForumIntegration;
+pub use hackernews::HackerNewsIntegration;
 
 /// Registers every integration of this crate.
 pub fn register_all(registry: &mut Registry) -> Result<(), RegistryError> {
     registry.register(ExampleForumIntegration::new())?;
     registry.register(DevtoIntegration::new())?;
+    registry.register(HackerNewsIntegration::new())?;
     Ok(())
 }
 

@@ -42,6 +42,8 @@
 //! by several searches is written by each to the same row, and the last write's channel stays.
 
 mod api;
+#[cfg(feature = "fakes")]
+pub mod fake;
 mod settings;
 
 use std::collections::BTreeSet;

@@ -347,10 +347,16 @@ fn numeric_filters(from: Option<u64>, before: Option<u64>) -> Option<String> {
     (!filters.is_empty()).then(|| filters.join(","))
 }
 
-/// A full page is followed by another while `nbHits` counts more than it holds.
+/// A full page is followed by another while `nbHits` counts more than it holds. Full is the
+/// page size asked for, or the one Algolia answers with if it serves smaller pages.
 fn has_more(page: &SearchResponse, hits_per_page: u32) -> bool {
-    let got = page.hits.len();
-    got > 0 && got >= hits_per_page as usize && page.nb_hits.is_none_or(|total| total > got as u64)
+    let got = page.hits.len() as u64;
+    let size = page
+        .hits_per_page
+        .map_or(u64::from(hits_per_page), |served| {
+            served.min(u64::from(hits_per_page))
+        });
+    got > 0 && got >= size && page.nb_hits.is_none_or(|total| total > got)
 }
 
 /// HN usernames: letters, digits, `-` and `_` (anything else is not put into a path).
@@ -546,6 +552,10 @@ mod tests {
         assert!(!has_more(&page(2, Some(4000)), 3));
         assert!(has_more(&page(3, None), 3));
         assert!(!has_more(&page(0, None), 0));
+        assert!(
+            has_more(&page(3, Some(4000)), 1000),
+            "a page as full as Algolia serves them"
+        );
     }
 
     #[test]

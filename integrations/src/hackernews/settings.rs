@@ -21,7 +21,7 @@ pub struct HackerNewsSettings {
     #[serde(default)]
     pub keywords: Vec<String>,
     /// Domains or URLs whose mentions are searched (`github.com/acme/widget`), stored without
-    /// scheme and trailing `/`.
+    /// scheme, `www.` and trailing `/`.
     #[serde(default)]
     pub urls: Vec<String>,
     /// The Algolia HN Search API root.
@@ -58,7 +58,8 @@ fn default_requests_per_second() -> u32 {
 
 impl HackerNewsSettings {
     /// Parses and checks settings (every problem reported with its field) and normalizes them:
-    /// terms trimmed, URLs without scheme and trailing `/`, base URLs without trailing `/`.
+    /// terms trimmed, URLs without scheme, `www.` and trailing `/`, base URLs without trailing
+    /// `/`.
     /// Hacker News needs no credentials: any credential given is refused.
     pub fn validate(settings: &Value, credentials: &Credentials) -> Result<Self, SettingsError> {
         let mut parsed: Self =
@@ -168,14 +169,19 @@ fn check_terms(
     }
 }
 
-/// `https://github.com/acme/widget/` → `github.com/acme/widget`: how a mention may be written.
+/// `https://www.acme.dev/widget/` → `acme.dev/widget`: what every mention has, however written
+/// (Algolia matches the words of a query wherever they stand, so `acme.dev` finds
+/// `www.acme.dev` too).
 fn normalize_url(url: &str) -> String {
-    let url = url.trim();
-    let lower = url.to_ascii_lowercase();
-    let rest = ["https://", "http://"]
-        .iter()
-        .find(|scheme| lower.starts_with(*scheme))
-        .map_or(url, |scheme| &url[scheme.len()..]);
+    let mut rest = url.trim();
+    for prefix in ["https://", "http://", "www."] {
+        if rest
+            .get(..prefix.len())
+            .is_some_and(|p| p.eq_ignore_ascii_case(prefix))
+        {
+            rest = &rest[prefix.len()..];
+        }
+    }
     rest.trim_end_matches('/').to_owned()
 }
 
@@ -209,6 +215,8 @@ mod tests {
         assert_eq!((s.hits_per_page, s.max_requests_per_second), (1000, 2));
         assert_eq!(s.keywords, ["Tributary"]);
         assert_eq!(s.urls, ["github.com/acme/widget"]);
+        assert_eq!(normalize_url(" http://WWW.acme.dev/ "), "acme.dev");
+        assert_eq!(normalize_url("www.acme.dev/x"), "acme.dev/x");
         let s = HackerNewsSettings::validate(
             &json!({"urls": ["acme.dev"], "algolia_base_url": "http://127.0.0.1:9/algolia/"}),
             &Credentials::new(json!({})),

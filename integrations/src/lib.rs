@@ -3,6 +3,7 @@
 pub mod devto;
 pub mod example_forum;
 pub mod github;
+pub mod hackernews;
 
 use tributary::Registry;
 use tributary::registry::RegistryError;
@@ -10,12 +11,14 @@ use tributary::registry::RegistryError;
 pub use devto::DevtoIntegration;
 pub use example_forum::ExampleForumIntegration;
 pub use github::GithubIntegration;
+pub use hackernews::HackerNewsIntegration;
 
 /// Registers every integration of this crate.
 pub fn register_all(registry: &mut Registry) -> Result<(), RegistryError> {
     registry.register(ExampleForumIntegration::new())?;
     registry.register(DevtoIntegration::new())?;
     registry.register(GithubIntegration::new())?;
+    registry.register(HackerNewsIntegration::new())?;
     Ok(())
 }
 

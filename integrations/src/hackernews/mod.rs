@@ -237,13 +237,11 @@ struct Window {
 
 impl Window {
     fn of(ctx: &RunContext) -> Self {
-        let since = if ctx.is_onboarding() {
-            None
-        } else {
-            ctx.last_processed_at()
-                .map(|at| u64::try_from((at - CHECK_OVERLAP).timestamp()).unwrap_or(0))
-        };
-        Self { since }
+        Self {
+            since: ctx
+                .read_since(CHECK_OVERLAP)
+                .map(|at| u64::try_from(at.timestamp()).unwrap_or(0)),
+        }
     }
 
     fn includes(&self, created_at_i: u64) -> bool {

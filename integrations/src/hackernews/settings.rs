@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use tributary::http::check_base_url;
 use tributary::{Credentials, SettingsError};
 
 /// HN Search by Algolia.
@@ -69,13 +70,13 @@ impl HackerNewsSettings {
             &mut problems,
             "algolia_base_url",
             &mut parsed.algolia_base_url,
-            DEFAULT_ALGOLIA_BASE_URL,
+            &format!("`{DEFAULT_ALGOLIA_BASE_URL}`"),
         );
         check_base_url(
             &mut problems,
             "firebase_base_url",
             &mut parsed.firebase_base_url,
-            DEFAULT_FIREBASE_BASE_URL,
+            &format!("`{DEFAULT_FIREBASE_BASE_URL}`"),
         );
         if parsed.keywords.is_empty() && parsed.urls.is_empty() {
             problems.push(
@@ -131,21 +132,6 @@ impl HackerNewsSettings {
             );
         }
         problems.into_result(parsed)
-    }
-}
-
-fn check_base_url(problems: &mut SettingsError, field: &str, url: &mut String, example: &str) {
-    *url = url.trim().trim_end_matches('/').to_owned();
-    match reqwest::Url::parse(url) {
-        Ok(parsed)
-            if matches!(parsed.scheme(), "http" | "https")
-                && parsed.has_host()
-                && parsed.query().is_none()
-                && parsed.fragment().is_none() => {}
-        _ => problems.push(
-            field,
-            format!("must be an http(s) URL without query, such as `{example}`, not `{url}`"),
-        ),
     }
 }
 

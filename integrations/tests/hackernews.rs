@@ -145,6 +145,11 @@ async fn onboarding_over_several_time_windows_produces_exactly_the_expected_memb
     assert!(expected.len() > 60, "a sizeable HN: {}", expected.len());
     assert_eq!(report.activity_ids(), expected);
     assert_eq!(report.run.activities_created as usize, expected.len());
+    assert_eq!(
+        report.run.activities_updated, 0,
+        "an item found by several searches (or by a search and its thread) is written the same \
+         way by each: its channel comes from the item"
+    );
     assert_eq!(report.member_ids(), hn.edit(|d| d.expected_members(&TERMS)));
 
     // request economy: every window once, every thread once, every author once

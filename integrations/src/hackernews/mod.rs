@@ -38,10 +38,12 @@
 //! newer than S; every story of that window with comments has its thread read from S on.
 //!
 //! Members are keyed by HN username (the stable id, case kept). An activity's channel is the
-//! keyword or URL whose search found it; a thread's comments take their story's. An item found
-//! by several searches is written by each to the same row, and the last write's channel stays.
+//! first configured term its own text mentions (keywords, then URLs, in the settings' order),
+//! else the term whose search found it, or for a thread's comment its story's channel: an item
+//! found by several searches gets the same channel from each (see [`channel`]).
 
 mod api;
+mod channel;
 #[cfg(feature = "fakes")]
 pub mod fake;
 mod settings;
@@ -60,6 +62,7 @@ use tributary::{
 };
 
 pub use api::{Hit, SearchResponse, User};
+use channel::channel_of;
 pub use settings::{
     DEFAULT_ALGOLIA_BASE_URL, DEFAULT_FIREBASE_BASE_URL, HackerNewsSettings, MAX_HITS_PER_PAGE,
 };
@@ -143,18 +146,25 @@ impl HackerNewsIntegration {
         let mut outcome = StreamOutcome::new();
         let mut children = Vec::new();
         let mut authors = BTreeSet::new();
+        let terms: Vec<&str> = settings
+            .keywords
+            .iter()
+            .chain(&settings.urls)
+            .map(String::as_str)
+            .collect();
         for hit in &page.hits {
+            let channel = channel_of(hit, &terms, search.channel);
             if search.threads && !hit.is_comment() && hit.num_comments.unwrap_or(0) > 0 {
                 let thread = Target::Thread {
                     story_id: hit.object_id,
-                    channel: search.channel.to_owned(),
+                    channel: channel.clone(),
                 };
                 children.push(thread.stream()?);
             }
             if !search.window.includes(hit.created_at_i) {
                 continue;
             }
-            if let Some(activity) = activity(hit, search.channel)? {
+            if let Some(activity) = activity(hit, &channel)? {
                 authors.insert(activity.member.source_id.clone());
                 outcome = outcome.activity(activity);
             }
@@ -202,7 +212,7 @@ enum Target {
     },
     Thread {
         story_id: u64,
-        /// The story's channel, given to its comments.
+        /// The story's channel, given to its comments that mention no term.
         channel: String,
     },
     User {

@@ -8,6 +8,7 @@ use anyhow::Context as _;
 use serde_json::{Value, json};
 use tributary_integrations::devto::fake::{FakeForem, ForemData, ForemSpec};
 use tributary_integrations::github::fake::{FakeGithub, FakeGithubOptions, GithubData, GithubSpec};
+use tributary_integrations::hackernews::fake::{FakeHn, HnData, HnSpec, KEYWORDS, URL};
 
 /// Every answer of the fake platforms comes after this long, as over a network.
 const LATENCY: Duration = Duration::from_millis(30);
@@ -27,6 +28,7 @@ pub struct DemoPlatform {
 enum Server {
     Github(FakeGithub),
     Forem(FakeForem),
+    HackerNews(FakeHn),
 }
 
 impl DemoPlatform {
@@ -35,6 +37,7 @@ impl DemoPlatform {
         match &self.server {
             Server::Github(s) => s.server().request_count(),
             Server::Forem(s) => s.server().request_count(),
+            Server::HackerNews(s) => s.server().request_count(),
         }
     }
 }
@@ -61,7 +64,14 @@ const FOREM: ForemSpec = ForemSpec {
 const FOREM_USERS: [&str; 2] = ["user0", "user1"];
 const FOREM_ORGS: [&str; 1] = ["org0"];
 
-/// Starts the fake GitHub and the fake Forem (Dev.to).
+const HN: HnSpec = HnSpec {
+    users: 12,
+    stories: 40,
+    comments_per_story: 8,
+};
+
+/// Starts the fake GitHub, the fake Forem (Dev.to) and the fake Hacker News (Algolia search and
+/// the official API).
 pub async fn start() -> anyhow::Result<Vec<DemoPlatform>> {
     let data = GithubData::generate(GITHUB);
     let expected = data.expected_activities().len();
@@ -118,5 +128,34 @@ pub async fn start() -> anyhow::Result<Vec<DemoPlatform>> {
         expected,
         server: Server::Forem(forem),
     };
-    Ok(vec![github, devto])
+
+    let data = HnData::generate(HN);
+    let terms = [KEYWORDS[0], KEYWORDS[1], URL];
+    let expected = data.expected_activities(&terms).len();
+    let hn = FakeHn::start(data)
+        .await
+        .context("starting the fake Hacker News")?;
+    hn.server().latency(LATENCY);
+    let hackernews = DemoPlatform {
+        platform: tributary_integrations::hackernews::PLATFORM,
+        description: format!(
+            "Hacker News (Algolia search at {}, profiles at {}): the stories and comments that mention {:?}, {:?} or {URL}, with their threads",
+            hn.algolia_base_url(),
+            hn.firebase_base_url(),
+            KEYWORDS[0],
+            KEYWORDS[1]
+        ),
+        settings: json!({
+            "keywords": KEYWORDS,
+            "urls": [URL],
+            "algolia_base_url": hn.algolia_base_url(),
+            "firebase_base_url": hn.firebase_base_url(),
+            "hits_per_page": 20,
+            "max_requests_per_second": 20,
+        }),
+        credentials: json!({}),
+        expected,
+        server: Server::HackerNews(hn),
+    };
+    Ok(vec![github, devto, hackernews])
 }

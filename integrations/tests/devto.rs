@@ -9,7 +9,7 @@ use chrono::Utc;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use tributary::store::runs::RunState;
-use tributary::testkit::{Fault, Harness, Reply};
+use tributary::testkit::{Fault, Harness, Reply, first_deferral};
 use tributary::{ErrorKind, RunOutcome};
 use tributary_integrations::devto::fake::{FakeForem, ForemData, ForemSpec};
 use tributary_integrations::devto::{DevtoIntegration, PLATFORM};
@@ -262,15 +262,13 @@ async fn a_429_in_the_middle_defers_the_run_to_the_reset_and_the_resumed_run_los
         .run_honouring_deferrals(run.id, Duration::from_secs(60))
         .await;
     assert_eq!(final_run.state, RunState::Processed, "{outcomes:?}");
-    let RunOutcome::Delayed { until, reason } = &outcomes[0] else {
-        panic!("expected a deferral first: {outcomes:?}")
-    };
+    let (until, reason) = first_deferral(&outcomes);
     // the refused thread, or a stream of the same key stopped by the block that followed
     assert!(
         reason.starts_with("rate limited while processing `"),
         "{reason}"
     );
-    let wait = (*until - started).num_milliseconds();
+    let wait = (until - started).num_milliseconds();
     assert!(
         (1_500..=3_500).contains(&wait),
         "deferred to the reset: {wait} ms"
@@ -374,15 +372,10 @@ async fn a_wrong_api_key_is_fatal_with_the_platforms_message_and_never_shown(poo
 
 #[sqlx::test(migrator = "tributary::MIGRATOR")]
 async fn settings_that_are_missing_or_wrong_are_refused_at_connect_time(pool: PgPool) {
-    let (h, forem) = setup(pool.clone()).await;
+    let (h, forem) = setup(pool).await;
     let refused = |settings: Value, creds: Value| {
         let h = h.clone();
-        async move {
-            h.connect(PLATFORM, settings, creds)
-                .await
-                .unwrap_err()
-                .to_string()
-        }
+        async move { h.refused(PLATFORM, settings, creds).await }
     };
     assert_eq!(
         refused(json!({"base_url": forem.base_url()}), creds()).await,
@@ -406,11 +399,11 @@ async fn settings_that_are_missing_or_wrong_are_refused_at_connect_time(pool: Pg
             .await
             .contains("unknown field `orgs`")
     );
-    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM integrations")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-    assert_eq!(count, 0, "nothing is created when settings are refused");
+    assert_eq!(
+        h.integration_count().await,
+        0,
+        "nothing is created when settings are refused"
+    );
     assert_eq!(forem.server().request_count(), 0);
     let registry = tributary_integrations::registry().unwrap();
     assert!(registry.get(PLATFORM).is_ok(), "register_all knows devto");

@@ -231,7 +231,7 @@ async fn configured_channels_skip_the_channel_list(pool: PgPool) {
 
 #[sqlx::test(migrator = "tributary::MIGRATOR")]
 async fn settings_that_are_missing_or_wrong_are_refused_at_connect_time(pool: PgPool) {
-    let (h, server) = setup(pool.clone(), ServerOptions::default()).await;
+    let (h, server) = setup(pool, ServerOptions::default()).await;
     let err = h
         .connect(
             PLATFORM,
@@ -253,9 +253,9 @@ async fn settings_that_are_missing_or_wrong_are_refused_at_connect_time(pool: Pg
         err.to_string(),
         "unknown platform `myspace`; known platforms: example-forum"
     );
-    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM integrations")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-    assert_eq!(count, 0, "nothing is created when settings are refused");
+    assert_eq!(
+        h.integration_count().await,
+        0,
+        "nothing is created when settings are refused"
+    );
 }

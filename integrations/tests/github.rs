@@ -9,7 +9,7 @@ use chrono::Utc;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use tributary::store::runs::RunState;
-use tributary::testkit::{Fault, Harness, Reply};
+use tributary::testkit::{Fault, Harness, Reply, first_deferral};
 use tributary::{ErrorKind, RunOutcome};
 use tributary_integrations::github::fake::{FakeGithub, FakeGithubOptions, GithubData, GithubSpec};
 use tributary_integrations::github::{GithubIntegration, PLATFORM};
@@ -320,15 +320,13 @@ async fn a_secondary_rate_limit_in_the_middle_defers_the_run_and_the_resumed_run
         .run_honouring_deferrals(run.id, Duration::from_secs(60))
         .await;
     assert_eq!(final_run.state, RunState::Processed, "{outcomes:?}");
-    let RunOutcome::Delayed { until, reason } = &outcomes[0] else {
-        panic!("expected a deferral first: {outcomes:?}")
-    };
+    let (until, reason) = first_deferral(&outcomes);
     // the refused list, or a stream of the same token stopped by the block that followed
     assert!(
         reason.starts_with("rate limited while processing `"),
         "{reason}"
     );
-    let wait = (*until - started).num_milliseconds();
+    let wait = (until - started).num_milliseconds();
     assert!(
         (1_500..=4_000).contains(&wait),
         "deferred to the reset: {wait} ms"
@@ -556,15 +554,10 @@ async fn a_github_that_repeats_a_page_ends_the_stream_with_a_clear_error(pool: P
 
 #[sqlx::test(migrator = "tributary::MIGRATOR")]
 async fn settings_that_are_missing_or_wrong_are_refused_at_connect_time(pool: PgPool) {
-    let (h, github) = setup(pool.clone()).await;
+    let (h, github) = setup(pool).await;
     let refused = |settings: Value, creds: Value| {
         let h = h.clone();
-        async move {
-            h.connect(PLATFORM, settings, creds)
-                .await
-                .unwrap_err()
-                .to_string()
-        }
+        async move { h.refused(PLATFORM, settings, creds).await }
     };
     assert_eq!(
         refused(
@@ -593,11 +586,11 @@ async fn settings_that_are_missing_or_wrong_are_refused_at_connect_time(pool: Pg
             .await
             .contains("unknown field `repos`")
     );
-    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM integrations")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-    assert_eq!(count, 0, "nothing is created when settings are refused");
+    assert_eq!(
+        h.integration_count().await,
+        0,
+        "nothing is created when settings are refused"
+    );
     assert_eq!(github.server().request_count(), 0);
     let registry = tributary_integrations::registry().unwrap();
     assert!(registry.get(PLATFORM).is_ok(), "register_all knows github");

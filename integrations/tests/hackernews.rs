@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use sqlx::PgPool;
 use tributary::store::runs::RunState;
 use tributary::store::streams::StreamState;
-use tributary::testkit::{Fault, Harness, Reply, Request};
+use tributary::testkit::{Fault, Harness, Reply, Request, first_deferral};
 use tributary::{ErrorKind, RunOutcome};
 use tributary_integrations::hackernews::fake::{
     ALGOLIA_PREFIX, FIREBASE_PREFIX, FakeHn, GHOST, HnData, HnSpec, Kind, URL,
@@ -360,14 +360,12 @@ async fn a_429_in_the_middle_defers_the_run_to_the_reset_and_the_resumed_run_los
         .run_honouring_deferrals(run.id, Duration::from_secs(60))
         .await;
     assert_eq!(final_run.state, RunState::Processed, "{outcomes:?}");
-    let RunOutcome::Delayed { until, reason } = &outcomes[0] else {
-        panic!("expected a deferral first: {outcomes:?}")
-    };
+    let (until, reason) = first_deferral(&outcomes);
     assert!(
         reason.starts_with("rate limited while processing `"),
         "{reason}"
     );
-    let wait = (*until - started).num_milliseconds();
+    let wait = (until - started).num_milliseconds();
     assert!(
         (1_500..=3_500).contains(&wait),
         "deferred to the reset: {wait} ms"
@@ -447,15 +445,10 @@ async fn a_malformed_body_is_a_stream_error_naming_the_field(pool: PgPool) {
 
 #[sqlx::test(migrator = "tributary::MIGRATOR")]
 async fn settings_that_are_missing_or_wrong_are_refused_at_connect_time(pool: PgPool) {
-    let (h, hn) = generated(pool.clone()).await;
+    let (h, hn) = generated(pool).await;
     let refused = |settings: Value, creds: Value| {
         let h = h.clone();
-        async move {
-            h.connect(PLATFORM, settings, creds)
-                .await
-                .unwrap_err()
-                .to_string()
-        }
+        async move { h.refused(PLATFORM, settings, creds).await }
     };
     assert_eq!(
         refused(
@@ -487,11 +480,11 @@ async fn settings_that_are_missing_or_wrong_are_refused_at_connect_time(pool: Pg
             .await
             .contains("unknown field `tags`")
     );
-    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM integrations")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-    assert_eq!(count, 0, "nothing is created when settings are refused");
+    assert_eq!(
+        h.integration_count().await,
+        0,
+        "nothing is created when settings are refused"
+    );
     assert_eq!(hn.server().request_count(), 0);
     let registry = tributary_integrations::registry().unwrap();
     assert!(

@@ -83,6 +83,25 @@ impl Harness {
         .await
     }
 
+    /// The message with which connecting is refused; panics if the connection is accepted.
+    pub async fn refused(&self, platform: &str, settings: Value, credentials: Value) -> String {
+        match self.connect(platform, settings, credentials).await {
+            Ok((integration, _)) => panic!(
+                "connecting {platform} was accepted (integration {})",
+                integration.id
+            ),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    /// How many integrations the database holds, of any tenant.
+    pub async fn integration_count(&self) -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM integrations")
+            .fetch_one(&self.pool)
+            .await
+            .unwrap_or_else(|e| panic!("counting integrations: {e}"))
+    }
+
     /// Starts a check run.
     pub async fn check(&self, integration_id: Uuid) -> Result<Run, AdminError> {
         admin::start_run(&self.pool, &self.registry, integration_id, false, None).await
@@ -254,6 +273,14 @@ impl Harness {
         records::list_members(&self.pool, admin::DEFAULT_TENANT, platform)
             .await
             .unwrap_or_else(|e| panic!("members of {platform}: {e}"))
+    }
+}
+
+/// The first of a run's outcomes, which must be a deferral: when it was deferred to, and why.
+pub fn first_deferral(outcomes: &[RunOutcome]) -> (chrono::DateTime<Utc>, &str) {
+    match outcomes.first() {
+        Some(RunOutcome::Delayed { until, reason }) => (*until, reason.as_str()),
+        _ => panic!("expected a deferral first: {outcomes:?}"),
     }
 }
 

@@ -8,7 +8,7 @@ pub mod moto;
 mod scripted;
 
 pub use fake_server::{Delayed, FakeServer, Fault, Reply, Request};
-pub use harness::{Harness, RunReport};
+pub use harness::{Harness, RunReport, first_deferral};
 pub use scripted::{CallLog, ScriptedService, StreamCall};
 
 use std::future::Future;

@@ -30,18 +30,12 @@ pub fn of_page(
         Items::Issues(issues) => issues.iter().filter_map(|i| issue(repo, i)).collect(),
         Items::Comments(comments) => comments
             .iter()
-            .map(|c| comment(repo, c))
-            .collect::<Result<Vec<_>, _>>()?
-            .into_iter()
-            .flatten()
-            .collect(),
+            .filter_map(|c| comment(repo, c).transpose())
+            .collect::<Result<_, _>>()?,
         Items::ReviewComments(comments) => comments
             .iter()
-            .map(|c| review_comment(repo, c))
-            .collect::<Result<Vec<_>, _>>()?
-            .into_iter()
-            .flatten()
-            .collect(),
+            .filter_map(|c| review_comment(repo, c).transpose())
+            .collect::<Result<_, _>>()?,
     };
     Ok(StreamOutcome::new()
         .activities(activities)

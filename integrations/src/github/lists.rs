@@ -114,7 +114,13 @@ impl Items {
     }
 
     fn is_empty(&self) -> bool {
-        self.ids().is_empty()
+        match self {
+            Self::Stars(v) => v.is_empty(),
+            Self::Forks(v) => v.is_empty(),
+            Self::Issues(v) => v.is_empty(),
+            Self::Comments(v) => v.is_empty(),
+            Self::ReviewComments(v) => v.is_empty(),
+        }
     }
 }
 

@@ -91,9 +91,9 @@ pub async fn run(args: GithubBenchArgs) -> anyhow::Result<()> {
     )
     .await?;
     println!(
-        "GitHub onboarding: {} issues (every {} a pull request), {} comments, {} review comments, {} stargazers, {} forks; {} ms per request; {} streams at once",
+        "GitHub onboarding: {} issues (one in {} a pull request), {} comments, {} review comments, {} stargazers, {} forks; {} ms per request; {} streams at once",
         args.issues,
-        ordinal(args.pull_every),
+        args.pull_every,
         args.comments,
         args.review_comments,
         args.stars,
@@ -143,16 +143,6 @@ pub async fn run(args: GithubBenchArgs) -> anyhow::Result<()> {
         "stored {stored} activities, expected {expected}"
     );
     Ok(())
-}
-
-fn ordinal(n: usize) -> String {
-    match n {
-        0 => "none".to_owned(),
-        1 => "one".to_owned(),
-        2 => "2nd".to_owned(),
-        3 => "3rd".to_owned(),
-        n => format!("{n}th"),
-    }
 }
 
 /// User + system CPU time of this process so far (`/proc/self/stat`, in clock ticks of 10 ms).

@@ -1,5 +1,5 @@
 //! `scripts/demo`: the main job on embedded defaults, in the real topology. A local Example Forum
-//! and fake GitHub and Dev.to servers; a worker and a tick generator as processes over the
+//! and fake GitHub, Dev.to and Hacker News servers; a worker and a tick generator as processes over the
 //! postgres queue; an integration of each connected (its onboarding handed to the queue) and
 //! onboarded by the worker, the forum's riding out its rate limit; the forum then checked by the
 //! next minute's tick after new posts; a summary.
@@ -119,11 +119,8 @@ async fn drive(
             },
         )
         .await?;
-        println!(
-            "connected {} integration {}; its onboarding run {} handed to the workers",
-            other.platform, connected.id, run.id
-        );
-        tributary::queue::enqueue_run(&ctx.pool, ctx.queue().await?.as_ref(), run.id).await?;
+        println!("connected {} integration {}", other.platform, connected.id);
+        handoff::hand_off(ctx, &run).await?;
         onboardings.push((other, connected.id, run.id));
     }
 
@@ -152,11 +149,14 @@ async fn drive(
     for (other, integration_id, run_id) in &onboardings {
         let run = wait_for_end(ctx, *run_id, topology, shutdown, Duration::from_secs(300)).await?;
         let stored = records::count_activities(&ctx.pool, *integration_id).await?;
+        let took = run
+            .finished_at
+            .map(|end| (end - run.created_at).num_milliseconds() as f64 / 1000.0)
+            .unwrap_or_default();
         println!(
-            "{} onboarding {} after {:.1} s: {} streams, {} activities ({} expected), {} members, {} requests",
+            "{} onboarding {} in {took:.1} s: {} streams, {} activities ({} expected), {} members, {} requests",
             other.platform,
             run.state,
-            started.elapsed().as_secs_f64(),
             run.streams_processed,
             stored,
             other.expected,

@@ -20,19 +20,23 @@ pub mod registry;
 pub mod runtime;
 pub mod secret;
 pub mod service;
+pub mod settings;
 pub mod store;
 pub mod stream;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
 pub use async_trait::async_trait;
-pub use context::RunContext;
+pub use context::{RunContext, Window};
 pub use error::{ErrorKind, ErrorRecord, IntegrationError, SettingsError};
 pub use processor::{IntegrationProcessor, ProcessorConfig, RunOutcome};
 pub use records::{Activity, Member, Operation};
 pub use registry::Registry;
 pub use secret::{Credentials, Secret};
-pub use service::{CheckSchedule, GlobalLimit, IntegrationService, RetryBackoff, ServiceConfig};
+pub use service::{
+    CheckSchedule, DynService, GlobalLimit, IntegrationService, RetryBackoff, ServiceConfig,
+};
+pub use settings::{Check, CredentialField, Settings};
 pub use stream::{NewStream, Stream, StreamOutcome};
 
 /// The workspace's migrations, embedded.

@@ -3,11 +3,15 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::service::IntegrationService;
+use crate::http::HttpClients;
+use crate::service::{DynService, IntegrationService};
 
+/// The integrations a process knows, and the HTTP clients they share (connections and
+/// per-credential pacing live for the life of the process).
 #[derive(Default, Clone)]
 pub struct Registry {
-    services: BTreeMap<&'static str, Arc<dyn IntegrationService>>,
+    services: BTreeMap<&'static str, Arc<dyn DynService>>,
+    http: Arc<HttpClients>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -32,7 +36,7 @@ impl Registry {
 
     pub fn register_arc(
         &mut self,
-        service: Arc<dyn IntegrationService>,
+        service: Arc<dyn DynService>,
     ) -> Result<&mut Self, RegistryError> {
         let platform = service.platform();
         if self.services.contains_key(platform) {
@@ -43,7 +47,7 @@ impl Registry {
     }
 
     /// The service of a platform, or an error that lists the known ones.
-    pub fn get(&self, platform: &str) -> Result<Arc<dyn IntegrationService>, RegistryError> {
+    pub fn get(&self, platform: &str) -> Result<Arc<dyn DynService>, RegistryError> {
         self.services
             .get(platform)
             .cloned()
@@ -57,8 +61,13 @@ impl Registry {
         self.services.keys().copied()
     }
 
-    pub fn services(&self) -> impl Iterator<Item = &Arc<dyn IntegrationService>> + '_ {
+    pub fn services(&self) -> impl Iterator<Item = &Arc<dyn DynService>> + '_ {
         self.services.values()
+    }
+
+    /// The HTTP clients every integration of this registry shares.
+    pub fn http(&self) -> &Arc<HttpClients> {
+        &self.http
     }
 }
 

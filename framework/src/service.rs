@@ -7,20 +7,27 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde_json::Value;
 
-use crate::context::RunContext;
+use crate::context::{AnyContext, RunContext};
 use crate::error::{IntegrationError, SettingsError};
 use crate::secret::Credentials;
+use crate::settings::{self, Settings};
 use crate::stream::{NewStream, Stream, StreamOutcome};
 
-/// One platform. The framework does the rest: scheduling, leases, pagination bookkeeping,
-/// retries, rate-limit deferrals, persistence.
+/// One platform. The framework does the rest: settings parsed and checked at connect time,
+/// scheduling, leases, pagination bookkeeping, retries, rate-limit deferrals, persistence.
 ///
 /// Hooks are called in this order for a run: `preprocess` (once; what it stores in the pipeline
 /// data is persisted with the run), `get_streams` (once, the root streams), `process_stream` for
 /// every stream (concurrently, up to [`ServiceConfig::stream_concurrency`]), and `postprocess` once
-/// every stream has been processed.
+/// every stream has been processed. Each hook gets the run's context with the integration's
+/// settings as [`IntegrationService::Settings`].
 #[async_trait]
 pub trait IntegrationService: Send + Sync + 'static {
+    /// The integration's settings (and, through [`Settings::CREDENTIALS`], its credentials'
+    /// shape): parsed, checked and normalized at connect time. `serde_json::Value` takes any
+    /// object.
+    type Settings: Settings;
+
     /// The platform's name, as stored in `integrations.platform` (`github`, `devto`, …).
     fn platform(&self) -> &'static str;
 
@@ -28,47 +35,153 @@ pub trait IntegrationService: Send + Sync + 'static {
         ServiceConfig::default()
     }
 
-    /// Checks settings at connect time and returns them normalized (defaults filled in). The
-    /// default accepts any JSON object.
-    fn validate_settings(
+    async fn preprocess(
         &self,
-        settings: &Value,
-        _credentials: &Credentials,
-    ) -> Result<Value, SettingsError> {
-        if settings.is_object() {
-            Ok(settings.clone())
-        } else {
-            Err(SettingsError::new("", "must be a JSON object"))
-        }
-    }
-
-    async fn preprocess(&self, _ctx: &mut RunContext) -> Result<(), IntegrationError> {
+        _ctx: &mut RunContext<Self::Settings>,
+    ) -> Result<(), IntegrationError> {
         Ok(())
     }
 
     /// The root streams of the run.
-    async fn get_streams(&self, ctx: &RunContext) -> Result<Vec<NewStream>, IntegrationError>;
+    async fn get_streams(
+        &self,
+        ctx: &RunContext<Self::Settings>,
+    ) -> Result<Vec<NewStream>, IntegrationError>;
 
     /// Fetches what one stream stands for (one page) and says what to write and what comes next.
     async fn process_stream(
         &self,
         stream: &Stream,
-        ctx: &RunContext,
+        ctx: &RunContext<Self::Settings>,
     ) -> Result<StreamOutcome, IntegrationError>;
 
     /// Called after a stream produced a next page: `true` stops paging there (a check run that has
-    /// reached records older than the last run, say). The outcome's records are still written.
+    /// reached records older than its window, say). The outcome's records are still written.
     async fn is_processing_finished(
         &self,
         _stream: &Stream,
         _outcome: &StreamOutcome,
-        _ctx: &RunContext,
+        _ctx: &RunContext<Self::Settings>,
     ) -> Result<bool, IntegrationError> {
         Ok(false)
     }
 
-    async fn postprocess(&self, _ctx: &mut RunContext) -> Result<(), IntegrationError> {
+    async fn postprocess(
+        &self,
+        _ctx: &mut RunContext<Self::Settings>,
+    ) -> Result<(), IntegrationError> {
         Ok(())
+    }
+}
+
+/// An [`IntegrationService`] with its settings type hidden: what the [`crate::Registry`] keeps
+/// and the processor calls. Every `IntegrationService` is one.
+#[async_trait]
+pub trait DynService: Send + Sync + 'static {
+    fn platform(&self) -> &'static str;
+    fn config(&self) -> ServiceConfig;
+    /// Parses, checks and normalizes settings given at connect time (see [`settings::validate`]).
+    fn validate_settings(
+        &self,
+        settings: &Value,
+        credentials: &Credentials,
+    ) -> Result<Value, SettingsError>;
+    /// The credential fields that are not secrets (usernames, account ids).
+    fn plain_credential_fields(&self) -> Vec<&'static str>;
+    /// The context with the stored settings parsed as the service's settings type.
+    fn open(&self, ctx: &RunContext<Value>) -> Result<AnyContext, IntegrationError>;
+    /// `preprocess`; the context comes back with what it changed.
+    async fn preprocess(&self, ctx: AnyContext) -> Result<AnyContext, IntegrationError>;
+    async fn get_streams(&self, ctx: &AnyContext) -> Result<Vec<NewStream>, IntegrationError>;
+    async fn process_stream(
+        &self,
+        stream: &Stream,
+        ctx: &AnyContext,
+    ) -> Result<StreamOutcome, IntegrationError>;
+    async fn is_processing_finished(
+        &self,
+        stream: &Stream,
+        outcome: &StreamOutcome,
+        ctx: &AnyContext,
+    ) -> Result<bool, IntegrationError>;
+    async fn postprocess(&self, ctx: AnyContext) -> Result<AnyContext, IntegrationError>;
+    /// The settings a hook set, as stored (`None` when unchanged).
+    fn changed_settings(&self, ctx: &AnyContext) -> Result<Option<Value>, IntegrationError>;
+}
+
+#[async_trait]
+impl<T: IntegrationService> DynService for T {
+    fn platform(&self) -> &'static str {
+        IntegrationService::platform(self)
+    }
+
+    fn config(&self) -> ServiceConfig {
+        IntegrationService::config(self)
+    }
+
+    fn validate_settings(
+        &self,
+        settings: &Value,
+        credentials: &Credentials,
+    ) -> Result<Value, SettingsError> {
+        settings::validate_json::<T::Settings>(settings, credentials)
+    }
+
+    fn plain_credential_fields(&self) -> Vec<&'static str> {
+        settings::plain_fields(<T::Settings as Settings>::CREDENTIALS)
+    }
+
+    fn open(&self, ctx: &RunContext<Value>) -> Result<AnyContext, IntegrationError> {
+        Ok(ctx.parse::<T::Settings>()?.erase())
+    }
+
+    async fn preprocess(&self, ctx: AnyContext) -> Result<AnyContext, IntegrationError> {
+        let mut typed = ctx.typed::<T::Settings>()?;
+        IntegrationService::preprocess(self, &mut typed).await?;
+        Ok(typed.erase())
+    }
+
+    async fn get_streams(&self, ctx: &AnyContext) -> Result<Vec<NewStream>, IntegrationError> {
+        IntegrationService::get_streams(self, &ctx.typed::<T::Settings>()?).await
+    }
+
+    async fn process_stream(
+        &self,
+        stream: &Stream,
+        ctx: &AnyContext,
+    ) -> Result<StreamOutcome, IntegrationError> {
+        IntegrationService::process_stream(self, stream, &ctx.typed::<T::Settings>()?).await
+    }
+
+    async fn is_processing_finished(
+        &self,
+        stream: &Stream,
+        outcome: &StreamOutcome,
+        ctx: &AnyContext,
+    ) -> Result<bool, IntegrationError> {
+        IntegrationService::is_processing_finished(
+            self,
+            stream,
+            outcome,
+            &ctx.typed::<T::Settings>()?,
+        )
+        .await
+    }
+
+    async fn postprocess(&self, ctx: AnyContext) -> Result<AnyContext, IntegrationError> {
+        let mut typed = ctx.typed::<T::Settings>()?;
+        IntegrationService::postprocess(self, &mut typed).await?;
+        Ok(typed.erase())
+    }
+
+    fn changed_settings(&self, ctx: &AnyContext) -> Result<Option<Value>, IntegrationError> {
+        if !ctx.settings_changed() {
+            return Ok(None);
+        }
+        let typed = ctx.typed::<T::Settings>()?;
+        serde_json::to_value(typed.settings())
+            .map(Some)
+            .map_err(|e| IntegrationError::fatal("settings do not serialize").with_source(e))
     }
 }
 
@@ -175,6 +288,10 @@ pub struct ServiceConfig {
     pub hook_timeout: Duration,
     /// A pagination chain longer than this ends its stream in `error` (an API that never ends).
     pub max_pages_per_stream: u32,
+    /// A check reads each source from when the last run that read it whole started, minus this:
+    /// records a platform indexes late, or stamps with a skewed clock, are not missed (what is
+    /// read twice is a no-op). See [`RunContext::window`].
+    pub check_overlap: Duration,
 }
 
 impl Default for ServiceConfig {
@@ -192,6 +309,7 @@ impl Default for ServiceConfig {
             stream_timeout: Duration::from_secs(300),
             hook_timeout: Duration::from_secs(300),
             max_pages_per_stream: 10_000,
+            check_overlap: Duration::from_secs(600),
         }
     }
 }

@@ -17,6 +17,9 @@ use crate::records::{Activity, Member, Operation};
 pub struct NewStream {
     pub identifier: String,
     pub data: Value,
+    /// The source the stream reads, whose check window it uses (see [`crate::RunContext::window`]):
+    /// `None` keeps its parent's (a root's own identifier).
+    pub source: Option<String>,
 }
 
 impl NewStream {
@@ -24,7 +27,16 @@ impl NewStream {
         Self {
             identifier: identifier.into(),
             data,
+            source: None,
         }
+    }
+
+    /// Makes the stream (and what it leads to) a source of its own: its check window moves
+    /// forward only when all of it was read successfully. A repository's stars and its issues,
+    /// say, found by one root stream.
+    pub fn source(mut self, source: impl Into<String>) -> Self {
+        self.source = Some(source.into());
+        self
     }
 
     /// A stream whose data is a serializable value of the integration's own type.
@@ -48,6 +60,9 @@ pub struct Stream {
     pub identifier: String,
     /// The identifier of the first page of this stream's pagination chain.
     pub chain_identifier: String,
+    /// The source this stream reads (whose check window it uses): its root's identifier, or what
+    /// it or an ancestor declared with [`NewStream::source`].
+    pub source: String,
     /// The context the integration gave the stream; next pages keep it unchanged.
     pub data: Value,
     /// The page to fetch: `None` for the first page, else the value of the previous outcome's

@@ -496,6 +496,7 @@ fn stream(page: Option<Value>) -> Stream {
         parent_id: None,
         identifier: "items".into(),
         chain_identifier: "items".into(),
+        source: "items".into(),
         data: json!({}),
         page_number: 1,
         page,

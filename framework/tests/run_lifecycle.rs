@@ -215,12 +215,14 @@ async fn settings_changed_by_hooks_are_committed_with_them(pool: PgPool) {
     .preprocess(|ctx| {
         let mut s = ctx.settings().clone();
         s["discovered"] = json!(42);
-        ctx.update_settings(&s)
+        ctx.update_settings(s);
+        Ok(())
     })
     .postprocess(|ctx| {
         let mut s = ctx.settings().clone();
         s["cursor"] = json!("c-9");
-        ctx.update_settings(&s)
+        ctx.update_settings(s);
+        Ok(())
     });
     let h = harness(pool, service);
     let (integration, run) = h

@@ -243,8 +243,34 @@ pub fn decode<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T, Integr
         } else {
             format!(" at `{path}`")
         };
-        IntegrationError::fatal(format!("{what}: malformed body{at}: {inner}")).with_source(inner)
+        IntegrationError::fatal(format!(
+            "{what}: malformed body{at}: {inner}; the body: {}",
+            quote_body(bytes)
+        ))
+        .with_source(inner)
     })
+}
+
+/// The start of a body, quoted for an error message: at most 200 characters, control characters
+/// escaped.
+fn quote_body(bytes: &[u8]) -> String {
+    const MAX: usize = 200;
+    let text = String::from_utf8_lossy(bytes);
+    let mut quoted: String = text
+        .chars()
+        .take(MAX)
+        .flat_map(|c| {
+            if c.is_control() {
+                c.escape_default().collect::<Vec<_>>()
+            } else {
+                vec![c]
+            }
+        })
+        .collect();
+    if text.chars().count() > MAX {
+        quoted.push('…');
+    }
+    format!("`{quoted}`")
 }
 
 impl fmt::Debug for HttpClient {

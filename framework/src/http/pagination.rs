@@ -418,6 +418,7 @@ mod tests {
             parent_id: None,
             identifier: "items".into(),
             chain_identifier: "items".into(),
+            source: "items".into(),
             data: json!({}),
             page_number: if page.is_some() { 2 } else { 1 },
             page,

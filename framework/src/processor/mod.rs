@@ -13,11 +13,11 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::context::{RunContext, RunContextParts};
+use crate::context::{AnyContext, HttpPool, RunContext, RunInfo};
 use crate::error::{ErrorKind, ErrorRecord};
 use crate::events;
 use crate::registry::Registry;
-use crate::service::{IntegrationService, ServiceConfig};
+use crate::service::{DynService, ServiceConfig};
 use crate::store::integrations::Integration;
 use crate::store::runs::{Run, RunEnd, RunState};
 use crate::store::{self, Lease, StoreError};
@@ -194,17 +194,27 @@ impl IntegrationProcessor {
             }
         }
 
-        let mut ctx = run_context(&integration, run);
+        let checkpoints = store::checkpoints::load(&self.pool, integration.id).await?;
+        let raw = self.run_context(&integration, run, &config, checkpoints);
+        let mut ctx = match service.open(&raw) {
+            Ok(ctx) => ctx,
+            Err(e) => {
+                let failure = HookFailure::Error(e);
+                return self
+                    .hook_failed(lease, run, &config, &integration, "settings", failure)
+                    .await;
+            }
+        };
         if !run.preprocessed {
             match preprocess(&service, ctx, &config).await {
-                Ok((done, roots)) => {
-                    ctx = done;
+                Ok(done) => {
+                    ctx = done.ctx;
                     store::runs::save_preprocessed(
                         &self.pool,
                         lease,
                         ctx.pipeline_data(),
-                        ctx.changed_settings(),
-                        &roots,
+                        done.settings.as_ref(),
+                        &done.roots,
                     )
                     .await?;
                 }
@@ -256,18 +266,18 @@ impl IntegrationProcessor {
         let hook = {
             let service = service.clone();
             hooks::call(config.hook_timeout, async move {
-                let mut ctx = ctx;
-                service.postprocess(&mut ctx).await.map(|()| ctx)
+                let ctx = service.postprocess(ctx).await?;
+                service.changed_settings(&ctx)
             })
             .await
         };
         match hook {
-            Ok(ctx) => {
+            Ok(settings) => {
                 let finished = store::runs::finish(
                     &self.pool,
                     lease,
                     RunEnd::Processed {
-                        settings: ctx.changed_settings(),
+                        settings: settings.as_ref(),
                     },
                 )
                 .await?;
@@ -279,6 +289,32 @@ impl IntegrationProcessor {
                     .await
             }
         }
+    }
+
+    /// The context of a run as the store holds it (settings not yet parsed).
+    fn run_context(
+        &self,
+        integration: &Integration,
+        run: &Run,
+        config: &ServiceConfig,
+        checkpoints: std::collections::HashMap<String, DateTime<Utc>>,
+    ) -> RunContext {
+        RunContext::new(
+            RunInfo {
+                integration_id: integration.id,
+                tenant_id: integration.tenant_id,
+                platform: integration.platform.clone(),
+                run_id: run.id,
+                onboarding: run.onboarding,
+                credentials: integration.credentials.clone(),
+                last_processed_at: integration.last_processed_at,
+                checkpoints,
+                check_overlap: config.check_overlap,
+                http: HttpPool::new(self.registry.http().clone(), self.config.max_inline_wait),
+            },
+            integration.settings.clone(),
+            run.pipeline_data.clone(),
+        )
     }
 
     /// A run-level hook failed: defer (rate limit, or a retry with backoff) or end the run.
@@ -347,37 +383,36 @@ impl IntegrationProcessor {
     }
 }
 
-fn run_context(integration: &Integration, run: &Run) -> RunContext {
-    RunContext::new(RunContextParts {
-        integration_id: integration.id,
-        tenant_id: integration.tenant_id,
-        platform: integration.platform.clone(),
-        run_id: run.id,
-        onboarding: run.onboarding,
-        settings: integration.settings.clone(),
-        credentials: integration.credentials.clone(),
-        last_processed_at: integration.last_processed_at,
-        pipeline_data: run.pipeline_data.clone(),
-    })
+/// What `preprocess` and `get_streams` produced.
+struct Preprocessed {
+    ctx: AnyContext,
+    /// The settings `preprocess` set, as stored.
+    settings: Option<serde_json::Value>,
+    roots: Vec<crate::stream::NewStream>,
 }
 
 /// `preprocess`, then `get_streams`; on failure, which hook failed and how.
 async fn preprocess(
-    service: &Arc<dyn IntegrationService>,
-    ctx: RunContext,
+    service: &Arc<dyn DynService>,
+    ctx: AnyContext,
     config: &ServiceConfig,
-) -> Result<(RunContext, Vec<crate::stream::NewStream>), (&'static str, HookFailure)> {
+) -> Result<Preprocessed, (&'static str, HookFailure)> {
     let svc = service.clone();
-    let ctx = hooks::call(config.hook_timeout, async move {
-        let mut ctx = ctx;
-        svc.preprocess(&mut ctx).await.map(|()| ctx)
+    let (ctx, settings) = hooks::call(config.hook_timeout, async move {
+        let ctx = svc.preprocess(ctx).await?;
+        let settings = svc.changed_settings(&ctx)?;
+        Ok((ctx, settings))
     })
     .await
     .map_err(|f| ("preprocess", f))?;
     let svc = service.clone();
     hooks::call(config.hook_timeout, async move {
         let roots = svc.get_streams(&ctx).await?;
-        Ok((ctx, roots))
+        Ok(Preprocessed {
+            ctx,
+            settings,
+            roots,
+        })
     })
     .await
     .map_err(|f| ("get_streams", f))

@@ -13,11 +13,11 @@ use uuid::Uuid;
 
 use super::hooks::{self, HookFailure};
 use super::{ProcessorConfig, ProcessorError, to_chrono};
-use crate::context::RunContext;
+use crate::context::AnyContext;
 use crate::error::{ErrorKind, ErrorRecord};
 use crate::events;
 use crate::records::Operation;
-use crate::service::{IntegrationService, ServiceConfig};
+use crate::service::{DynService, ServiceConfig};
 use crate::store::limits::{self, LimitDecision};
 use crate::store::records::RecordScope;
 use crate::store::streams::{
@@ -59,8 +59,8 @@ fn merge(current: Option<Deferral>, new: Deferral) -> Option<Deferral> {
 pub(super) struct StreamLoop<'a> {
     pub pool: &'a PgPool,
     pub lease: &'a Lease,
-    pub service: Arc<dyn IntegrationService>,
-    pub ctx: Arc<RunContext>,
+    pub service: Arc<dyn DynService>,
+    pub ctx: Arc<AnyContext>,
     pub service_config: &'a ServiceConfig,
     pub processor_config: &'a ProcessorConfig,
     pub lost: CancellationToken,
@@ -71,8 +71,8 @@ pub(super) struct StreamLoop<'a> {
 struct Shared {
     pool: PgPool,
     lease: Lease,
-    service: Arc<dyn IntegrationService>,
-    ctx: Arc<RunContext>,
+    service: Arc<dyn DynService>,
+    ctx: Arc<AnyContext>,
     config: ServiceConfig,
     scope: RecordScope,
 }
@@ -305,7 +305,7 @@ async fn commit(
     }
     let mut inserts: Vec<StreamInsert> = new_streams
         .iter()
-        .map(|s| StreamInsert::first_page(Some(stream.id), s))
+        .map(|s| StreamInsert::child(stream, s))
         .collect();
     let mut pagination_error = None;
     if let Some(page) = next_page {

@@ -7,6 +7,7 @@
 //! claim by another worker waits for them and, once it has committed, makes every later write of
 //! the old attempt match no row ([`StoreError::LeaseLost`]).
 
+pub mod checkpoints;
 pub mod integrations;
 pub mod limits;
 pub mod records;

@@ -400,6 +400,7 @@ pub async fn finish(pool: &PgPool, lease: &Lease, end: RunEnd<'_>) -> Result<Run
     if let Some(settings) = settings {
         update_settings(&mut tx, run.id, settings).await?;
     }
+    super::checkpoints::advance(&mut tx, run.id).await?;
     let (status, processed) = match end {
         RunEnd::Processed { .. } => ("done", true),
         RunEnd::Failed { .. } => ("error", false),

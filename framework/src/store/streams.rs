@@ -69,6 +69,7 @@ pub struct StreamRow {
     pub parent_id: Option<Uuid>,
     pub identifier: String,
     pub chain_identifier: String,
+    pub source: String,
     pub data: Value,
     pub page: Option<Value>,
     pub page_number: i32,
@@ -98,6 +99,7 @@ impl StreamRow {
             parent_id: self.parent_id,
             identifier: self.identifier.clone(),
             chain_identifier: self.chain_identifier.clone(),
+            source: self.source.clone(),
             data: self.data.clone(),
             page: self.page.clone(),
             page_number: u32::try_from(self.page_number).unwrap_or(1),
@@ -118,18 +120,37 @@ pub struct StreamInsert {
     pub parent_id: Option<Uuid>,
     pub identifier: String,
     pub chain_identifier: String,
+    pub source: String,
     pub data: Value,
     pub page: Option<Value>,
     pub page_number: i32,
 }
 
 impl StreamInsert {
-    /// A first page: a root (no parent) or a child of `parent_id`.
-    pub fn first_page(parent_id: Option<Uuid>, stream: &NewStream) -> Self {
+    /// A root stream: its own source unless it declares one.
+    pub fn root(stream: &NewStream) -> Self {
+        let source = stream
+            .source
+            .clone()
+            .unwrap_or_else(|| stream.identifier.clone());
+        Self::first_page(None, source, stream)
+    }
+
+    /// A child of `parent`: the parent's source unless it declares one.
+    pub fn child(parent: &Stream, stream: &NewStream) -> Self {
+        let source = stream
+            .source
+            .clone()
+            .unwrap_or_else(|| parent.source.clone());
+        Self::first_page(Some(parent.id), source, stream)
+    }
+
+    fn first_page(parent_id: Option<Uuid>, source: String, stream: &NewStream) -> Self {
         Self {
             parent_id,
             identifier: stream.identifier.clone(),
             chain_identifier: stream.identifier.clone(),
+            source,
             data: stream.data.clone(),
             page: None,
             page_number: 1,
@@ -142,6 +163,7 @@ impl StreamInsert {
             parent_id: current.parent_id,
             identifier: current.next_page_identifier(&page),
             chain_identifier: current.chain_identifier.clone(),
+            source: current.source.clone(),
             data: current.data.clone(),
             page: Some(page),
             page_number: i32::try_from(current.page_number.saturating_add(1)).unwrap_or(i32::MAX),
@@ -162,6 +184,7 @@ pub(crate) async fn insert_many(
     let mut parents = Vec::with_capacity(rows.len());
     let mut identifiers = Vec::with_capacity(rows.len());
     let mut chains = Vec::with_capacity(rows.len());
+    let mut sources = Vec::with_capacity(rows.len());
     let mut data = Vec::with_capacity(rows.len());
     let mut pages = Vec::with_capacity(rows.len());
     let mut numbers = Vec::with_capacity(rows.len());
@@ -170,16 +193,19 @@ pub(crate) async fn insert_many(
         parents.push(row.parent_id);
         identifiers.push(row.identifier.as_str());
         chains.push(row.chain_identifier.as_str());
+        sources.push(row.source.as_str());
         data.push(&row.data);
         pages.push(row.page.as_ref());
         numbers.push(row.page_number);
     }
     let done = sqlx::query(
         "INSERT INTO integration_streams
-             (id, run_id, parent_id, identifier, chain_identifier, data, page, page_number)
-         SELECT u.id, $1, u.parent_id, u.identifier, u.chain_identifier, u.data, u.page, u.page_number
-         FROM UNNEST($2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::jsonb[], $7::jsonb[], $8::int4[])
-             AS u(id, parent_id, identifier, chain_identifier, data, page, page_number)
+             (id, run_id, parent_id, identifier, chain_identifier, source, data, page, page_number)
+         SELECT u.id, $1, u.parent_id, u.identifier, u.chain_identifier, u.source, u.data, u.page,
+                u.page_number
+         FROM UNNEST($2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[], $7::jsonb[],
+                     $8::jsonb[], $9::int4[])
+             AS u(id, parent_id, identifier, chain_identifier, source, data, page, page_number)
          -- kept in the order the integration gave (claims follow it); the rare deadlock of two
          -- commits inserting the same identifiers in opposite orders is retried by the processor
          ON CONFLICT (run_id, identifier) DO NOTHING",
@@ -189,6 +215,7 @@ pub(crate) async fn insert_many(
     .bind(&parents)
     .bind(&identifiers)
     .bind(&chains)
+    .bind(&sources)
     .bind(&data)
     .bind(&pages)
     .bind(&numbers)
@@ -202,10 +229,7 @@ pub(crate) async fn insert_roots(
     run_id: Uuid,
     roots: &[NewStream],
 ) -> Result<u64, StoreError> {
-    let rows: Vec<StreamInsert> = roots
-        .iter()
-        .map(|s| StreamInsert::first_page(None, s))
-        .collect();
+    let rows: Vec<StreamInsert> = roots.iter().map(StreamInsert::root).collect();
     insert_many(conn, run_id, &rows).await
 }
 

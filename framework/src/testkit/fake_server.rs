@@ -3,13 +3,15 @@
 //!
 //! Answers are chosen, for each request, in this order:
 //! 1. the required credential header, if set ([`FakeServer::require_header`]): 401 without it;
-//! 2. injected faults ([`FakeServer::inject`]): the next N matching requests get that reply (a
+//! 2. the rate-limit budget, if set ([`FakeServer::budget`]): once a caller's budget for the
+//!    window is spent, the budget's refusal (its headers go on every answer);
+//! 3. injected faults ([`FakeServer::inject`]): the next N matching requests get that reply (a
 //!    429 with `Retry-After`, a burst of 503s, a malformed body, a slow answer);
-//! 3. scripted routes ([`FakeServer::route`]): replies for a path (and optional query pairs),
+//! 4. scripted routes ([`FakeServer::route`]): replies for a path (and optional query pairs),
 //!    served in order, the last one repeating;
-//! 4. handlers ([`FakeServer::handle`]): a closure computing the reply for a path prefix (the
+//! 5. handlers ([`FakeServer::handle`]): a closure computing the reply for a path prefix (the
 //!    longest prefix wins) — how a fake platform serves its data;
-//! 5. else 404 with a JSON `message` naming the request.
+//! 6. else 404 with a JSON `message` naming the request.
 //!
 //! ```text
 //! let server = FakeServer::start().await?;
@@ -19,7 +21,7 @@
 //! assert_eq!(server.requests_to("/items"), 4);
 //! ```
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -30,6 +32,7 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use axum::response::Response;
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::json;
 use tokio::net::TcpListener;
@@ -206,6 +209,117 @@ pub struct Delayed {
     fault: Fault,
 }
 
+/// A rate-limit budget a fake platform enforces: `limit` requests per `window` for each caller,
+/// reported on every answer, refused once spent. The window starts with a caller's first request
+/// and restarts with the first request after its reset.
+#[derive(Clone)]
+pub struct Budget {
+    pub limit: u32,
+    pub window: Duration,
+    /// Callers are told apart by this request header (a token); `None`: one budget for all.
+    pub key_header: Option<String>,
+    /// The headers every answer carries.
+    pub headers: fn(&BudgetState) -> Vec<(String, String)>,
+    /// The answer to a request over the budget.
+    pub refusal: fn(&BudgetState) -> Reply,
+}
+
+/// Where a caller's budget stands, as an answer reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BudgetState {
+    pub limit: u32,
+    /// Requests counted in this window (at most `limit`).
+    pub used: u32,
+    pub reset_at: DateTime<Utc>,
+    pub now: DateTime<Utc>,
+}
+
+impl BudgetState {
+    pub fn remaining(&self) -> u32 {
+        self.limit.saturating_sub(self.used)
+    }
+
+    /// The reset in epoch seconds, rounded up: a client that obeys never comes back early.
+    pub fn reset_epoch(&self) -> i64 {
+        self.reset_at.timestamp() + i64::from(self.reset_at.timestamp_subsec_nanos() > 0)
+    }
+
+    /// Whole seconds until the reset, rounded up, at least 1.
+    pub fn retry_after_secs(&self) -> i64 {
+        ((self.reset_at - self.now).num_milliseconds() + 999)
+            .div_euclid(1000)
+            .max(1)
+    }
+}
+
+impl Budget {
+    /// The common shape: `x-ratelimit-limit`, `-remaining`, `-reset` (epoch seconds) and `-used`
+    /// on every answer, and 429 with `Retry-After` once spent; one budget for all callers.
+    pub fn per_window(limit: u32, window: Duration) -> Self {
+        Self {
+            limit,
+            window,
+            key_header: None,
+            headers: |state| {
+                vec![
+                    ("x-ratelimit-limit".into(), state.limit.to_string()),
+                    (
+                        "x-ratelimit-remaining".into(),
+                        state.remaining().to_string(),
+                    ),
+                    ("x-ratelimit-reset".into(), state.reset_epoch().to_string()),
+                    ("x-ratelimit-used".into(), state.used.to_string()),
+                ]
+            },
+            refusal: |state| {
+                Reply::error(429, "rate limit exceeded")
+                    .header("Retry-After", state.retry_after_secs().to_string())
+            },
+        }
+    }
+
+    /// A budget per value of `header` (per token).
+    pub fn per_caller(mut self, header: &str) -> Self {
+        self.key_header = Some(header.to_ascii_lowercase());
+        self
+    }
+}
+
+/// Callers' windows: when each resets and how much of it is used.
+#[derive(Default)]
+struct Spent {
+    windows: HashMap<String, (DateTime<Utc>, u32)>,
+}
+
+impl Spent {
+    /// Counts the request: its caller's state after it, and whether it is over the budget.
+    fn spend(&mut self, budget: &Budget, request: &Request) -> (BudgetState, bool) {
+        let key = budget
+            .key_header
+            .as_deref()
+            .and_then(|h| request.header(h))
+            .unwrap_or_default()
+            .to_owned();
+        let now = Utc::now();
+        let window = chrono::Duration::from_std(budget.window).unwrap_or_default();
+        let entry = self.windows.entry(key).or_insert((now + window, 0));
+        if now >= entry.0 {
+            *entry = (now + window, 0);
+        }
+        let refused = entry.1 >= budget.limit;
+        if !refused {
+            entry.1 += 1;
+        }
+        let state = BudgetState {
+            limit: budget.limit,
+            used: entry.1,
+            reset_at: entry.0,
+            now,
+        };
+        (state, refused)
+    }
+}
+
 type HandlerFn = dyn Fn(&Request) -> Reply + Send + Sync;
 
 struct Route {
@@ -217,6 +331,8 @@ struct Route {
 #[derive(Default)]
 struct Script {
     required: Option<(String, String)>,
+    budget: Option<Budget>,
+    spent: Spent,
     faults: Vec<(u32, Fault)>,
     routes: Vec<Route>,
     handlers: Vec<(String, Arc<HandlerFn>)>,
@@ -251,7 +367,12 @@ pub struct FakeServer {
 impl FakeServer {
     /// Starts on a free port of 127.0.0.1.
     pub async fn start() -> std::io::Result<Self> {
-        let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
+        Self::start_on(0).await
+    }
+
+    /// Starts on `port` of 127.0.0.1 (0: any free port).
+    pub async fn start_on(port: u16) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(("127.0.0.1", port)).await?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared::default());
         let app = Router::new().fallback(answer).with_state(shared.clone());
@@ -276,6 +397,12 @@ impl FakeServer {
     /// Requests without this header value get 401 (`{"message": "bad credentials"}`).
     pub fn require_header(&self, name: &str, value: &str) -> &Self {
         self.shared.script().required = Some((name.to_ascii_lowercase(), value.to_owned()));
+        self
+    }
+
+    /// Enforces a rate-limit budget (see [`Budget`]).
+    pub fn budget(&self, budget: Budget) -> &Self {
+        self.shared.script().budget = Some(budget);
         self
     }
 
@@ -420,6 +547,24 @@ fn choose(script: &mut Script, request: &Request) -> Reply {
     {
         return Reply::error(401, "bad credentials");
     }
+    let budget = script
+        .budget
+        .clone()
+        .map(|budget| (script.spent.spend(&budget, request), budget));
+    let reply = match &budget {
+        Some(((state, true), budget)) => (budget.refusal)(state),
+        _ => choose_answer(script, request),
+    };
+    match budget {
+        Some(((state, _), budget)) => (budget.headers)(&state)
+            .into_iter()
+            .fold(reply, |reply, (name, value)| reply.header(&name, value)),
+        None => reply,
+    }
+}
+
+/// The answer after the credential and budget checks: a fault, a route, a handler, or 404.
+fn choose_answer(script: &mut Script, request: &Request) -> Reply {
     let matches = |fault: &Fault| {
         fault
             .path_prefix

@@ -2,12 +2,14 @@
 //! a scripted integration, a fake platform server, and a harness that drives runs through the
 //! real processor and reports what they left behind.
 
+pub mod conformance;
 mod fake_server;
 mod harness;
 pub mod moto;
 mod scripted;
 
-pub use fake_server::{Delayed, FakeServer, Fault, Reply, Request};
+pub use conformance::{Conformance, Refused};
+pub use fake_server::{Budget, BudgetState, Delayed, FakeServer, Fault, Reply, Request};
 pub use harness::{Harness, RunReport, first_deferral};
 pub use scripted::{CallLog, ScriptedService, StreamCall};
 

@@ -9,8 +9,7 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use crate::context::RunContext;
-use crate::error::{IntegrationError, SettingsError};
-use crate::secret::Credentials;
+use crate::error::IntegrationError;
 use crate::service::{IntegrationService, ServiceConfig};
 use crate::stream::{NewStream, Stream, StreamOutcome};
 
@@ -19,7 +18,6 @@ type StreamFn =
     dyn Fn(StreamCall) -> BoxFuture<Result<StreamOutcome, IntegrationError>> + Send + Sync;
 type HookFn = dyn Fn(&mut RunContext) -> Result<(), IntegrationError> + Send + Sync;
 type FinishedFn = dyn Fn(&Stream, &StreamOutcome) -> bool + Send + Sync;
-type ValidateFn = dyn Fn(&Value) -> Result<Value, SettingsError> + Send + Sync;
 
 /// One call of `process_stream`.
 #[derive(Debug, Clone)]
@@ -80,7 +78,6 @@ pub struct ScriptedService {
     on_preprocess: Option<Arc<HookFn>>,
     on_postprocess: Option<Arc<HookFn>>,
     finished: Option<Arc<FinishedFn>>,
-    validate: Option<Arc<ValidateFn>>,
     log: Arc<CallLog>,
 }
 
@@ -98,7 +95,6 @@ impl ScriptedService {
             on_preprocess: None,
             on_postprocess: None,
             finished: None,
-            validate: None,
             log: Arc::new(CallLog::default()),
         }
     }
@@ -132,14 +128,6 @@ impl ScriptedService {
         self
     }
 
-    pub fn validate(
-        mut self,
-        f: impl Fn(&Value) -> Result<Value, SettingsError> + Send + Sync + 'static,
-    ) -> Self {
-        self.validate = Some(Arc::new(f));
-        self
-    }
-
     /// The record of calls, shared with every clone.
     pub fn log(&self) -> Arc<CallLog> {
         self.log.clone()
@@ -148,23 +136,15 @@ impl ScriptedService {
 
 #[async_trait]
 impl IntegrationService for ScriptedService {
+    /// Any JSON object, any credentials.
+    type Settings = Value;
+
     fn platform(&self) -> &'static str {
         self.platform
     }
 
     fn config(&self) -> ServiceConfig {
         self.config.clone()
-    }
-
-    fn validate_settings(
-        &self,
-        settings: &Value,
-        _credentials: &Credentials,
-    ) -> Result<Value, SettingsError> {
-        match &self.validate {
-            Some(validate) => validate(settings),
-            None => Ok(settings.clone()),
-        }
     }
 
     async fn preprocess(&self, ctx: &mut RunContext) -> Result<(), IntegrationError> {

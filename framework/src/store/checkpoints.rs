@@ -1,0 +1,46 @@
+//! `source_checkpoints`: per source of an integration, when the last run that read all of it
+//! successfully started. A check reads each source from its own checkpoint, so one source that
+//! keeps failing does not make the healthy ones re-read their whole history.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+
+use super::StoreError;
+
+/// Every checkpoint of an integration, by source.
+pub async fn load(
+    pool: &PgPool,
+    integration_id: Uuid,
+) -> Result<HashMap<String, DateTime<Utc>>, StoreError> {
+    let rows: Vec<(String, DateTime<Utc>)> = sqlx::query_as(
+        "SELECT source, read_from FROM source_checkpoints WHERE integration_id = $1",
+    )
+    .bind(integration_id)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().collect())
+}
+
+/// Moves forward the checkpoint of every source of the run whose streams all ended `processed`,
+/// to when the run started. Called as the run ends, in its transaction: a source with any stream
+/// in `error` keeps its checkpoint, so the next check reads it again from where it was.
+pub(crate) async fn advance(conn: &mut PgConnection, run_id: Uuid) -> Result<u64, StoreError> {
+    Ok(sqlx::query(
+        "INSERT INTO source_checkpoints AS c (integration_id, source, read_from, run_id)
+         SELECT r.integration_id, s.source, r.started_at, r.id
+         FROM integration_streams s JOIN integration_runs r ON r.id = s.run_id
+         WHERE s.run_id = $1 AND r.started_at IS NOT NULL
+         GROUP BY r.integration_id, s.source, r.started_at, r.id
+         HAVING bool_and(s.state = 'processed')
+         ON CONFLICT (integration_id, source) DO UPDATE
+             SET read_from = EXCLUDED.read_from, run_id = EXCLUDED.run_id, updated_at = now()
+             WHERE c.read_from < EXCLUDED.read_from",
+    )
+    .bind(run_id)
+    .execute(conn)
+    .await?
+    .rows_affected())
+}

@@ -125,8 +125,8 @@ pub fn validate<S: Settings>(
 ) -> Result<S, SettingsError> {
     let mut parsed: S = parse(settings)?;
     let mut check = Check::new(credentials);
-    check.credential_fields(S::CREDENTIALS);
     parsed.check(&mut check);
+    check.credential_fields(S::CREDENTIALS);
     check.into_result(parsed)
 }
 
@@ -143,8 +143,16 @@ pub fn validate_json<S: Settings>(
 fn parse<S: DeserializeOwned>(settings: &Value) -> Result<S, SettingsError> {
     serde_path_to_error::deserialize(settings).map_err(|e| {
         let path = e.path().to_string();
-        let field = if path == "." { String::new() } else { path };
-        SettingsError::new(field, e.into_inner().to_string())
+        let message = e.into_inner().to_string();
+        // an unknown field is named by the message itself: the problem is its parent's
+        let field = match path.as_str() {
+            "." => "",
+            _ if message.starts_with("unknown field") => {
+                path.rsplit_once('.').map_or("", |(parent, _)| parent)
+            }
+            _ => &path,
+        };
+        SettingsError::new(field, message)
     })
 }
 
@@ -424,12 +432,39 @@ mod tests {
         .unwrap_err();
         assert_eq!(
             err.to_string(),
-            "invalid settings: `credentials.token` is required (the API token); \
-             `credentials.username` must be a non-empty string (the account's username), or left \
-             out; `credentials.tokn` is not a credential of this platform (it takes `token`, \
-             `username`); `base_url` must be an http(s) URL without query, such as `https://x`, \
-             not `ftp://x`; `channels[1]` must be a channel id (letters, digits, - and _), not \
-             ``; `channels[2]` repeats `ok`; `per_page` must be between 1 and 100, not 500"
+            "invalid settings: `base_url` must be an http(s) URL without query, such as \
+             `https://x`, not `ftp://x`; `channels[1]` must be a channel id (letters, digits, - \
+             and _), not ``; `channels[2]` repeats `ok`; `per_page` must be between 1 and 100, \
+             not 500; `credentials.token` is required (the API token); `credentials.username` \
+             must be a non-empty string (the account's username), or left out; \
+             `credentials.tokn` is not a credential of this platform (it takes `token`, \
+             `username`)"
+        );
+    }
+
+    #[test]
+    fn base_urls_are_normalized_or_named_as_a_problem() {
+        let creds = Credentials::default();
+        let mut check = Check::new(&creds);
+        let mut ok = " https://ghe.example.com/api/v3/ ".to_owned();
+        check.base_url("base_url", &mut ok, "`x`");
+        assert_eq!(ok, "https://ghe.example.com/api/v3");
+        assert!(!check.has_problems());
+        for bad in [
+            "ftp://x",
+            "example.com",
+            "http://x/?a=1",
+            "http://x/#f",
+            "http://",
+        ] {
+            let mut url = bad.to_owned();
+            check.base_url("api_url", &mut url, "`https://x`");
+        }
+        let err = check.into_result(()).unwrap_err();
+        assert_eq!(err.problems.len(), 5);
+        assert_eq!(
+            err.problems[0].to_string(),
+            "`api_url` must be an http(s) URL without query, such as `https://x`, not `ftp://x`"
         );
     }
 

@@ -176,18 +176,29 @@ impl StreamOutcome {
     }
 
     /// The newest activity of the outcome (by `occurred_at`) as its last record: its source id
-    /// and when it happened. Unchanged when the outcome has no activity.
+    /// and when it happened. Unchanged when the outcome has no activity. For lists read oldest
+    /// first.
     pub fn newest_activity_as_last_record(self) -> Self {
-        let newest = self
-            .operations
-            .iter()
-            .filter_map(|op| match op {
-                Operation::UpsertActivity(a) => Some(a),
-                Operation::UpsertMember(_) => None,
-            })
-            .max_by_key(|a| a.occurred_at)
-            .map(|a| (Value::String(a.source_id.clone()), a.occurred_at));
-        match newest {
+        self.activity_as_last_record(true)
+    }
+
+    /// The oldest activity of the outcome as its last record: for lists read newest first, where
+    /// a check stops once a page reaches back before its window.
+    pub fn oldest_activity_as_last_record(self) -> Self {
+        self.activity_as_last_record(false)
+    }
+
+    fn activity_as_last_record(self, newest: bool) -> Self {
+        let activities = self.operations.iter().filter_map(|op| match op {
+            Operation::UpsertActivity(a) => Some(a),
+            Operation::UpsertMember(_) => None,
+        });
+        let picked = if newest {
+            activities.max_by_key(|a| a.occurred_at)
+        } else {
+            activities.min_by_key(|a| a.occurred_at)
+        };
+        match picked.map(|a| (Value::String(a.source_id.clone()), a.occurred_at)) {
             Some((record, at)) => self.last_record(record, Some(at)),
             None => self,
         }
@@ -220,6 +231,8 @@ mod tests {
             .newest_activity_as_last_record();
         assert_eq!(outcome.last_record, Some(Value::String("b".into())));
         assert_eq!(outcome.last_record_timestamp, Some(at(5)));
+        let oldest = outcome.oldest_activity_as_last_record();
+        assert_eq!(oldest.last_record, Some(Value::String("a".into())));
         let empty = StreamOutcome::new().newest_activity_as_last_record();
         assert_eq!(
             (empty.last_record, empty.last_record_timestamp),

@@ -38,8 +38,10 @@ async fn start(pool: PgPool, options: FakeGithubOptions) -> (Harness, FakeGithub
     let github = FakeGithub::start(GithubData::generate(SPEC), options)
         .await
         .unwrap();
-    let service = GithubIntegration::new().max_inline_wait(Duration::from_millis(500));
-    (Harness::with_service(pool, service), github)
+    let service = GithubIntegration::new();
+    let mut harness = Harness::with_service(pool, service);
+    harness.config.max_inline_wait = Duration::from_millis(500);
+    (harness, github)
 }
 
 async fn setup(pool: PgPool) -> (Harness, FakeGithub) {

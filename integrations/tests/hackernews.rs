@@ -28,8 +28,10 @@ const HITS_PER_PAGE: usize = 5;
 
 async fn setup(pool: PgPool, data: HnData) -> (Harness, FakeHn) {
     let hn = FakeHn::start(data).await.unwrap();
-    let service = HackerNewsIntegration::new().max_inline_wait(Duration::from_millis(500));
-    (Harness::with_service(pool, service), hn)
+    let service = HackerNewsIntegration::new();
+    let mut harness = Harness::with_service(pool, service);
+    harness.config.max_inline_wait = Duration::from_millis(500);
+    (harness, hn)
 }
 
 async fn generated(pool: PgPool) -> (Harness, FakeHn) {

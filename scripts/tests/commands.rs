@@ -6,8 +6,8 @@ use std::process::Output;
 
 use serde_json::json;
 use sqlx::PgPool;
-use tributary_integrations::example_forum::server::{
-    DatasetSpec, ExampleForumServer, ForumData, ServerOptions,
+use tributary_integrations::example_forum::fake::{
+    DatasetSpec, FakeForum, ForumData, ForumOptions,
 };
 use uuid::Uuid;
 
@@ -57,14 +57,14 @@ fn printed_id(o: &Output, label: &str) -> Uuid {
         .unwrap()
 }
 
-async fn forum() -> ExampleForumServer {
+async fn forum() -> FakeForum {
     let spec = DatasetSpec {
         channels: 1,
         posts_per_channel: 5,
         replies_per_post: 1,
         members: 3,
     };
-    ExampleForumServer::start(ForumData::generate(spec), ServerOptions::default())
+    FakeForum::start(ForumData::generate(spec), ForumOptions::default())
         .await
         .unwrap()
 }

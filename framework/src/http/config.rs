@@ -6,31 +6,6 @@ use std::num::NonZeroU32;
 use std::time::Duration;
 
 use super::waits::WaitCaps;
-use crate::error::SettingsError;
-
-/// Settings validation for a base URL: trims it and drops a trailing `/`, and names the problem
-/// under `field` unless it is an absolute http(s) URL without query or fragment. `examples` is
-/// shown after "such as" (`` `https://dev.to/api` ``).
-pub fn check_base_url(
-    problems: &mut SettingsError,
-    field: &str,
-    base_url: &mut String,
-    examples: &str,
-) {
-    *base_url = base_url.trim().trim_end_matches('/').to_owned();
-    let valid = reqwest::Url::parse(base_url).is_ok_and(|url| {
-        matches!(url.scheme(), "http" | "https")
-            && url.has_host()
-            && url.query().is_none()
-            && url.fragment().is_none()
-    });
-    if !valid {
-        problems.push(
-            field,
-            format!("must be an http(s) URL without query, such as {examples}, not `{base_url}`"),
-        );
-    }
-}
 
 /// How the credential travels with a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -165,36 +140,15 @@ impl HttpConfig {
         self
     }
 
+    /// At most `requests` per second per credential (none when 0): a platform's documented
+    /// limit, or a limit the settings give.
+    pub fn requests_per_second(mut self, requests: u32) -> Self {
+        self.pacing.rate = NonZeroU32::new(requests).map(RequestRate::per_second);
+        self
+    }
+
     pub fn max_inline_wait(mut self, wait: Duration) -> Self {
         self.pacing.max_inline_wait = wait;
         self
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn base_urls_are_normalized_or_named_as_a_problem() {
-        let mut problems = SettingsError::collect();
-        let mut ok = " https://ghe.example.com/api/v3/ ".to_owned();
-        check_base_url(&mut problems, "base_url", &mut ok, "`x`");
-        assert_eq!(ok, "https://ghe.example.com/api/v3");
-        for bad in [
-            "ftp://x",
-            "example.com",
-            "http://x/?a=1",
-            "http://x/#f",
-            "http://",
-        ] {
-            let mut url = bad.to_owned();
-            check_base_url(&mut problems, "api_url", &mut url, "`https://x`");
-        }
-        assert_eq!(problems.problems.len(), 5);
-        assert_eq!(
-            problems.problems[0].to_string(),
-            "`api_url` must be an http(s) URL without query, such as `https://x`, not `ftp://x`"
-        );
     }
 }

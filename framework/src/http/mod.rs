@@ -34,7 +34,7 @@ mod waits;
 
 pub use classify::{classify_response, platform_message, transport_error};
 pub use client::{HttpClient, HttpClients, HttpResponse, decode};
-pub use config::{Auth, HttpConfig, Pacing, RequestRate, check_base_url};
+pub use config::{Auth, HttpConfig, Pacing, RequestRate};
 pub use pacing::{Pacer, PacerStatus, Pacers, per_second};
 pub use pagination::{
     Cursor, Direction, IdBoundary, LinkPages, PageNumber, fingerprint, link, next_link,

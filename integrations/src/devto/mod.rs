@@ -29,16 +29,13 @@ mod api;
 pub mod fake;
 mod settings;
 
-use std::time::Duration;
-
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
-use tributary::http::{Auth, HttpClient, HttpClients, HttpConfig, PageNumber, per_second};
+use serde_json::json;
+use tributary::http::{Auth, HttpClient, HttpConfig, PageNumber};
 use tributary::{
-    Activity, Credentials, IntegrationError, IntegrationService, Member, NewStream, RunContext,
-    Secret, ServiceConfig, SettingsError, Stream, StreamOutcome,
+    Activity, IntegrationError, IntegrationService, Member, NewStream, RunContext, Secret, Stream,
+    StreamOutcome, Window,
 };
 
 pub use api::{Article, Comment, Organization, User};
@@ -46,47 +43,13 @@ pub use settings::{DEFAULT_BASE_URL, DevtoSettings, MAX_PER_PAGE};
 
 pub const PLATFORM: &str = "devto";
 
-/// A check reads from the last run's start minus this, so clock skew between Forem and us loses
-/// nothing (records read twice are upserted to the same rows).
-const CHECK_OVERLAP: chrono::Duration = chrono::Duration::minutes(10);
-
-/// The Dev.to / Forem integration. It keeps its HTTP clients (and so each API key's pacing) for
-/// the life of the process.
-#[derive(Debug)]
-pub struct DevtoIntegration {
-    clients: HttpClients,
-    max_inline_wait: Duration,
-}
-
-impl Default for DevtoIntegration {
-    fn default() -> Self {
-        Self {
-            clients: HttpClients::new(),
-            max_inline_wait: Duration::from_secs(5),
-        }
-    }
-}
+/// The Dev.to / Forem integration.
+#[derive(Debug, Default)]
+pub struct DevtoIntegration;
 
 impl DevtoIntegration {
     pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Rate-limit waits up to this long are slept inline; longer ones defer the run (5 s).
-    pub fn max_inline_wait(mut self, wait: Duration) -> Self {
-        self.max_inline_wait = wait;
-        self
-    }
-
-    fn client(&self, settings: &DevtoSettings) -> Result<HttpClient, IntegrationError> {
-        let mut config = HttpConfig::new(settings.base_url.clone())
-            .auth(Auth::Header("api-key".to_owned()))
-            .header("Accept", "application/vnd.forem.api-v1+json")
-            .max_inline_wait(self.max_inline_wait);
-        if let Some(rate) = per_second(settings.max_requests_per_second) {
-            config = config.rate(rate);
-        }
-        self.clients.get(config)
+        Self
     }
 }
 
@@ -118,48 +81,19 @@ impl Target {
     }
 }
 
-/// What a run reads: everything (onboarding) or what changed since a time (a check).
-#[derive(Debug, Clone, Copy)]
-struct Window {
-    since: Option<DateTime<Utc>>,
-}
-
-impl Window {
-    fn of(ctx: &RunContext) -> Self {
-        Self {
-            since: ctx.read_since(CHECK_OVERLAP),
-        }
-    }
-
-    fn includes(&self, at: DateTime<Utc>) -> bool {
-        self.since.is_none_or(|since| at >= since)
-    }
-}
-
 #[async_trait]
 impl IntegrationService for DevtoIntegration {
+    type Settings = DevtoSettings;
+
     fn platform(&self) -> &'static str {
         PLATFORM
     }
 
-    fn config(&self) -> ServiceConfig {
-        ServiceConfig {
-            stream_concurrency: 4,
-            ..ServiceConfig::default()
-        }
-    }
-
-    fn validate_settings(
+    async fn get_streams(
         &self,
-        settings: &Value,
-        credentials: &Credentials,
-    ) -> Result<Value, SettingsError> {
-        let settings = DevtoSettings::validate(settings, credentials)?;
-        serde_json::to_value(settings).map_err(|e| SettingsError::from_serde(&e))
-    }
-
-    async fn get_streams(&self, ctx: &RunContext) -> Result<Vec<NewStream>, IntegrationError> {
-        let settings: DevtoSettings = ctx.settings_as()?;
+        ctx: &RunContext<DevtoSettings>,
+    ) -> Result<Vec<NewStream>, IntegrationError> {
+        let settings = ctx.settings();
         let orgs = settings.organizations.iter().map(|u| Target::OrgArticles {
             username: u.clone(),
         });
@@ -172,13 +106,18 @@ impl IntegrationService for DevtoIntegration {
     async fn process_stream(
         &self,
         stream: &Stream,
-        ctx: &RunContext,
+        ctx: &RunContext<DevtoSettings>,
     ) -> Result<StreamOutcome, IntegrationError> {
-        let settings: DevtoSettings = ctx.settings_as()?;
-        let client = self.client(&settings)?;
+        let settings = ctx.settings();
+        let client = ctx.client(
+            HttpConfig::new(&settings.base_url)
+                .auth(Auth::Header("api-key".to_owned()))
+                .header("Accept", "application/vnd.forem.api-v1+json")
+                .requests_per_second(settings.max_requests_per_second),
+        )?;
         let key = ctx.credentials().secret("api_key");
         let site = site_url(&settings.base_url);
-        let window = Window::of(ctx);
+        let window = ctx.window(stream);
         match stream.data_as::<Target>()? {
             Target::UserArticles { username } => {
                 let query = [("username", username)];
@@ -188,7 +127,7 @@ impl IntegrationService for DevtoIntegration {
                     stream,
                     "/articles",
                     &query,
-                    &settings,
+                    settings,
                     &site,
                     window,
                 )
@@ -202,7 +141,7 @@ impl IntegrationService for DevtoIntegration {
                     stream,
                     &path,
                     &[],
-                    &settings,
+                    settings,
                     &site,
                     window,
                 )
@@ -380,6 +319,7 @@ fn comment_activity(
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use chrono::DateTime;
 
     fn user(id: u64) -> User {
         User {

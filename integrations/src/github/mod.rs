@@ -41,15 +41,12 @@ pub mod fake;
 mod lists;
 mod settings;
 
-use std::time::Duration;
-
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
-use tributary::http::{HttpClient, HttpClients, HttpConfig};
+use tributary::http::HttpConfig;
 use tributary::{
-    Credentials, IntegrationError, IntegrationService, NewStream, RunContext, ServiceConfig,
-    SettingsError, Stream, StreamOutcome,
+    IntegrationError, IntegrationService, NewStream, RunContext, ServiceConfig, Stream,
+    StreamOutcome,
 };
 
 pub use api::{Issue, IssueComment, Repository, ReviewComment, Stargazer, User};
@@ -59,24 +56,15 @@ use lists::{ListPage, RepoRef};
 
 pub const PLATFORM: &str = "github";
 
-/// A check reads from the last run's start minus this (GitHub's lists are eventually consistent
-/// and clocks drift); what is read twice is upserted to the same rows.
-const CHECK_OVERLAP: chrono::Duration = chrono::Duration::minutes(10);
-
-/// The GitHub integration. It keeps its HTTP clients (and so each token's pacing, fed by GitHub's
-/// `x-ratelimit-*` headers) for the life of the process.
+/// The GitHub integration.
 #[derive(Debug)]
 pub struct GithubIntegration {
-    clients: HttpClients,
-    max_inline_wait: Duration,
     stream_concurrency: usize,
 }
 
 impl Default for GithubIntegration {
     fn default() -> Self {
         Self {
-            clients: HttpClients::new(),
-            max_inline_wait: Duration::from_secs(5),
             stream_concurrency: 8,
         }
     }
@@ -87,26 +75,11 @@ impl GithubIntegration {
         Self::default()
     }
 
-    /// Rate-limit waits up to this long are slept inline; longer ones defer the run (5 s).
-    pub fn max_inline_wait(mut self, wait: Duration) -> Self {
-        self.max_inline_wait = wait;
-        self
-    }
-
     /// Streams (so requests) of one run in flight at once (8). GitHub asks integrators to keep
     /// concurrent requests modest: its secondary limits refuse bursts.
     pub fn stream_concurrency(mut self, streams: usize) -> Self {
         self.stream_concurrency = streams.max(1);
         self
-    }
-
-    fn client(&self, settings: &GithubSettings) -> Result<HttpClient, IntegrationError> {
-        self.clients.get(
-            HttpConfig::new(settings.base_url.clone())
-                .header("Accept", "application/vnd.github+json")
-                .header("X-GitHub-Api-Version", "2022-11-28")
-                .max_inline_wait(self.max_inline_wait),
-        )
     }
 }
 
@@ -130,15 +103,27 @@ impl Target {
             Self::Repository { name } => format!("repo:{name}"),
             Self::List { repo, source, page } => match page.number() {
                 Some(n) => format!("{source}:{}@{n}", repo.full_name),
-                None => format!("{source}:{}", repo.full_name),
+                // a list's first page starts the source its other pages belong to
+                None => {
+                    return Ok(NewStream::with(list_source(*source, repo), self)?
+                        .source(list_source(*source, repo)));
+                }
             },
         };
         NewStream::with(identifier, self)
     }
 }
 
+/// Each list of a repository is a source of its own: one that keeps failing does not make the
+/// others re-read their history.
+fn list_source(source: Source, repo: &RepoRef) -> String {
+    format!("{source}:{}", repo.full_name)
+}
+
 #[async_trait]
 impl IntegrationService for GithubIntegration {
+    type Settings = GithubSettings;
+
     fn platform(&self) -> &'static str {
         PLATFORM
     }
@@ -150,18 +135,11 @@ impl IntegrationService for GithubIntegration {
         }
     }
 
-    fn validate_settings(
+    async fn get_streams(
         &self,
-        settings: &Value,
-        credentials: &Credentials,
-    ) -> Result<Value, SettingsError> {
-        let settings = GithubSettings::validate(settings, credentials)?;
-        serde_json::to_value(settings).map_err(|e| SettingsError::from_serde(&e))
-    }
-
-    async fn get_streams(&self, ctx: &RunContext) -> Result<Vec<NewStream>, IntegrationError> {
-        let settings: GithubSettings = ctx.settings_as()?;
-        settings
+        ctx: &RunContext<GithubSettings>,
+    ) -> Result<Vec<NewStream>, IntegrationError> {
+        ctx.settings()
             .repositories
             .iter()
             .map(|name| Target::Repository { name: name.clone() }.stream())
@@ -171,31 +149,39 @@ impl IntegrationService for GithubIntegration {
     async fn process_stream(
         &self,
         stream: &Stream,
-        ctx: &RunContext,
+        ctx: &RunContext<GithubSettings>,
     ) -> Result<StreamOutcome, IntegrationError> {
-        let settings: GithubSettings = ctx.settings_as()?;
-        let client = self.client(&settings)?;
+        let settings = ctx.settings();
+        let client = ctx.client(
+            HttpConfig::new(&settings.base_url)
+                .header("Accept", "application/vnd.github+json")
+                .header("X-GitHub-Api-Version", "2022-11-28"),
+        )?;
         let token = ctx.credentials().secret("token");
-        let since = ctx.read_since(CHECK_OVERLAP);
         match stream.data_as::<Target>()? {
             Target::Repository { name } => {
                 let repo: Repository = client
                     .get_json(&format!("/repos/{name}"), &[], token.as_ref())
                     .await?
                     .body;
+                let repo_ref = RepoRef::of(&repo);
                 let first_pages = settings
                     .sources
                     .iter()
-                    .map(|&source| Target::List {
-                        repo: RepoRef::of(&repo),
-                        source,
-                        page: ListPage::first(source, &repo, settings.per_page, since),
+                    .map(|&source| {
+                        let since = ctx.window_of(&list_source(source, &repo_ref)).since;
+                        Target::List {
+                            repo: repo_ref.clone(),
+                            source,
+                            page: ListPage::first(source, &repo, settings.per_page, since),
+                        }
                     })
                     .map(|t| t.stream())
                     .collect::<Result<Vec<_>, _>>()?;
                 Ok(StreamOutcome::new().children(first_pages))
             }
             Target::List { repo, source, page } => {
+                let since = ctx.window(stream).since;
                 let request = lists::Request {
                     client: &client,
                     token: token.as_ref(),

@@ -3,9 +3,7 @@
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
-use tributary::http::check_base_url;
-use tributary::{Credentials, SettingsError};
+use tributary::settings::{Check, CredentialField, Settings};
 
 /// github.com's REST API; GitHub Enterprise Server is `https://HOST/api/v3`.
 pub const DEFAULT_BASE_URL: &str = "https://api.github.com";
@@ -89,68 +87,51 @@ fn default_per_page() -> u32 {
     MAX_PER_PAGE
 }
 
-impl GithubSettings {
-    /// Parses and checks settings (every problem reported with its field) and normalizes them:
-    /// the base URL without a trailing `/`, repositories trimmed, sources sorted.
-    pub fn validate(settings: &Value, credentials: &Credentials) -> Result<Self, SettingsError> {
-        let mut parsed: Self =
-            serde_json::from_value(settings.clone()).map_err(|e| SettingsError::from_serde(&e))?;
-        let mut problems = SettingsError::collect();
-        check_base_url(
-            &mut problems,
+impl Settings for GithubSettings {
+    const CREDENTIALS: Option<&'static [CredentialField]> = Some(&[CredentialField::secret(
+        "token",
+        "a personal access token or an installation token; without it, public repositories at 60 \
+         requests an hour",
+    )
+    .optional()]);
+
+    /// The base URL without a trailing `/`, repositories trimmed, sources sorted.
+    fn check(&mut self, check: &mut Check<'_>) {
+        check.base_url(
             "base_url",
-            &mut parsed.base_url,
+            &mut self.base_url,
             &format!("`{DEFAULT_BASE_URL}` or `https://github.example.com/api/v3`"),
         );
-        if parsed.repositories.is_empty() {
-            problems.push(
-                "repositories",
-                "must name at least one repository as `owner/name`",
-            );
-        }
-        for i in 0..parsed.repositories.len() {
-            let name = parsed.repositories[i].trim().to_owned();
+        check.non_empty(
+            "repositories",
+            &self.repositories,
+            "repository as `owner/name`",
+        );
+        for i in 0..self.repositories.len() {
+            let name = self.repositories[i].trim().to_owned();
             let field = format!("repositories[{i}]");
             if !is_repository(&name) {
-                problems.push(
+                check.problem(
                     field,
                     format!("must be a repository as `owner/name`, not `{name}`"),
                 );
-            } else if parsed.repositories[..i]
+            } else if self.repositories[..i]
                 .iter()
                 .any(|r| r.eq_ignore_ascii_case(&name))
             {
-                problems.push(field, format!("repeats `{name}`"));
+                // GitHub's names are case-insensitive
+                check.problem(field, format!("repeats `{name}`"));
             }
-            parsed.repositories[i] = name;
+            self.repositories[i] = name;
         }
-        if parsed.sources.is_empty() {
-            problems.push(
-                "sources",
-                "must name at least one of stars, forks, issues, comments, review_comments",
-            );
-        }
-        parsed.sources.sort();
-        parsed.sources.dedup();
-        if !(1..=MAX_PER_PAGE).contains(&parsed.per_page) {
-            problems.push(
-                "per_page",
-                format!(
-                    "must be between 1 and {MAX_PER_PAGE}, not {}",
-                    parsed.per_page
-                ),
-            );
-        }
-        match credentials.to_storage().get("token") {
-            None => {}
-            Some(Value::String(token)) if !token.trim().is_empty() => {}
-            Some(_) => problems.push(
-                "credentials.token",
-                "must be a non-empty string (a personal access token or an installation token), \
-                 or left out for public repositories (60 requests an hour)",
-            ),
-        }
-        problems.into_result(parsed)
+        check.non_empty(
+            "sources",
+            &self.sources,
+            "of stars, forks, issues, comments, review_comments",
+        );
+        self.sources.sort();
+        self.sources.dedup();
+        check.range("per_page", self.per_page, 1..=MAX_PER_PAGE);
     }
 }
 
@@ -177,10 +158,12 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use serde_json::json;
+    use tributary::Credentials;
+    use tributary::settings::validate;
 
     #[test]
-    fn defaults_are_filled_in() {
-        let s = GithubSettings::validate(
+    fn defaults_are_filled_in_and_sources_sorted() {
+        let s: GithubSettings = validate(
             &json!({"repositories": [" acme/widget "]}),
             &Credentials::default(),
         )
@@ -189,7 +172,7 @@ mod tests {
         assert_eq!(s.repositories, ["acme/widget"]);
         assert_eq!(s.sources, Source::ALL);
         assert_eq!(s.per_page, 100);
-        let s = GithubSettings::validate(
+        let s: GithubSettings = validate(
             &json!({
                 "repositories": ["acme/widget.rs"],
                 "base_url": "https://github.example.com/api/v3/",
@@ -200,58 +183,5 @@ mod tests {
         .unwrap();
         assert_eq!(s.base_url, "https://github.example.com/api/v3");
         assert_eq!(s.sources, [Source::Stars, Source::Issues]);
-    }
-
-    #[test]
-    fn every_problem_is_named() {
-        let err = GithubSettings::validate(
-            &json!({
-                "base_url": "api.github.com",
-                "repositories": ["acme/widget", "no-slash", "ACME/Widget", "a/..", "-x/y"],
-                "sources": [],
-                "per_page": 500
-            }),
-            &Credentials::new(json!({"token": ""})),
-        )
-        .unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "invalid settings: `base_url` must be an http(s) URL without query, such as \
-             `https://api.github.com` or `https://github.example.com/api/v3`, not \
-             `api.github.com`; `repositories[1]` must be a repository as `owner/name`, not \
-             `no-slash`; `repositories[2]` repeats `ACME/Widget`; `repositories[3]` must be a \
-             repository as `owner/name`, not `a/..`; `repositories[4]` must be a repository as \
-             `owner/name`, not `-x/y`; `sources` must name at least one of stars, forks, issues, \
-             comments, review_comments; `per_page` must be between 1 and 100, not 500; \
-             `credentials.token` must be a non-empty string (a personal access token or an \
-             installation token), or left out for public repositories (60 requests an hour)"
-        );
-    }
-
-    #[test]
-    fn nothing_to_read_unknown_fields_and_unknown_sources_are_refused() {
-        let none = GithubSettings::validate(&json!({"repositories": []}), &Credentials::default())
-            .unwrap_err();
-        assert_eq!(
-            none.to_string(),
-            "invalid settings: `repositories` must name at least one repository as `owner/name`"
-        );
-        let missing = GithubSettings::validate(&json!({}), &Credentials::default()).unwrap_err();
-        assert!(
-            missing.to_string().contains("missing field `repositories`"),
-            "{missing}"
-        );
-        let typo = GithubSettings::validate(&json!({"repos": ["a/b"]}), &Credentials::default())
-            .unwrap_err();
-        assert!(typo.to_string().contains("unknown field `repos`"), "{typo}");
-        let source = GithubSettings::validate(
-            &json!({"repositories": ["a/b"], "sources": ["watchers"]}),
-            &Credentials::default(),
-        )
-        .unwrap_err();
-        assert!(
-            source.to_string().contains("unknown variant `watchers`"),
-            "{source}"
-        );
     }
 }

@@ -49,16 +49,15 @@ pub mod fake;
 mod settings;
 
 use std::collections::BTreeSet;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
-use tributary::http::{Direction, HttpClient, HttpClients, HttpConfig, IdBoundary, per_second};
+use serde_json::json;
+use tributary::http::{Direction, HttpClient, HttpConfig, IdBoundary};
 use tributary::{
-    Activity, Credentials, IntegrationError, IntegrationService, Member, NewStream, RunContext,
-    ServiceConfig, SettingsError, Stream, StreamOutcome,
+    Activity, IntegrationError, IntegrationService, Member, NewStream, RunContext, ServiceConfig,
+    Stream, StreamOutcome, Window,
 };
 
 pub use api::{Hit, SearchResponse, User};
@@ -72,53 +71,17 @@ pub const PLATFORM: &str = "hackernews";
 /// Where items and profiles are shown.
 const SITE: &str = "https://news.ycombinator.com";
 
-/// A check reads from the last run's start minus this, so clock skew between HN and us loses
-/// nothing (records read twice are upserted to the same rows).
-const CHECK_OVERLAP: chrono::Duration = chrono::Duration::minutes(10);
-
 /// HN takes no replies to items older than this: a story older than this before a check's start
 /// has no comment newer than it.
 const REPLY_WINDOW_SECS: u64 = 14 * 24 * 3600;
 
-/// The Hacker News integration. It keeps its HTTP clients (one per API, and so their pacing) for
-/// the life of the process.
-#[derive(Debug)]
-pub struct HackerNewsIntegration {
-    clients: HttpClients,
-    max_inline_wait: Duration,
-}
-
-impl Default for HackerNewsIntegration {
-    fn default() -> Self {
-        Self {
-            clients: HttpClients::new(),
-            max_inline_wait: Duration::from_secs(5),
-        }
-    }
-}
+/// The Hacker News integration.
+#[derive(Debug, Default)]
+pub struct HackerNewsIntegration;
 
 impl HackerNewsIntegration {
     pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Rate-limit waits up to this long are slept inline; longer ones defer the run (5 s).
-    pub fn max_inline_wait(mut self, wait: Duration) -> Self {
-        self.max_inline_wait = wait;
-        self
-    }
-
-    /// The client of one of the two APIs, paced on its own.
-    fn client(
-        &self,
-        base_url: &str,
-        settings: &HackerNewsSettings,
-    ) -> Result<HttpClient, IntegrationError> {
-        let mut config = HttpConfig::new(base_url).max_inline_wait(self.max_inline_wait);
-        if let Some(rate) = per_second(settings.max_requests_per_second) {
-            config = config.rate(rate);
-        }
-        self.clients.get(config)
+        Self
     }
 
     /// One page (time window) of an Algolia search: the activities newer than the run's window,
@@ -127,10 +90,10 @@ impl HackerNewsIntegration {
     async fn search(
         &self,
         stream: &Stream,
+        client: &HttpClient,
         settings: &HackerNewsSettings,
         search: Search<'_>,
     ) -> Result<StreamOutcome, IntegrationError> {
-        let client = self.client(&settings.algolia_base_url, settings)?;
         let boundary = IdBoundary::of(stream, Direction::Before, None)?;
         let mut query = search.query;
         query.push(("hitsPerPage", settings.hits_per_page.to_string()));
@@ -161,7 +124,7 @@ impl HackerNewsIntegration {
                 };
                 children.push(thread.stream()?);
             }
-            if !search.window.includes(hit.created_at_i) {
+            if !includes(search.window, hit.created_at_i) {
                 continue;
             }
             if let Some(activity) = activity(hit, &channel)? {
@@ -238,35 +201,24 @@ impl Target {
     }
 }
 
-/// What a run reads: everything (onboarding) or what is newer than `since` (a check), in unix
-/// seconds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Window {
-    since: Option<u64>,
+/// Whether an item created at `created_at_i` (Unix seconds) is in the window.
+fn includes(window: Window, created_at_i: u64) -> bool {
+    timestamp(created_at_i).is_some_and(|at| window.includes(at))
 }
 
-impl Window {
-    fn of(ctx: &RunContext) -> Self {
-        Self {
-            since: ctx
-                .read_since(CHECK_OVERLAP)
-                .map(|at| u64::try_from(at.timestamp()).unwrap_or(0)),
-        }
-    }
-
-    fn includes(&self, created_at_i: u64) -> bool {
-        self.since.is_none_or(|since| created_at_i > since)
-    }
-
-    /// Where a root search starts: every story that may have been commented since `since`.
-    fn search_from(&self) -> Option<u64> {
-        self.since
-            .map(|since| since.saturating_sub(REPLY_WINDOW_SECS))
-    }
+/// Where a root search starts: every story that may have been commented within the window.
+fn search_from(window: Window) -> Option<u64> {
+    window.since_unix().map(|since| {
+        u64::try_from(since)
+            .unwrap_or(0)
+            .saturating_sub(REPLY_WINDOW_SECS)
+    })
 }
 
 #[async_trait]
 impl IntegrationService for HackerNewsIntegration {
+    type Settings = HackerNewsSettings;
+
     fn platform(&self) -> &'static str {
         PLATFORM
     }
@@ -278,17 +230,11 @@ impl IntegrationService for HackerNewsIntegration {
         }
     }
 
-    fn validate_settings(
+    async fn get_streams(
         &self,
-        settings: &Value,
-        credentials: &Credentials,
-    ) -> Result<Value, SettingsError> {
-        let settings = HackerNewsSettings::validate(settings, credentials)?;
-        serde_json::to_value(settings).map_err(|e| SettingsError::from_serde(&e))
-    }
-
-    async fn get_streams(&self, ctx: &RunContext) -> Result<Vec<NewStream>, IntegrationError> {
-        let settings: HackerNewsSettings = ctx.settings_as()?;
+        ctx: &RunContext<HackerNewsSettings>,
+    ) -> Result<Vec<NewStream>, IntegrationError> {
+        let settings = ctx.settings();
         let keywords = settings.keywords.iter().map(|k| Target::Search {
             term: Term::Keyword,
             value: k.clone(),
@@ -303,33 +249,41 @@ impl IntegrationService for HackerNewsIntegration {
     async fn process_stream(
         &self,
         stream: &Stream,
-        ctx: &RunContext,
+        ctx: &RunContext<HackerNewsSettings>,
     ) -> Result<StreamOutcome, IntegrationError> {
-        let settings: HackerNewsSettings = ctx.settings_as()?;
-        let window = Window::of(ctx);
+        let settings = ctx.settings();
+        // each of the two APIs is paced on its own
+        let client = |base_url: &str| {
+            ctx.client(
+                HttpConfig::new(base_url).requests_per_second(settings.max_requests_per_second),
+            )
+        };
+        let window = ctx.window(stream);
         match stream.data_as::<Target>()? {
             Target::Search { value, .. } => {
                 let search = Search {
                     query: vec![("query", value.clone()), ("tags", "(story,comment)".into())],
-                    from: window.search_from(),
+                    from: search_from(window),
                     window,
                     channel: &value,
                     threads: true,
                 };
-                self.search(stream, &settings, search).await
+                let algolia = client(&settings.algolia_base_url)?;
+                self.search(stream, &algolia, settings, search).await
             }
             Target::Thread { story_id, channel } => {
                 let search = Search {
                     query: vec![("tags", format!("comment,story_{story_id}"))],
-                    from: window.since,
+                    from: window.since_unix().map(|s| u64::try_from(s).unwrap_or(0)),
                     window,
                     channel: &channel,
                     threads: false,
                 };
-                self.search(stream, &settings, search).await
+                let algolia = client(&settings.algolia_base_url)?;
+                self.search(stream, &algolia, settings, search).await
             }
             Target::User { username } => {
-                let client = self.client(&settings.firebase_base_url, &settings)?;
+                let client = client(&settings.firebase_base_url)?;
                 let path = format!("/user/{username}.json");
                 let user: Option<User> = client.get_json(&path, &[], None).await?.body;
                 let Some(user) = user else {
@@ -532,15 +486,13 @@ mod tests {
             numeric_filters(None, Some(9)).as_deref(),
             Some("created_at_i<=9")
         );
-        let all = Window { since: None };
-        assert!(all.includes(0));
-        assert_eq!(all.search_from(), None);
         let check = Window {
-            since: Some(2_000_000),
+            since: DateTime::from_timestamp(2_000_000, 0),
         };
-        assert!(!check.includes(2_000_000) && check.includes(2_000_001));
-        assert_eq!(check.search_from(), Some(2_000_000 - 14 * 24 * 3600));
-        assert_eq!(Window { since: Some(5) }.search_from(), Some(0));
+        assert!(includes(Window::EVERYTHING, 0));
+        assert_eq!(search_from(Window::EVERYTHING), None);
+        assert!(!includes(check, 1_999_999) && includes(check, 2_000_000));
+        assert_eq!(search_from(check), Some(2_000_000 - 14 * 24 * 3600));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 use chrono::{TimeZone, Utc};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tributary::{
     Activity, CheckSchedule, IntegrationError, IntegrationService, Member, NewStream, RunContext,
@@ -16,15 +16,19 @@ pub struct NoopIntegration {
     pub concurrency: usize,
 }
 
-#[derive(Deserialize)]
-struct Settings {
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NoopSettings {
     streams: u32,
     activities_per_stream: u32,
     members: u32,
 }
 
+impl tributary::Settings for NoopSettings {}
+
 #[async_trait]
 impl IntegrationService for NoopIntegration {
+    type Settings = NoopSettings;
+
     fn platform(&self) -> &'static str {
         PLATFORM
     }
@@ -37,8 +41,11 @@ impl IntegrationService for NoopIntegration {
         }
     }
 
-    async fn get_streams(&self, ctx: &RunContext) -> Result<Vec<NewStream>, IntegrationError> {
-        let settings: Settings = ctx.settings_as()?;
+    async fn get_streams(
+        &self,
+        ctx: &RunContext<NoopSettings>,
+    ) -> Result<Vec<NewStream>, IntegrationError> {
+        let settings = ctx.settings();
         Ok((0..settings.streams)
             .map(|i| NewStream::new(format!("s{i}"), json!({ "i": i })))
             .collect())
@@ -47,9 +54,9 @@ impl IntegrationService for NoopIntegration {
     async fn process_stream(
         &self,
         stream: &Stream,
-        ctx: &RunContext,
+        ctx: &RunContext<NoopSettings>,
     ) -> Result<StreamOutcome, IntegrationError> {
-        let settings: Settings = ctx.settings_as()?;
+        let settings = ctx.settings();
         let i = stream.data["i"].as_u64().unwrap_or(0);
         let base = Utc
             .with_ymd_and_hms(2026, 1, 1, 0, 0, 0)

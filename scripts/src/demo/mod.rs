@@ -19,8 +19,8 @@ use tributary::admin::{self, ConnectRequest};
 use tributary::store::runs::{Run, RunState};
 use tributary::store::{integrations, records, runs, streams};
 use tributary_integrations::example_forum::PLATFORM;
-use tributary_integrations::example_forum::server::{
-    DatasetSpec, ExampleForumServer, ForumData, ServerOptions, author,
+use tributary_integrations::example_forum::fake::{
+    DatasetSpec, FakeForum, ForumData, ForumOptions, author,
 };
 use uuid::Uuid;
 
@@ -43,11 +43,11 @@ pub async fn run(shutdown: &CancellationToken) -> anyhow::Result<()> {
     let database_url = std::env::var("DATABASE_URL").context("DATABASE_URL is not set")?;
     let data = ForumData::generate(SPEC);
     let expected = data.activity_count();
-    let server = ExampleForumServer::start(
+    let server = FakeForum::start(
         data,
-        ServerOptions {
+        ForumOptions {
             rate_limit: Some((25, Duration::from_secs(3))),
-            ..ServerOptions::default()
+            ..ForumOptions::default()
         },
     )
     .await
@@ -84,7 +84,7 @@ pub async fn run(shutdown: &CancellationToken) -> anyhow::Result<()> {
 
 async fn drive(
     ctx: &CommandContext,
-    server: &ExampleForumServer,
+    server: &FakeForum,
     expected: usize,
     others: &[DemoPlatform],
     topology: &mut Topology,

@@ -16,8 +16,8 @@ use tokio::process::{Child, Command};
 use tributary::store::runs::RunState;
 use tributary::testkit::{Harness, eventually};
 use tributary_integrations::example_forum::PLATFORM;
-use tributary_integrations::example_forum::server::{
-    DatasetSpec, ExampleForumServer, ForumData, ServerOptions,
+use tributary_integrations::example_forum::fake::{
+    DatasetSpec, FakeForum, ForumData, ForumOptions,
 };
 use uuid::Uuid;
 
@@ -227,12 +227,12 @@ pub const SPEC: DatasetSpec = DatasetSpec {
     members: 5,
 };
 
-pub async fn forum(latency: Duration) -> ExampleForumServer {
-    ExampleForumServer::start(
+pub async fn forum(latency: Duration) -> FakeForum {
+    FakeForum::start(
         ForumData::generate(SPEC),
-        ServerOptions {
+        ForumOptions {
             latency,
-            ..ServerOptions::default()
+            ..ForumOptions::default()
         },
     )
     .await
@@ -246,7 +246,7 @@ pub fn harness(pool: PgPool) -> Harness {
 /// Connects an Example Forum integration: the integration and its pending onboarding run.
 pub async fn connect(
     h: &Harness,
-    server: &ExampleForumServer,
+    server: &FakeForum,
 ) -> (
     tributary::store::integrations::Integration,
     tributary::store::runs::Run,
@@ -260,7 +260,7 @@ pub async fn connect(
     .unwrap()
 }
 
-pub fn expected_ids(server: &ExampleForumServer) -> BTreeSet<String> {
+pub fn expected_ids(server: &FakeForum) -> BTreeSet<String> {
     server.edit(|d| {
         d.posts
             .iter()

@@ -43,8 +43,11 @@ impl FakeGithub {
         if let Some(token) = &options.token {
             server.require_header("authorization", &format!("Bearer {token}"));
         }
+        if let Some((limit, window)) = options.rate_limit {
+            server.budget(serve::primary_budget(limit, window));
+        }
         let data = Arc::new(Mutex::new(data));
-        let api = serve::Api::new(data.clone(), server.url("/api/v3"), options.rate_limit);
+        let api = serve::Api::new(data.clone(), server.url("/api/v3"));
         server.handle("/api/v3/", move |request| api.answer(request));
         Ok(Self { server, data })
     }

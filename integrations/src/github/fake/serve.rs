@@ -1,13 +1,12 @@
 //! The fake GitHub's answers: GitHub's JSON shapes, its pagination and `Link` headers, its
 //! filters and sort orders, and its primary rate limit.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Value, json};
-use tributary::testkit::{Reply, Request};
+use tributary::testkit::{Budget, Reply, Request};
 
 use super::data::{CommentData, ForkData, GithubData, IssueData, RepoData, ReviewData};
 use crate::github::api::User;
@@ -17,14 +16,6 @@ pub struct Api {
     data: Arc<Mutex<GithubData>>,
     /// `http://127.0.0.1:PORT/api/v3`, for URLs in bodies and links.
     base: String,
-    rate_limit: Option<(u32, Duration)>,
-    budgets: Mutex<HashMap<String, Budget>>,
-}
-
-/// A token's primary budget.
-struct Budget {
-    used: u32,
-    resets_at: DateTime<Utc>,
 }
 
 fn time(at: DateTime<Utc>) -> String {
@@ -40,23 +31,23 @@ fn not_found() -> Reply {
     .with_status(404)
 }
 
-impl Api {
-    pub fn new(
-        data: Arc<Mutex<GithubData>>,
-        base: String,
-        rate_limit: Option<(u32, Duration)>,
-    ) -> Self {
-        Self {
-            data,
-            base,
-            rate_limit,
-            budgets: Mutex::new(HashMap::new()),
-        }
-    }
-
-    pub fn answer(&self, request: &Request) -> Reply {
-        let (limit_headers, refused) = self.spend(request);
-        let reply = if refused {
+/// GitHub's primary rate limit: `limit` requests per window per token, reported in
+/// `x-ratelimit-*` on every answer, 403 once spent.
+pub fn primary_budget(limit: u32, window: Duration) -> Budget {
+    Budget {
+        headers: |state| {
+            vec![
+                ("x-ratelimit-limit".into(), state.limit.to_string()),
+                (
+                    "x-ratelimit-remaining".into(),
+                    state.remaining().to_string(),
+                ),
+                ("x-ratelimit-reset".into(), state.reset_epoch().to_string()),
+                ("x-ratelimit-used".into(), state.used.to_string()),
+                ("x-ratelimit-resource".into(), "core".to_owned()),
+            ]
+        },
+        refusal: |_| {
             Reply::json(json!({
                 "message": "API rate limit exceeded for user ID 5000. If you reach out to GitHub \
                             Support for help, please include the request ID.",
@@ -64,47 +55,18 @@ impl Api {
                 "status": "403"
             }))
             .with_status(403)
-        } else {
-            self.route(request)
-        };
-        limit_headers
-            .into_iter()
-            .fold(reply, |reply, (name, value)| reply.header(name, value))
+        },
+        ..Budget::per_window(limit, window).per_caller("authorization")
+    }
+}
+
+impl Api {
+    pub fn new(data: Arc<Mutex<GithubData>>, base: String) -> Self {
+        Self { data, base }
     }
 
-    /// Counts the request against its token's budget: the headers to send, and whether it is
-    /// refused.
-    fn spend(&self, request: &Request) -> (Vec<(&'static str, String)>, bool) {
-        let Some((limit, window)) = self.rate_limit else {
-            return (Vec::new(), false);
-        };
-        let key = request.header("authorization").unwrap_or("").to_owned();
-        let mut budgets = self.budgets.lock().unwrap_or_else(|p| p.into_inner());
-        let now = Utc::now();
-        let window = chrono::Duration::from_std(window).unwrap_or_default();
-        let budget = budgets.entry(key).or_insert(Budget {
-            used: 0,
-            resets_at: now + window,
-        });
-        if now >= budget.resets_at {
-            budget.used = 0;
-            budget.resets_at = now + window;
-        }
-        let refused = budget.used >= limit;
-        if !refused {
-            budget.used += 1;
-        }
-        // epoch seconds, rounded up: the budget is whole again at that second
-        let reset =
-            budget.resets_at.timestamp() + i64::from(budget.resets_at.timestamp_subsec_nanos() > 0);
-        let headers = vec![
-            ("x-ratelimit-limit", limit.to_string()),
-            ("x-ratelimit-remaining", (limit - budget.used).to_string()),
-            ("x-ratelimit-reset", reset.to_string()),
-            ("x-ratelimit-used", budget.used.to_string()),
-            ("x-ratelimit-resource", "core".to_owned()),
-        ];
-        (headers, refused)
+    pub fn answer(&self, request: &Request) -> Reply {
+        self.route(request)
     }
 
     fn route(&self, request: &Request) -> Reply {

@@ -88,6 +88,12 @@ pub trait Conformance: Send + Sync + Sized + 'static {
     /// Credentials the fake refuses (`None` for a platform that takes none).
     fn refused_credentials(&self) -> Option<Value>;
 
+    /// What the stored error of a refused credential must contain: the platform's answer
+    /// (default: `401`; Slack answers 200 with `invalid_auth`, say).
+    fn credential_refusal(&self) -> &'static str {
+        "401"
+    }
+
     /// Settings (and credentials) the integration must refuse at connect time, each with the
     /// whole message it must give.
     fn refused_settings(&self) -> Vec<Refused>;
@@ -355,8 +361,9 @@ pub async fn a_refused_credential_fails_the_run_and_is_stored_nowhere<C: Conform
     for (identifier, error) in &errors {
         assert_eq!(error.kind, ErrorKind::Fatal, "`{identifier}`: {error:?}");
         assert!(
-            error.message.contains("401") || error.message.contains("403"),
-            "`{identifier}`: the platform's refusal: {}",
+            error.message.contains(fixture.credential_refusal()),
+            "`{identifier}`: the platform's refusal ({}): {}",
+            fixture.credential_refusal(),
             error.message
         );
         assert_eq!(

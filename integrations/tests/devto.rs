@@ -9,7 +9,6 @@ use chrono::Utc;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use tributary::async_trait;
-use tributary::store::runs::RunState;
 use tributary::testkit::{Conformance, FakeServer, Harness, Refused, Reply};
 use tributary_integrations::devto::fake::{FakeForem, ForemData, ForemSpec};
 use tributary_integrations::devto::{DevtoIntegration, PLATFORM};
@@ -147,24 +146,7 @@ tributary::conformance_suite!(Forem);
 
 /// Article list pages each source needs, and the articles whose comments are fetched.
 fn expected_requests(forem: &FakeForem) -> (usize, usize) {
-    forem.edit(|d| {
-        let pages = |n: usize| n / PER_PAGE + 1;
-        let of_user = |u: &str| d.articles.iter().filter(|a| a.user.username == u).count();
-        let of_org = |o: &str| {
-            d.articles
-                .iter()
-                .filter(|a| a.organization.as_ref().is_some_and(|x| x.username == o))
-                .count()
-        };
-        let list_pages = USERS.iter().map(|u| pages(of_user(u))).sum::<usize>()
-            + ORGS.iter().map(|o| pages(of_org(o))).sum::<usize>();
-        let commented = d
-            .articles_of(&USERS, &ORGS)
-            .iter()
-            .filter(|a| d.comment_count(a.id) > 0)
-            .count();
-        (list_pages, commented)
-    })
+    forem.edit(|d| d.expected_requests(&USERS, &ORGS, PER_PAGE))
 }
 
 fn comment_requests(forem: &FakeForem) -> Vec<String> {
@@ -194,12 +176,7 @@ async fn comment_trees_are_flattened_with_their_parents_and_fetched_once_when_co
     let report = h
         .onboard(PLATFORM, forem.settings(), forem.credentials())
         .await;
-    assert_eq!(
-        report.run.state,
-        RunState::Processed,
-        "{:?}",
-        report.outcomes
-    );
+    report.assert_processed();
     assert_eq!(report.activity_ids(), forem.expected_activities());
 
     // every commented article's thread once; the key and Forem's media type on every request
@@ -226,20 +203,15 @@ async fn comment_trees_are_flattened_with_their_parents_and_fetched_once_when_co
         "streams run concurrently"
     );
 
-    let by_id = |id: &str| {
-        report
-            .activities
-            .iter()
-            .find(|a| a.source_id == id)
-            .unwrap()
-    };
     assert!(
         !report
             .activity_ids()
             .contains(&format!("comment:{}", orphan.0))
     );
     assert_eq!(
-        by_id(&format!("comment:{}", orphan.1)).source_parent_id,
+        report
+            .activity(&format!("comment:{}", orphan.1))
+            .source_parent_id,
         Some(format!("comment:{}", orphan.0))
     );
     // nested replies are flattened with their parents
@@ -253,10 +225,13 @@ async fn comment_trees_are_flattened_with_their_parents_and_fetched_once_when_co
         )
     });
     assert_eq!(
-        by_id(&format!("comment:{top}")).source_parent_id.as_deref(),
+        report
+            .activity(&format!("comment:{top}"))
+            .source_parent_id
+            .as_deref(),
         Some(format!("article:{article_id}").as_str())
     );
-    let stored = by_id(&format!("comment:{}", reply.id_code));
+    let stored = report.activity(&format!("comment:{}", reply.id_code));
     assert_eq!(
         stored.source_parent_id.as_deref(),
         Some(format!("comment:{top}").as_str())
@@ -274,12 +249,8 @@ async fn comment_trees_are_flattened_with_their_parents_and_fetched_once_when_co
         .find(|a| a.activity_type == "article" && a.channel.as_deref() == Some("org1"))
         .unwrap();
     assert_eq!(org_article.attributes["organization"], "org1");
-    let member = report
-        .members
-        .iter()
-        .find(|m| m.username == "user1")
-        .unwrap();
-    assert_eq!(member.source_id, "1001");
+    let member = report.member("1001");
+    assert_eq!(member.username, "user1");
     assert_eq!(member.display_name.as_deref(), Some("User 1"));
     assert_eq!(member.attributes["github_username"], "gh-user1");
     assert!(member.url.as_deref().unwrap().ends_with("/user1"));

@@ -1,5 +1,7 @@
 //! The Hacker News integration through the real processor and PostgreSQL, against the fake HN
-//! (Algolia and the official API on one testkit server).
+//! (Algolia and the official API on one testkit server): the conformance suite, and what is
+//! particular to HN (keyset pages by time, threads read once, a check's 14-day reply window,
+//! profiles once per author).
 #![allow(clippy::unwrap_used)]
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -8,10 +10,9 @@ use std::time::Duration;
 use chrono::Utc;
 use serde_json::{Value, json};
 use sqlx::PgPool;
-use tributary::store::runs::RunState;
+use tributary::async_trait;
 use tributary::store::streams::StreamState;
-use tributary::testkit::{Fault, Harness, Reply, Request, first_deferral};
-use tributary::{ErrorKind, RunOutcome};
+use tributary::testkit::{Conformance, FakeServer, Harness, Refused, Reply, Request};
 use tributary_integrations::hackernews::fake::{
     ALGOLIA_PREFIX, FIREBASE_PREFIX, FakeHn, GHOST, HnData, HnSpec, Kind, URL,
 };
@@ -26,17 +27,115 @@ const KEYWORDS: [&str; 2] = ["rust", "postgres"];
 const TERMS: [&str; 3] = ["rust", "postgres", URL];
 const HITS_PER_PAGE: usize = 5;
 
-async fn setup(pool: PgPool, data: HnData) -> (Harness, FakeHn) {
-    let hn = FakeHn::start(data).await.unwrap();
-    let service = HackerNewsIntegration::new();
-    let mut harness = Harness::with_service(pool, service);
-    harness.config.max_inline_wait = Duration::from_millis(500);
-    (harness, hn)
+struct Hn(FakeHn);
+
+impl Hn {
+    async fn with(data: HnData) -> Self {
+        Self(FakeHn::start(data).await.unwrap())
+    }
 }
 
-async fn generated(pool: PgPool) -> (Harness, FakeHn) {
-    setup(pool, HnData::generate(SPEC)).await
+fn harness(pool: PgPool) -> Harness {
+    Harness::with_service(pool, HackerNewsIntegration).max_inline_wait(Duration::from_millis(500))
 }
+
+#[async_trait]
+impl Conformance for Hn {
+    type Service = HackerNewsIntegration;
+
+    async fn start() -> Self {
+        Self::with(HnData::generate(SPEC)).await
+    }
+
+    fn service(&self) -> HackerNewsIntegration {
+        HackerNewsIntegration
+    }
+
+    fn server(&self) -> &FakeServer {
+        self.0.server()
+    }
+
+    fn settings(&self) -> Value {
+        settings(&self.0)
+    }
+
+    fn credentials(&self) -> Value {
+        json!({})
+    }
+
+    fn expected_activities(&self) -> BTreeSet<String> {
+        expected_activities(&self.0)
+    }
+
+    fn expected_members(&self) -> BTreeSet<String> {
+        self.0.edit(|d| d.expected_members(&TERMS))
+    }
+
+    fn expected_requests(&self) -> Option<usize> {
+        let (searches, threads, users) = expected_requests(&self.0);
+        Some(searches + threads.values().sum::<usize>() + users)
+    }
+
+    fn list_path(&self) -> String {
+        search_path()
+    }
+
+    /// A full page, and more to come, whatever window is asked for.
+    fn endless_page(&self) -> Reply {
+        Reply::json(json!({
+            "hits": (1..=5).map(|id| json!({
+                "objectID": id.to_string(), "created_at_i": 1_700_000_000 - id, "author": "user0",
+                "title": format!("Rust {id}"), "url": null, "points": 1, "num_comments": 0,
+                "_tags": ["story", "author_user0", format!("story_{id}")]
+            })).collect::<Vec<_>>(),
+            "nbHits": 500, "page": 0, "nbPages": 100, "hitsPerPage": 5
+        }))
+    }
+
+    fn add_activities(&self) -> BTreeSet<String> {
+        let now = u64::try_from(Utc::now().timestamp()).unwrap();
+        self.0.edit(|d| {
+            let story = d.add_story("user3", "Rust news", None, now);
+            let comment = d.add_comment(story, "user4", "congrats", now);
+            [format!("item:{story}"), format!("item:{comment}")].into()
+        })
+    }
+
+    fn refused_credentials(&self) -> Option<Value> {
+        None
+    }
+
+    fn refused_settings(&self) -> Vec<Refused> {
+        vec![
+            Refused::new(
+                json!({"algolia_base_url": self.0.algolia_base_url()}),
+                json!({}),
+                "name at least one of `keywords` or `urls` (what to search Hacker News for)",
+            ),
+            Refused::new(
+                json!({
+                    "keywords": ["rust", "", "RUST"], "urls": ["no spaces please"],
+                    "firebase_base_url": "firebase", "hits_per_page": 0
+                }),
+                json!({"token": "t0ps3cret"}),
+                "`firebase_base_url` must be an http(s) URL without query, such as \
+                 `https://hacker-news.firebaseio.com/v0`, not `firebase`; `keywords[1]` must not \
+                 be empty, not ``; `keywords[2]` repeats `RUST`; `urls[0]` must be a domain or a \
+                 URL, such as `github.com/acme/widget` or `https://acme.dev`, not `no spaces \
+                 please`; `hits_per_page` must be between 1 and 1000, not 0; `credentials` must \
+                 be empty: this platform takes none (got `token`)",
+            ),
+            Refused::new(
+                json!({"keywords": ["rust"], "tags": ["story"]}),
+                json!({}),
+                "unknown field `tags`, expected one of `keywords`, `urls`, `algolia_base_url`, \
+                 `firebase_base_url`, `hits_per_page`, `max_requests_per_second`",
+            ),
+        ]
+    }
+}
+
+tributary::conformance_suite!(Hn);
 
 fn settings(hn: &FakeHn) -> Value {
     json!({
@@ -57,44 +156,9 @@ fn search_path() -> String {
     format!("{ALGOLIA_PREFIX}/search_by_date")
 }
 
-/// Requests of a keyset-paged search over items created at `times`: a page of `per_page`
-/// newest, then the next window `created_at_i<=` its oldest, while pages are full and more match.
-fn keyset_pages(mut times: Vec<u64>, per_page: usize) -> usize {
-    times.sort_unstable_by(|a, b| b.cmp(a));
-    let mut bound: Option<u64> = None;
-    for pages in 1.. {
-        let window: Vec<u64> = times
-            .iter()
-            .copied()
-            .filter(|t| bound.is_none_or(|b| *t <= b))
-            .collect();
-        let page = &window[..window.len().min(per_page)];
-        if page.len() < per_page || window.len() <= page.len() {
-            return pages;
-        }
-        bound = page.last().copied();
-    }
-    unreachable!()
-}
-
 /// Requests an onboarding of [`TERMS`] needs: (search pages, thread pages by story, users).
 fn expected_requests(hn: &FakeHn) -> (usize, BTreeMap<u64, usize>, usize) {
-    hn.edit(|d| {
-        let mut searches = 0;
-        let mut threads = BTreeMap::new();
-        for term in TERMS {
-            let matches = d.matches(term);
-            searches += keyset_pages(matches.iter().map(|i| i.time).collect(), HITS_PER_PAGE);
-            for story in matches.iter().filter(|i| i.kind == Kind::Story) {
-                let comments = d.comments_of(story.id);
-                if !comments.is_empty() {
-                    let times = comments.iter().map(|c| c.time).collect();
-                    threads.insert(story.id, keyset_pages(times, HITS_PER_PAGE));
-                }
-            }
-        }
-        (searches, threads, d.expected_members(&TERMS).len())
-    })
+    hn.edit(|d| d.expected_requests(&TERMS, HITS_PER_PAGE))
 }
 
 fn searches(hn: &FakeHn) -> Vec<Request> {
@@ -131,28 +195,18 @@ fn user_requests(hn: &FakeHn) -> Vec<String> {
 }
 
 #[sqlx::test(migrator = "tributary::MIGRATOR")]
-async fn onboarding_over_several_time_windows_produces_exactly_the_expected_members_and_activities(
-    pool: PgPool,
-) {
-    let (h, hn) = generated(pool).await;
+async fn onboarding_reads_each_window_thread_and_author_once_and_links_comments(pool: PgPool) {
+    let hn = Hn::start().await.0;
+    let h = harness(pool);
     hn.server().latency(Duration::from_millis(20));
     let report = h.onboard(PLATFORM, settings(&hn), json!({})).await;
-    assert_eq!(
-        report.run.state,
-        RunState::Processed,
-        "{:?}",
-        report.outcomes
-    );
-    let expected = expected_activities(&hn);
-    assert!(expected.len() > 60, "a sizeable HN: {}", expected.len());
-    assert_eq!(report.activity_ids(), expected);
-    assert_eq!(report.run.activities_created as usize, expected.len());
+    report.assert_processed();
+    assert_eq!(report.activity_ids(), expected_activities(&hn));
     assert_eq!(
         report.run.activities_updated, 0,
         "an item found by several searches (or by a search and its thread) is written the same \
          way by each: its channel comes from the item"
     );
-    assert_eq!(report.member_ids(), hn.edit(|d| d.expected_members(&TERMS)));
 
     // request economy: every window once, every thread once, every author once
     let (search_pages, thread_pages, users) = expected_requests(&hn);
@@ -218,13 +272,7 @@ async fn onboarding_over_several_time_windows_produces_exactly_the_expected_memb
     );
 
     // stories, comments with their parents, members with their profiles
-    let by_id = |id: u64| {
-        report
-            .activities
-            .iter()
-            .find(|a| a.source_id == format!("item:{id}"))
-            .unwrap()
-    };
+    let by_id = |id: u64| report.activity(&format!("item:{id}"));
     let (story, comment, reply) = hn.edit(|d| {
         let story = d.item(both).unwrap().clone();
         let comments = d.comments_of(both);
@@ -267,11 +315,7 @@ async fn onboarding_over_several_time_windows_produces_exactly_the_expected_memb
         by_id(its_reply).source_parent_id,
         Some(format!("item:{gone}"))
     );
-    let member = report
-        .members
-        .iter()
-        .find(|m| m.source_id == "user1")
-        .unwrap();
+    let member = report.member("user1");
     assert_eq!(member.username, "user1");
     assert_eq!(
         member.url.as_deref(),
@@ -280,18 +324,15 @@ async fn onboarding_over_several_time_windows_produces_exactly_the_expected_memb
     assert_eq!(member.attributes["karma"], 17);
     assert_eq!(member.attributes["about"], "I am user 1");
     assert!(member.joined_at.is_some());
-    let ghost = report
-        .members
-        .iter()
-        .find(|m| m.source_id == GHOST)
-        .unwrap();
+    let ghost = report.member(GHOST);
     assert_eq!(ghost.attributes, json!({}), "no profile: the member stays");
     assert!(report.stream_errors().is_empty());
 }
 
 #[sqlx::test(migrator = "tributary::MIGRATOR")]
-async fn a_check_reads_only_what_is_new(pool: PgPool) {
-    let (h, hn) = generated(pool).await;
+async fn a_check_reads_the_threads_that_may_still_grow_and_new_authors_only(pool: PgPool) {
+    let hn = Hn::start().await.0;
+    let h = harness(pool);
     let now = u64::try_from(Utc::now().timestamp()).unwrap();
     let day = 86_400;
     // a story of three days ago still takes comments; an unrelated one too
@@ -302,12 +343,12 @@ async fn a_check_reads_only_what_is_new(pool: PgPool) {
         (recent, unrelated)
     });
     let onboarding = h.onboard(PLATFORM, settings(&hn), json!({})).await;
-    assert_eq!(onboarding.run.state, RunState::Processed);
+    onboarding.assert_processed();
     let integration = onboarding.integration.id;
 
     hn.server().clear_requests();
     let check = h.check_to_end(integration).await;
-    assert_eq!(check.run.state, RunState::Processed);
+    check.assert_processed();
     assert_eq!(check.run.activities_created, 0, "a second run adds nothing");
     assert_eq!(check.activities.len(), onboarding.activities.len());
     // one window a term, and the thread of the story that may still grow: all windowed
@@ -329,7 +370,7 @@ async fn a_check_reads_only_what_is_new(pool: PgPool) {
     });
     hn.server().clear_requests();
     let check = h.check_to_end(integration).await;
-    assert_eq!(check.run.state, RunState::Processed);
+    check.assert_processed();
     assert_eq!(check.run.activities_created, 4);
     assert_eq!(check.activity_ids(), expected_activities(&hn));
     let mut threads = thread_requests(&hn);
@@ -350,204 +391,17 @@ async fn a_check_reads_only_what_is_new(pool: PgPool) {
 }
 
 #[sqlx::test(migrator = "tributary::MIGRATOR")]
-async fn a_429_in_the_middle_defers_the_run_to_the_reset_and_the_resumed_run_loses_nothing(
-    pool: PgPool,
-) {
-    let (h, hn) = generated(pool).await;
-    hn.server()
-        .inject_later(Fault::on(ALGOLIA_PREFIX, 1, Reply::rate_limited(2)).after(3));
-    let (integration, run) = h.connect(PLATFORM, settings(&hn), json!({})).await.unwrap();
-    let started = Utc::now();
-    let (outcomes, final_run) = h
-        .run_honouring_deferrals(run.id, Duration::from_secs(60))
-        .await;
-    assert_eq!(final_run.state, RunState::Processed, "{outcomes:?}");
-    let (until, reason) = first_deferral(&outcomes);
-    assert!(
-        reason.starts_with("rate limited while processing `"),
-        "{reason}"
-    );
-    let wait = (until - started).num_milliseconds();
-    assert!(
-        (1_500..=3_500).contains(&wait),
-        "deferred to the reset: {wait} ms"
-    );
-    assert_eq!(outcomes.last(), Some(&RunOutcome::Processed));
-
-    let report = h.report(integration.id, run.id, outcomes).await;
-    assert!(
-        report.streams.iter().all(|s| s.retries == 0),
-        "a 429 costs no retry"
-    );
-    assert_eq!(report.activity_ids(), expected_activities(&hn));
-    assert_eq!(
-        report.run.activities_created as usize,
-        expected_activities(&hn).len(),
-        "nothing doubled"
-    );
-    let (search_pages, thread_pages, users) = expected_requests(&hn);
-    assert_eq!(
-        hn.server().request_count(),
-        search_pages + thread_pages.values().sum::<usize>() + users + 1,
-        "the refused request is the only extra one: a blocked API sends nothing"
-    );
-}
-
-#[sqlx::test(migrator = "tributary::MIGRATOR")]
-async fn a_burst_of_5xx_is_retried(pool: PgPool) {
-    let (h, hn) = generated(pool).await;
-    hn.server()
-        .inject(Fault::on(ALGOLIA_PREFIX, 3, Reply::unavailable()));
-    let report = h.onboard(PLATFORM, settings(&hn), json!({})).await;
-    assert_eq!(
-        report.run.state,
-        RunState::Processed,
-        "{:?}",
-        report.outcomes
-    );
-    assert_eq!(report.retries(), 3);
-    assert_eq!(report.activity_ids(), expected_activities(&hn));
-}
-
-#[sqlx::test(migrator = "tributary::MIGRATOR")]
-async fn a_malformed_body_is_a_stream_error_naming_the_field(pool: PgPool) {
-    let (h, hn) = generated(pool).await;
-    hn.server().inject(Fault::on(
-        &search_path(),
-        1,
-        Reply::malformed(
-            r#"{"hits": [{"objectID": "1", "created_at_i": "yesterday", "author": "pg",
-                          "_tags": ["story"]}], "nbHits": 1, "page": 0, "nbPages": 1}"#,
-        ),
-    ));
-    let report = h.onboard(PLATFORM, settings(&hn), json!({})).await;
-    assert_eq!(report.run.state, RunState::Error);
-    let errors = report.stream_errors();
-    assert_eq!(errors.len(), 1, "{errors:?}");
-    let (identifier, error) = &errors[0];
-    assert!(identifier.starts_with("search:"), "{identifier}");
-    assert_eq!(error.kind, ErrorKind::Fatal);
-    assert!(
-        error.message.starts_with(
-            "GET /algolia/api/v1/search_by_date: malformed body at `hits[0].created_at_i`: \
-             invalid type: string \"yesterday\""
-        ),
-        "{}",
-        error.message
-    );
-    assert!(
-        report
-            .streams
-            .iter()
-            .filter(|s| &s.identifier != identifier)
-            .all(|s| s.state == StreamState::Processed),
-        "every other stream finished"
-    );
-}
-
-#[sqlx::test(migrator = "tributary::MIGRATOR")]
-async fn settings_that_are_missing_or_wrong_are_refused_at_connect_time(pool: PgPool) {
-    let (h, hn) = generated(pool).await;
-    let refused = |settings: Value, creds: Value| {
-        let h = h.clone();
-        async move { h.refused(PLATFORM, settings, creds).await }
-    };
-    assert_eq!(
-        refused(
-            json!({"algolia_base_url": hn.algolia_base_url()}),
-            json!({})
-        )
-        .await,
-        "settings for platform `hackernews` refused: invalid settings: name at least one of \
-         `keywords` or `urls` (what to search Hacker News for)"
-    );
-    assert_eq!(
-        refused(
-            json!({
-                "keywords": ["rust", "", "RUST"], "urls": ["no spaces please"],
-                "firebase_base_url": "firebase", "hits_per_page": 0
-            }),
-            json!({"token": "t0ps3cret"})
-        )
-        .await,
-        "settings for platform `hackernews` refused: invalid settings: `firebase_base_url` must \
-         be an http(s) URL without query, such as `https://hacker-news.firebaseio.com/v0`, not \
-         `firebase`; `keywords[1]` must not be empty, not ``; `keywords[2]` repeats `RUST`; \
-         `urls[0]` must be a domain or a URL, such as `github.com/acme/widget` or \
-         `https://acme.dev`, not `no spaces please`; `hits_per_page` must be between 1 and \
-         1000, not 0; `credentials` must be empty: Hacker News needs none (got `token`)"
-    );
-    assert!(
-        refused(json!({"keywords": ["rust"], "tags": ["story"]}), json!({}))
-            .await
-            .contains("unknown field `tags`")
-    );
-    assert_eq!(
-        h.integration_count().await,
-        0,
-        "nothing is created when settings are refused"
-    );
-    assert_eq!(hn.server().request_count(), 0);
-    let registry = tributary_integrations::registry().unwrap();
-    assert!(
-        registry.get(PLATFORM).is_ok(),
-        "register_all knows hackernews"
-    );
-}
-
-#[sqlx::test(migrator = "tributary::MIGRATOR")]
-async fn an_algolia_that_ignores_the_time_window_ends_the_stream_with_a_clear_error(pool: PgPool) {
-    let (h, hn) = setup(pool, HnData::default()).await;
-    let same_page = json!({
-        "hits": (1..=3).map(|id| json!({
-            "objectID": id.to_string(), "created_at_i": 1_700_000_000 - id, "author": "user0",
-            "title": format!("Rust {id}"), "url": null, "points": 1, "num_comments": 0,
-            "_tags": ["story", "author_user0", format!("story_{id}")]
-        })).collect::<Vec<_>>(),
-        "nbHits": 500, "page": 0, "nbPages": 167, "hitsPerPage": 3
-    });
-    hn.server().route_query(
-        &search_path(),
-        &[("query", "rust")],
-        [Reply::json(same_page)],
-    );
-    let settings = json!({
-        "keywords": ["rust"], "hits_per_page": 3, "max_requests_per_second": 100,
-        "algolia_base_url": hn.algolia_base_url(), "firebase_base_url": hn.firebase_base_url(),
-    });
-    let report = h.onboard(PLATFORM, settings, json!({})).await;
-    assert_eq!(report.run.state, RunState::Error);
-    let errors = report.stream_errors();
-    assert_eq!(errors.len(), 1, "{errors:?}");
-    assert!(
-        errors[0].0.starts_with("search:keyword:rust#page="),
-        "{}",
-        errors[0].0
-    );
-    assert_eq!(
-        errors[0].1.message,
-        "pagination loops: the Before boundary of `search:keyword:rust` does not advance (id \
-         1699999997 after boundary 1699999997)"
-    );
-    assert_eq!(report.activities.len(), 3, "the first page is kept");
-    assert_eq!(
-        hn.server().requests_to(&search_path()),
-        2,
-        "not followed further"
-    );
-}
-
-#[sqlx::test(migrator = "tributary::MIGRATOR")]
 async fn an_unknown_user_is_not_an_error(pool: PgPool) {
     let mut data = HnData::default();
     data.add_story(GHOST, "Rust from beyond", None, 1_700_000_000);
-    let (h, hn) = setup(pool, data).await;
+    let hn = Hn::with(data).await.0;
+    let h = harness(pool);
     let settings = json!({
         "keywords": ["rust"],
         "algolia_base_url": hn.algolia_base_url(), "firebase_base_url": hn.firebase_base_url(),
     });
     let report = h.onboard(PLATFORM, settings, json!({})).await;
-    assert_eq!(report.run.state, RunState::Processed);
+    report.assert_processed();
     assert_eq!(user_requests(&hn), [GHOST], "asked once, answered `null`");
     let stream = report
         .streams

@@ -56,6 +56,13 @@ impl Harness {
         Self::new(pool, registry)
     }
 
+    /// Rate-limit waits and retry backoffs longer than this defer the run instead of being
+    /// waited out inline.
+    pub fn max_inline_wait(mut self, wait: Duration) -> Self {
+        self.config.max_inline_wait = wait;
+        self
+    }
+
     /// A processor of its own, named `worker_id`.
     pub fn processor(&self, worker_id: &str) -> IntegrationProcessor {
         let mut config = self.config.clone();
@@ -316,6 +323,37 @@ impl RunReport {
             .iter()
             .filter_map(|s| s.error_record().map(|e| (s.identifier.clone(), e)))
             .collect()
+    }
+
+    /// The stored activity with this source id; panics if there is none.
+    #[track_caller]
+    pub fn activity(&self, source_id: &str) -> &StoredActivity {
+        self.activities
+            .iter()
+            .find(|a| a.source_id == source_id)
+            .unwrap_or_else(|| panic!("no activity `{source_id}` was stored"))
+    }
+
+    /// The stored member with this source id; panics if there is none.
+    #[track_caller]
+    pub fn member(&self, source_id: &str) -> &StoredMember {
+        self.members
+            .iter()
+            .find(|m| m.source_id == source_id)
+            .unwrap_or_else(|| panic!("no member `{source_id}` was stored"))
+    }
+
+    /// Panics, with the outcomes and the streams' errors, unless the run ended `processed`.
+    #[track_caller]
+    pub fn assert_processed(&self) -> &Self {
+        assert_eq!(
+            self.run.state,
+            crate::store::runs::RunState::Processed,
+            "the run ends processed: {:?} {:?}",
+            self.outcomes,
+            self.stream_errors()
+        );
+        self
     }
 
     /// How many times streams failed and were retried, in all.

@@ -227,6 +227,37 @@ impl ForemData {
     }
 
     /// Comments of an article, all depths.
+    /// Requests an onboarding of these users and organizations needs at `per_page`: (article
+    /// list pages, comment threads of commented articles).
+    pub fn expected_requests(
+        &self,
+        users: &[&str],
+        orgs: &[&str],
+        per_page: usize,
+    ) -> (usize, usize) {
+        let pages = |n: usize| n / per_page + 1;
+        let of_user = |u: &str| {
+            self.articles
+                .iter()
+                .filter(|a| a.user.username == u)
+                .count()
+        };
+        let of_org = |o: &str| {
+            self.articles
+                .iter()
+                .filter(|a| a.organization.as_ref().is_some_and(|x| x.username == o))
+                .count()
+        };
+        let list_pages = users.iter().map(|u| pages(of_user(u))).sum::<usize>()
+            + orgs.iter().map(|o| pages(of_org(o))).sum::<usize>();
+        let commented = self
+            .articles_of(users, orgs)
+            .iter()
+            .filter(|a| self.comment_count(a.id) > 0)
+            .count();
+        (list_pages, commented)
+    }
+
     pub fn comment_count(&self, article_id: u64) -> u64 {
         let mut n = 0;
         walk(

@@ -260,6 +260,29 @@ impl HnData {
     }
 
     /// Source ids (usernames) of the members an onboarding of `terms` produces.
+    /// Requests an onboarding of `terms` needs at `per_page` hits a page: (search pages, thread
+    /// pages by story, profiles).
+    pub fn expected_requests(
+        &self,
+        terms: &[&str],
+        per_page: usize,
+    ) -> (usize, BTreeMap<u64, usize>, usize) {
+        let mut searches = 0;
+        let mut threads = BTreeMap::new();
+        for term in terms {
+            let matches = self.matches(term);
+            searches += keyset_pages(matches.iter().map(|i| i.time).collect(), per_page);
+            for story in matches.iter().filter(|i| i.kind == Kind::Story) {
+                let comments = self.comments_of(story.id);
+                if !comments.is_empty() {
+                    let times = comments.iter().map(|c| c.time).collect();
+                    threads.insert(story.id, keyset_pages(times, per_page));
+                }
+            }
+        }
+        (searches, threads, self.expected_members(terms).len())
+    }
+
     pub fn expected_members(&self, terms: &[&str]) -> BTreeSet<String> {
         self.expected_items(terms)
             .into_iter()
@@ -559,6 +582,27 @@ fn hit_json(data: &HnData, item: &Item) -> Value {
         hit.extend(more);
     }
     hit
+}
+
+/// Requests of a keyset-paged search over items created at `times`: a page of `per_page`
+/// newest, then the next window `created_at_i<=` its oldest, while pages are full and more match.
+fn keyset_pages(mut times: Vec<u64>, per_page: usize) -> usize {
+    times.sort_unstable_by(|a, b| b.cmp(a));
+    let mut bound: Option<u64> = None;
+    let mut pages = 1;
+    loop {
+        let window: Vec<u64> = times
+            .iter()
+            .copied()
+            .filter(|t| bound.is_none_or(|b| *t <= b))
+            .collect();
+        let page = &window[..window.len().min(per_page)];
+        if page.len() < per_page || window.len() <= page.len() {
+            return pages;
+        }
+        bound = page.last().copied();
+        pages += 1;
+    }
 }
 
 #[cfg(test)]

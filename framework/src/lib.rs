@@ -30,7 +30,7 @@ pub use async_trait::async_trait;
 pub use context::{RunContext, Window};
 pub use error::{ErrorKind, ErrorRecord, IntegrationError, SettingsError};
 pub use processor::{IntegrationProcessor, ProcessorConfig, RunOutcome};
-pub use records::{Activity, Member, Operation};
+pub use records::{Activity, Member, Operation, OptionalText};
 pub use registry::Registry;
 pub use secret::{Credentials, Secret};
 pub use service::{

@@ -4,6 +4,45 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+/// Text for an optional field of a record: a `&str` or `String`, or an `Option` of one (`None`
+/// leaves the field empty), so that a platform's optional fields are set without an `if let`.
+pub trait OptionalText {
+    fn into_text(self) -> Option<String>;
+}
+
+impl OptionalText for String {
+    fn into_text(self) -> Option<String> {
+        Some(self)
+    }
+}
+
+impl OptionalText for &str {
+    fn into_text(self) -> Option<String> {
+        Some(self.to_owned())
+    }
+}
+
+impl OptionalText for &String {
+    fn into_text(self) -> Option<String> {
+        Some(self.clone())
+    }
+}
+
+impl<T: OptionalText> OptionalText for Option<T> {
+    fn into_text(self) -> Option<String> {
+        self.and_then(OptionalText::into_text)
+    }
+}
+
+impl<'a, T> OptionalText for &'a Option<T>
+where
+    &'a T: OptionalText,
+{
+    fn into_text(self) -> Option<String> {
+        self.as_ref().and_then(OptionalText::into_text)
+    }
+}
+
 /// A person on a platform. Upserted by `(tenant, platform, source_id)`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Member {
@@ -29,18 +68,18 @@ impl Member {
         }
     }
 
-    pub fn display_name(mut self, name: impl Into<String>) -> Self {
-        self.display_name = Some(name.into());
+    pub fn display_name(mut self, name: impl OptionalText) -> Self {
+        self.display_name = name.into_text();
         self
     }
 
-    pub fn url(mut self, url: impl Into<String>) -> Self {
-        self.url = Some(url.into());
+    pub fn url(mut self, url: impl OptionalText) -> Self {
+        self.url = url.into_text();
         self
     }
 
-    pub fn joined_at(mut self, at: DateTime<Utc>) -> Self {
-        self.joined_at = Some(at);
+    pub fn joined_at(mut self, at: impl Into<Option<DateTime<Utc>>>) -> Self {
+        self.joined_at = at.into();
         self
     }
 
@@ -91,28 +130,28 @@ impl Activity {
         }
     }
 
-    pub fn parent(mut self, source_parent_id: impl Into<String>) -> Self {
-        self.source_parent_id = Some(source_parent_id.into());
+    pub fn parent(mut self, source_parent_id: impl OptionalText) -> Self {
+        self.source_parent_id = source_parent_id.into_text();
         self
     }
 
-    pub fn channel(mut self, channel: impl Into<String>) -> Self {
-        self.channel = Some(channel.into());
+    pub fn channel(mut self, channel: impl OptionalText) -> Self {
+        self.channel = channel.into_text();
         self
     }
 
-    pub fn title(mut self, title: impl Into<String>) -> Self {
-        self.title = Some(title.into());
+    pub fn title(mut self, title: impl OptionalText) -> Self {
+        self.title = title.into_text();
         self
     }
 
-    pub fn body(mut self, body: impl Into<String>) -> Self {
-        self.body = Some(body.into());
+    pub fn body(mut self, body: impl OptionalText) -> Self {
+        self.body = body.into_text();
         self
     }
 
-    pub fn url(mut self, url: impl Into<String>) -> Self {
-        self.url = Some(url.into());
+    pub fn url(mut self, url: impl OptionalText) -> Self {
+        self.url = url.into_text();
         self
     }
 
@@ -130,4 +169,26 @@ pub enum Operation {
     UpsertMember(Member),
     /// Upserts the activity and its member.
     UpsertActivity(Activity),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn optional_fields_take_text_or_nothing() {
+        let at = DateTime::<Utc>::UNIX_EPOCH;
+        let none: Option<String> = None;
+        let kept = Some("body".to_owned());
+        let activity = Activity::new("a", "post", at, Member::new("1", "ada").display_name(&none))
+            .title("title")
+            .body(&kept)
+            .url(none.clone())
+            .parent(Some("p"));
+        assert_eq!(activity.title.as_deref(), Some("title"));
+        assert_eq!(activity.body.as_deref(), Some("body"));
+        assert_eq!(activity.url, None);
+        assert_eq!(activity.source_parent_id.as_deref(), Some("p"));
+        assert_eq!(activity.member.display_name, None);
+    }
 }

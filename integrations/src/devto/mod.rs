@@ -250,22 +250,19 @@ fn channel_of(article: &Article) -> String {
 }
 
 fn member(user: &User, site: &str) -> Member {
-    let mut member = Member::new(user.user_id.to_string(), user.username.clone())
+    Member::new(user.user_id.to_string(), user.username.clone())
         .url(format!("{site}/{}", user.username))
         .attributes(json!({
             "github_username": user.github_username,
             "twitter_username": user.twitter_username,
             "website_url": user.website_url,
             "profile_image": user.profile_image,
-        }));
-    if let Some(name) = user.name.as_ref().filter(|n| !n.is_empty()) {
-        member = member.display_name(name.clone());
-    }
-    member
+        }))
+        .display_name(user.name.as_ref().filter(|n| !n.is_empty()))
 }
 
 fn article_activity(article: &Article, channel: &str, site: &str) -> Activity {
-    let mut activity = Activity::new(
+    Activity::new(
         format!("article:{}", article.id),
         "article",
         article.published_at,
@@ -280,11 +277,8 @@ fn article_activity(article: &Article, channel: &str, site: &str) -> Activity {
         "public_reactions_count": article.public_reactions_count,
         "reading_time_minutes": article.reading_time_minutes,
         "organization": article.organization.as_ref().map(|o| &o.username),
-    }));
-    if let Some(description) = &article.description {
-        activity = activity.body(description.clone());
-    }
-    activity
+    }))
+    .body(&article.description)
 }
 
 fn comment_activity(
@@ -296,7 +290,7 @@ fn comment_activity(
     channel: &str,
     site: &str,
 ) -> Activity {
-    let mut activity = Activity::new(
+    Activity::new(
         format!("comment:{}", comment.id_code),
         "comment",
         comment.created_at,
@@ -308,11 +302,8 @@ fn comment_activity(
         "{site}/{}/comment/{}",
         user.username, comment.id_code
     ))
-    .attributes(json!({ "article_id": article_id, "depth": depth }));
-    if let Some(body) = &comment.body_html {
-        activity = activity.body(body.clone());
-    }
-    activity
+    .attributes(json!({ "article_id": article_id, "depth": depth }))
+    .body(&comment.body_html)
 }
 
 #[cfg(test)]

@@ -173,11 +173,7 @@ impl IntegrationService for ExampleForumIntegration {
 }
 
 fn member(author: Author) -> Member {
-    let member = Member::new(author.id.to_string(), author.login);
-    match author.name {
-        Some(name) => member.display_name(name),
-        None => member,
-    }
+    Member::new(author.id.to_string(), author.login).display_name(author.name)
 }
 
 fn post_activity(channel: &str, post: Post) -> Activity {

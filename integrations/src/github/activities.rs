@@ -48,14 +48,12 @@ fn issue_id(repo: &RepoRef, number: u64) -> String {
 }
 
 pub fn member(user: &User) -> Member {
-    let mut member = Member::new(user.id.to_string(), user.login.clone()).attributes(json!({
-        "avatar_url": user.avatar_url,
-        "type": user.kind,
-    }));
-    if let Some(url) = &user.html_url {
-        member = member.url(url.clone());
-    }
-    member
+    Member::new(user.id.to_string(), user.login.clone())
+        .attributes(json!({
+            "avatar_url": user.avatar_url,
+            "type": user.kind,
+        }))
+        .url(&user.html_url)
 }
 
 fn star(repo: &RepoRef, star: &Stargazer) -> Activity {
@@ -69,17 +67,15 @@ fn star(repo: &RepoRef, star: &Stargazer) -> Activity {
 }
 
 fn fork(repo: &RepoRef, fork: &Repository) -> Option<Activity> {
-    let mut activity = Activity::new(
+    let activity = Activity::new(
         format!("fork:{}", fork.id),
         "fork",
         fork.created_at?,
         member(&fork.owner),
     )
     .channel(repo.full_name.clone())
-    .attributes(json!({ "fork": fork.full_name }));
-    if let Some(url) = &fork.html_url {
-        activity = activity.url(url.clone());
-    }
+    .attributes(json!({ "fork": fork.full_name }))
+    .url(&fork.html_url);
     Some(activity)
 }
 
@@ -91,7 +87,7 @@ fn issue(repo: &RepoRef, issue: &Issue) -> Option<Activity> {
     } else {
         "issue-opened"
     };
-    let mut activity = Activity::new(
+    let activity = Activity::new(
         issue_id(repo, issue.number),
         kind,
         issue.created_at,
@@ -107,10 +103,8 @@ fn issue(repo: &RepoRef, issue: &Issue) -> Option<Activity> {
         "labels": issue.labels.iter().map(|l| l.name()).collect::<Vec<_>>(),
         "closed_at": issue.closed_at,
         "merged_at": issue.pull_request.as_ref().and_then(|p| p.merged_at),
-    }));
-    if let Some(body) = issue.body.as_ref().filter(|b| !b.is_empty()) {
-        activity = activity.body(body.clone());
-    }
+    }))
+    .body(issue.body.as_ref().filter(|b| !b.is_empty()));
     Some(activity)
 }
 
@@ -125,7 +119,7 @@ fn comment(repo: &RepoRef, comment: &IssueComment) -> Result<Option<Activity>, I
     } else {
         "issue-comment"
     };
-    let mut activity = Activity::new(
+    let activity = Activity::new(
         format!("issue_comment:{}", comment.id),
         kind,
         comment.created_at,
@@ -134,10 +128,8 @@ fn comment(repo: &RepoRef, comment: &IssueComment) -> Result<Option<Activity>, I
     .parent(issue_id(repo, number))
     .channel(repo.full_name.clone())
     .url(comment.html_url.clone())
-    .attributes(json!({ "number": number, "updated_at": comment.updated_at }));
-    if let Some(body) = &comment.body {
-        activity = activity.body(body.clone());
-    }
+    .attributes(json!({ "number": number, "updated_at": comment.updated_at }))
+    .body(&comment.body);
     Ok(Some(activity))
 }
 
@@ -149,7 +141,7 @@ fn review_comment(
     let Some(user) = &comment.user else {
         return Ok(None);
     };
-    let mut activity = Activity::new(
+    let activity = Activity::new(
         format!("review_comment:{}", comment.id),
         "pull_request-review-comment",
         comment.created_at,
@@ -164,10 +156,8 @@ fn review_comment(
         "review_id": comment.pull_request_review_id,
         "in_reply_to": comment.in_reply_to_id.map(|id| format!("review_comment:{id}")),
         "updated_at": comment.updated_at,
-    }));
-    if let Some(body) = &comment.body {
-        activity = activity.body(body.clone());
-    }
+    }))
+    .body(&comment.body);
     Ok(Some(activity))
 }
 

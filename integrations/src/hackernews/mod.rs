@@ -346,14 +346,12 @@ fn member(username: &str) -> Member {
 
 /// The member as the official API describes it.
 fn profile(user: &User) -> Member {
-    let mut member = member(&user.id).attributes(json!({
-        "karma": user.karma,
-        "about": user.about,
-    }));
-    if let Some(joined) = DateTime::from_timestamp(user.created, 0) {
-        member = member.joined_at(joined);
-    }
-    member
+    member(&user.id)
+        .attributes(json!({
+            "karma": user.karma,
+            "about": user.about,
+        }))
+        .joined_at(DateTime::from_timestamp(user.created, 0))
 }
 
 /// The activity of a hit: a `story` or a `comment`; none for an item without author.
@@ -369,33 +367,27 @@ fn activity(hit: &Hit, channel: &str) -> Result<Option<Activity>, IntegrationErr
     })?;
     let id = hit.object_id;
     let kind = if hit.is_comment() { "comment" } else { "story" };
-    let mut activity = Activity::new(item_source_id(id), kind, at, member(author))
+    let activity = Activity::new(item_source_id(id), kind, at, member(author))
         .channel(channel)
         .url(format!("{SITE}/item?id={id}"));
-    if hit.is_comment() {
-        activity = activity.attributes(json!({
-            "story_id": hit.story_id,
-            "story_title": hit.story_title,
-        }));
-        if let Some(parent) = hit.parent_id.or(hit.story_id) {
-            activity = activity.parent(item_source_id(parent));
-        }
-        if let Some(text) = &hit.comment_text {
-            activity = activity.body(text.clone());
-        }
+    let activity = if hit.is_comment() {
+        activity
+            .attributes(json!({
+                "story_id": hit.story_id,
+                "story_title": hit.story_title,
+            }))
+            .parent(hit.parent_id.or(hit.story_id).map(item_source_id))
+            .body(&hit.comment_text)
     } else {
-        activity = activity.attributes(json!({
-            "url": hit.url,
-            "points": hit.points,
-            "num_comments": hit.num_comments,
-        }));
-        if let Some(title) = &hit.title {
-            activity = activity.title(title.clone());
-        }
-        if let Some(text) = hit.story_text.as_ref().filter(|t| !t.is_empty()) {
-            activity = activity.body(text.clone());
-        }
-    }
+        activity
+            .attributes(json!({
+                "url": hit.url,
+                "points": hit.points,
+                "num_comments": hit.num_comments,
+            }))
+            .title(&hit.title)
+            .body(hit.story_text.as_ref().filter(|t| !t.is_empty()))
+    };
     Ok(Some(activity))
 }
 

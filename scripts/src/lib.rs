@@ -1,5 +1,5 @@
-//! Operator commands: `connect-integration`, `process-integration`, `continue-run`, the demo and
-//! the benchmark. Each binary parses its arguments and calls into this library.
+//! Operator commands: `connect-integration`, `process-integration`, `continue-run`, the demo,
+//! the benchmark and the integration scaffold. Each binary parses its arguments and calls into this library.
 
 pub mod bench;
 pub mod commands;
@@ -7,6 +7,7 @@ pub mod context;
 pub mod demo;
 pub mod inline;
 pub mod progress;
+pub mod scaffold;
 
 use std::process::ExitCode;
 

@@ -107,7 +107,7 @@ async fn connect_refuses_bad_input_with_a_message_that_names_the_problem(pool: P
     assert_eq!(out.status.code(), Some(2));
     assert_eq!(
         stderr(&out).trim(),
-        "error: settings for platform `example-forum` refused: invalid settings: `base_url` must be an http(s) URL, not `x`; \
+        "error: settings for platform `example-forum` refused: invalid settings: `base_url` must be an http(s) URL without query, such as `https://forum.example.com`, not `x`; \
          `per_page` must be between 1 and 100, not 500; `credentials.token` is required (the forum's API token)"
     );
 

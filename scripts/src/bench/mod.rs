@@ -5,6 +5,8 @@ mod baseline;
 pub mod github;
 mod memory;
 mod noop;
+pub mod onboarding;
+mod platforms;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -84,6 +84,10 @@ struct Args {
     /// Integrations per transaction of a tick's fan-out.
     #[arg(long, env = "TRIBUTARY_FANOUT_BATCH", default_value_t = 5_000)]
     fanout_batch: usize,
+    /// Share (0 to 1) of a platform's check interval over which its integrations' checks are
+    /// spread, each at a fixed offset of its own, so load is flat (0: all at the tick).
+    #[arg(long, env = "TRIBUTARY_CHECK_SPREAD", default_value_t = 0.8)]
+    check_spread: f64,
     /// PostgreSQL connections (default: 6 per concurrent message + 5).
     #[arg(long, env = "TRIBUTARY_DB_MAX_CONNECTIONS")]
     max_connections: Option<u32>,
@@ -137,8 +141,14 @@ impl Args {
             )?,
             ..RunRescuerConfig::default()
         };
+        anyhow::ensure!(
+            (0.0..=1.0).contains(&self.check_spread),
+            "--check-spread must be between 0 and 1, not {}",
+            self.check_spread
+        );
         config.scheduler = TickSchedulerConfig {
             batch_size: self.fanout_batch,
+            spread: self.check_spread,
         };
         config.max_tick_age = secs("max-tick-age-secs", self.max_tick_age_secs)?;
         Ok(config)

@@ -42,6 +42,10 @@ pub struct ChecksBenchArgs {
     /// Simulated latency of every request, in milliseconds.
     #[arg(long, default_value_t = 50)]
     pub latency_ms: u64,
+    /// Share of the minute over which the tick's checks are spread (the worker's
+    /// TRIBUTARY_CHECK_SPREAD; 0: all at the tick, which measures throughput).
+    #[arg(long, default_value_t = 0.0)]
+    pub spread: f64,
     /// Give up on a round after this many seconds.
     #[arg(long, default_value_t = 900)]
     pub timeout_secs: u64,
@@ -82,8 +86,12 @@ pub async fn run(args: ChecksBenchArgs) -> anyhow::Result<()> {
     .context("starting the fake forum")?;
     insert_integrations(&pool, args.integrations, &forum.base_url()).await?;
     println!(
-        "{} Example Forum integrations due at one tick; {} worker(s) × concurrency {}; {} ms per request; postgres queue",
-        args.integrations, args.workers, args.concurrency, args.latency_ms
+        "{} Example Forum integrations due at one tick (spread over {:.0}% of the minute); {} worker(s) × concurrency {}; {} ms per request; postgres queue",
+        args.integrations,
+        args.spread * 100.0,
+        args.workers,
+        args.concurrency,
+        args.latency_ms
     );
     let mut workers = Vec::new();
     for n in 0..args.workers {
@@ -95,7 +103,10 @@ pub async fn run(args: ChecksBenchArgs) -> anyhow::Result<()> {
         pool.clone(),
         registry,
         queue,
-        TickSchedulerConfig::default(),
+        TickSchedulerConfig {
+            spread: args.spread,
+            ..TickSchedulerConfig::default()
+        },
     );
     let timeout = Duration::from_secs(args.timeout_secs);
     let mut slot = TickSlot::containing(Utc::now());

@@ -36,9 +36,13 @@ struct Args {
     /// Receives before the postgres backend dead-letters a message (SQS: the RedrivePolicy).
     #[arg(long, env = "TRIBUTARY_QUEUE_MAX_RECEIVES", default_value_t = tributary::queue::DEFAULT_MAX_RECEIVES)]
     max_receives: u32,
-    /// Messages (runs, ticks) handled at once.
+    /// Messages (runs, ticks) handled at once while the queue has no backlog.
     #[arg(long, env = "TRIBUTARY_WORKER_CONCURRENCY", default_value_t = 4)]
     concurrency: usize,
+    /// Messages handled at once at most: on a backlog the worker doubles its concurrency up to
+    /// this, and halves it back when the queue is empty (default: 32, at least --concurrency).
+    #[arg(long, env = "TRIBUTARY_WORKER_MAX_CONCURRENCY")]
+    max_concurrency: Option<usize>,
     /// Names this worker in leases (default: host-pid-random).
     #[arg(long, env = "TRIBUTARY_WORKER_ID")]
     worker_id: Option<String>,
@@ -118,6 +122,9 @@ impl Args {
             sqs_dead_letter_queue_url: self.sqs_dead_letter_queue_url,
         };
         config.concurrency = self.concurrency;
+        config.max_concurrency = self
+            .max_concurrency
+            .unwrap_or(config.max_concurrency.max(self.concurrency));
         config.processor = ProcessorConfig {
             worker_id: self.worker_id.unwrap_or_else(default_worker_id),
             lease_duration: secs("lease-secs", self.lease_secs)?,

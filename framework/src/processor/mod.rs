@@ -209,14 +209,17 @@ impl IntegrationProcessor {
             match preprocess(&service, ctx, &config).await {
                 Ok(done) => {
                     ctx = done.ctx;
-                    store::runs::save_preprocessed(
+                    let saved = store::runs::save_preprocessed(
                         &self.pool,
                         lease,
                         ctx.pipeline_data(),
                         done.settings.as_ref(),
                         &done.roots,
                     )
-                    .await?;
+                    .await;
+                    if let Err(e) = saved {
+                        return self.unstorable_or(lease, "get_streams", e).await;
+                    }
                 }
                 Err((hook, failure)) => {
                     return self
@@ -280,9 +283,14 @@ impl IntegrationProcessor {
                         settings: settings.as_ref(),
                     },
                 )
-                .await?;
-                events::run_finished(&finished);
-                Ok(RunOutcome::Processed)
+                .await;
+                match finished {
+                    Ok(finished) => {
+                        events::run_finished(&finished);
+                        Ok(RunOutcome::Processed)
+                    }
+                    Err(e) => self.unstorable_or(lease, "postprocess", e).await,
+                }
             }
             Err(failure) => {
                 self.hook_failed(lease, run, &config, &integration, "postprocess", failure)
@@ -351,6 +359,26 @@ impl IntegrationProcessor {
             });
         }
         self.fail(lease, &record).await
+    }
+
+    /// A run-level write failed: what the database can never store ends the run in `error` at
+    /// once (trying again would fail the same way); anything else is returned.
+    async fn unstorable_or(
+        &self,
+        lease: &Lease,
+        hook: &str,
+        error: StoreError,
+    ) -> Result<RunOutcome, ProcessorError> {
+        match error.unstorable() {
+            Some(reason) => {
+                let record = framework_error(
+                    hook,
+                    format!("what `{hook}` produced cannot be stored: {reason}"),
+                );
+                self.fail(lease, &record).await
+            }
+            None => Err(error.into()),
+        }
     }
 
     async fn defer(

@@ -347,7 +347,7 @@ async fn commit(
         failures: stream.retries.saturating_add(1),
         at: Utc::now(),
     });
-    let completion = Completion {
+    let mut completion = Completion {
         stream_id: stream.id,
         scope: &shared.scope,
         members,
@@ -358,12 +358,23 @@ async fn commit(
         error: error.as_ref(),
     };
     let mut tries = 0;
-    let completed = loop {
-        tries += 1;
-        match stream_store::complete(&shared.pool, &shared.lease, &completion).await {
-            Err(e) if e.is_transient() && tries < MAX_COMMIT_TRIES => continue,
-            other => break other?,
-        }
+    let written = match completion.make_storable() {
+        Err(refused) => Err(StoreError::from(refused)),
+        Ok(()) => loop {
+            tries += 1;
+            match stream_store::complete(&shared.pool, &shared.lease, &completion).await {
+                Err(e) if e.is_transient() && tries < MAX_COMMIT_TRIES => continue,
+                other => break other,
+            }
+        },
+    };
+    let completed = match written {
+        Ok(completed) => completed,
+        Err(e) => match e.unstorable() {
+            // this outcome can never be stored: only its stream ends, on this first attempt
+            Some(reason) => return refuse_outcome(shared, stream, reason).await,
+            None => return Err(e),
+        },
     };
     if wanted_next && completed.new_streams < wanted {
         events::next_page_known(shared.lease.run_id, &stream.identifier);
@@ -371,6 +382,30 @@ async fn commit(
     if let Some(record) = &error {
         events::stream_failed(shared.lease.run_id, &stream.identifier, record, None);
     }
+    Ok(())
+}
+
+/// An outcome the database cannot store (nothing of it was written): the stream ends in `error`
+/// saying which field or SQLSTATE, without retries (the same records would fail again).
+async fn refuse_outcome(
+    shared: &Shared,
+    stream: &Stream,
+    reason: String,
+) -> Result<(), StoreError> {
+    let message = format!(
+        "the outcome of `{}` cannot be stored: {reason}",
+        stream.identifier
+    );
+    let record = ErrorRecord {
+        kind: ErrorKind::Fatal,
+        hook: "processor".to_owned(),
+        chain: vec![message.clone()],
+        message,
+        failures: stream.retries.saturating_add(1),
+        at: Utc::now(),
+    };
+    stream_store::fail(&shared.pool, &shared.lease, stream.id, &record, None).await?;
+    events::stream_failed(shared.lease.run_id, &stream.identifier, &record, None);
     Ok(())
 }
 

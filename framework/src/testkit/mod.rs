@@ -16,6 +16,19 @@ pub use scripted::{CallLog, ScriptedService, StreamCall};
 use std::future::Future;
 use std::time::Duration;
 
+/// Seals credentials in this test process with the environment's key, or a key generated for
+/// it: tests run as production does, encrypted at rest. Returns the key's id.
+pub fn install_test_key() -> Option<&'static str> {
+    use crate::keyring::{self, Keyring};
+    let ring = match Keyring::from_env() {
+        Ok(ring) if !ring.is_plaintext() => ring,
+        _ => Keyring::new(&Keyring::generate_key(), &[])
+            .unwrap_or_else(|e| panic!("a generated key: {e}")),
+    };
+    keyring::install(ring);
+    keyring::current().current_key_id()
+}
+
 /// Polls `check` until it returns `Some`, failing the test with `what` after `deadline`.
 pub async fn eventually<T, F, Fut>(deadline: Duration, what: &str, mut check: F) -> T
 where

@@ -55,6 +55,12 @@ pub enum KeyError {
         "the credentials of integration {integration_id} are sealed in a form this version does not know"
     )]
     UnknownForm { integration_id: Uuid },
+    #[error(
+        "no key to encrypt credentials with: set {KEY_ENV} or {KEY_FILE_ENV} \
+         (`scripts/rotate-credentials-key --generate` makes a key), or set \
+         {ALLOW_PLAINTEXT_ENV}=1 to store credentials in the clear"
+    )]
+    Missing,
     #[error("the secret key is unusable: {0}")]
     Unusable(String),
 }
@@ -316,6 +322,15 @@ pub fn plaintext_allowed() -> bool {
     std::env::var(ALLOW_PLAINTEXT_ENV).is_ok_and(|v| matches!(v.trim(), "1" | "true" | "yes"))
 }
 
+/// What a long-running service requires: a key, unless running in the clear was allowed.
+pub fn require_key(keyring: &Keyring, plaintext_allowed: bool) -> Result<(), KeyError> {
+    if keyring.is_plaintext() && !plaintext_allowed {
+        Err(KeyError::Missing)
+    } else {
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -348,6 +363,15 @@ mod tests {
             creds,
             "no key: as given"
         );
+    }
+
+    #[test]
+    fn a_service_needs_a_key_unless_plaintext_is_allowed() {
+        let err = require_key(&Keyring::plaintext(), false).unwrap_err();
+        assert!(err.to_string().contains(ALLOW_PLAINTEXT_ENV), "{err}");
+        assert!(require_key(&Keyring::plaintext(), true).is_ok());
+        let ring = Keyring::new(&Keyring::generate_key(), &[]).unwrap();
+        assert!(require_key(&ring, false).is_ok());
     }
 
     #[test]

@@ -289,7 +289,7 @@ async fn commit(
     let credentials = shared.ctx.credentials();
     let StreamOutcome {
         operations,
-        mut last_record,
+        last_record,
         last_record_timestamp,
         new_streams,
         next_page,
@@ -323,18 +323,6 @@ async fn commit(
             inserts.push(StreamInsert::next_page(stream, page));
         }
     }
-    if !credentials.is_empty() {
-        for insert in &mut inserts {
-            credentials.scrub_value(&mut insert.data);
-            if let Some(page) = &mut insert.page {
-                credentials.scrub_value(page);
-                insert.identifier = credentials.scrub(&insert.identifier);
-            }
-        }
-        if let Some(record) = &mut last_record {
-            credentials.scrub_value(record);
-        }
-    }
     let wanted_next = inserts.iter().any(|i| i.page.is_some());
     let wanted = inserts.len() as u64;
     // records of the page are kept even when its pagination is broken: the stream then ends in
@@ -357,6 +345,7 @@ async fn commit(
         last_record_timestamp,
         error: error.as_ref(),
     };
+    super::scrub::completion(credentials, &mut completion);
     let mut tries = 0;
     let written = match completion.make_storable() {
         Err(refused) => Err(StoreError::from(refused)),

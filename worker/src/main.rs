@@ -167,6 +167,13 @@ impl Args {
 async fn main() -> anyhow::Result<()> {
     tributary::runtime::init_tracing("info,sqlx=warn");
     let config = Args::parse().config()?;
+    let keys = tributary::keyring::init_from_env().context("loading the credentials key")?;
+    tributary::keyring::require_key(keys, tributary::keyring::plaintext_allowed())?;
+    if keys.is_plaintext() {
+        tracing::warn!(
+            "credentials are stored in the clear (TRIBUTARY_ALLOW_PLAINTEXT_CREDENTIALS)"
+        );
+    }
     let mut signals = ShutdownSignals::listen().context("cannot listen for SIGTERM/SIGINT")?;
     let shutdown = CancellationToken::new();
     let worker = tributary_worker::run(config, shutdown.clone());

@@ -206,6 +206,11 @@ pub fn worker_env(pool: &PgPool, name: &str) -> Vec<(String, String)> {
         ("TRIBUTARY_RESCUE_INTERVAL_SECS", "1".to_owned()),
         ("TRIBUTARY_RESEND_AFTER_SECS", "2".to_owned()),
         ("TRIBUTARY_DB_MAX_CONNECTIONS", "20".to_owned()),
+        // the key the test's own harness seals credentials with
+        (
+            "TRIBUTARY_SECRET_KEY",
+            tributary::testkit::test_key().to_owned(),
+        ),
         ("RUST_LOG", "info,sqlx=warn".to_owned()),
     ]
     .into_iter()

@@ -21,7 +21,7 @@ pub enum DbError {
         "the database has migration {version} that this build does not know: it was migrated by a newer Tributary; refusing to run on it"
     )]
     UnknownMigration { version: i64 },
-    #[error("database error")]
+    #[error("database error: {0}")]
     Query(#[from] sqlx::Error),
 }
 

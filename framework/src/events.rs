@@ -58,7 +58,7 @@ pub fn lease_lost(lease: &Lease) {
 }
 
 pub fn heartbeat_failed(lease: &Lease, error: &StoreError) {
-    tracing::warn!(run_id = %lease.run_id, attempt = lease.attempt, error = %error, "heartbeat failed");
+    tracing::warn!(run_id = %lease.run_id, attempt = lease.attempt, error = %crate::error::ErrorChain(error), "heartbeat failed");
 }
 
 pub fn stream_failed(

@@ -4,14 +4,13 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use tributary::error::ErrorChain;
+use tributary::handoff::HandOff;
 use tributary::messages::{Message, TickSlot};
 use tributary::queue::{QueueError, ReceivedMessage};
 use tributary::store::runs::Run;
 use tributary::{RunOutcome, db};
 use uuid::Uuid;
-
-use crate::handler::error_chain;
 
 pub fn started(worker_id: &str, queue: &str, concurrency: usize, database_url: &str) {
     tracing::info!(
@@ -45,7 +44,7 @@ pub fn message_refused(message: &ReceivedMessage, reason: &str) {
 
 pub fn dead_letter_failed(message: &ReceivedMessage, error: &QueueError) {
     tracing::error!(
-        message_id = %message.id, error = %error_chain(error),
+        message_id = %message.id, error = %ErrorChain(error),
         "moving a refused message to the dead-letter queue failed; it will be delivered again"
     );
 }
@@ -59,20 +58,20 @@ pub fn message_retry(message: &ReceivedMessage, reason: &str, retry_in: Duration
 
 pub fn ack_failed(message: &ReceivedMessage, error: &QueueError) {
     tracing::warn!(
-        message_id = %message.id, error = %error_chain(error),
+        message_id = %message.id, error = %ErrorChain(error),
         "deleting a handled message failed; its redelivery will find the work done"
     );
 }
 
 pub fn visibility_lost(message: &ReceivedMessage, error: &QueueError) {
     tracing::warn!(
-        message_id = %message.id, error = %error_chain(error),
+        message_id = %message.id, error = %ErrorChain(error),
         "extending a message's visibility failed; it may be delivered to another worker (harmless: runs are leased)"
     );
 }
 
 pub fn receive_failed(error: &QueueError, retry_in: Duration) {
-    tracing::warn!(error = %error_chain(error), retry_in_ms = retry_in.as_millis() as u64, "receiving messages failed");
+    tracing::warn!(error = %ErrorChain(error), retry_in_ms = retry_in.as_millis() as u64, "receiving messages failed");
 }
 
 pub fn duplicate_delivery(message: &ReceivedMessage, run: &Run) {
@@ -94,21 +93,23 @@ pub fn run_outcome(run_id: Uuid, outcome: &RunOutcome) {
     tracing::debug!(%run_id, ?outcome, "run handled");
 }
 
-pub fn wake_up_scheduled(run_id: Uuid, at: DateTime<Utc>) {
-    tracing::info!(%run_id, %at, "delayed run: message sent for when it is due");
-}
-
-pub fn long_wait_left_to_rescuer(run_id: Uuid, until: DateTime<Utc>) {
-    tracing::info!(%run_id, %until, "delayed beyond the queue's longest delay; the rescuer sends it once due");
-}
-
-pub fn released_run_handed_off(run_id: Uuid) {
-    tracing::info!(%run_id, "released run handed to the next worker");
+pub fn handed_off(run_id: Uuid, handed: &HandOff) {
+    match handed {
+        HandOff::Nothing => {}
+        HandOff::WakeUpAt(at) => {
+            tracing::info!(%run_id, %at, "delayed run: message sent for when it is due");
+        }
+        HandOff::LeftToRescuer(until) => tracing::info!(
+            %run_id, %until,
+            "delayed beyond the queue's longest delay; the rescuer sends it once due"
+        ),
+        HandOff::Now => tracing::info!(%run_id, "run handed to the next worker"),
+    }
 }
 
 pub fn hand_off_failed(run_id: Uuid, error: &QueueError) {
     tracing::warn!(
-        %run_id, error = %error_chain(error),
+        %run_id, error = %ErrorChain(error),
         "sending the run's next message failed; the rescuer re-sends it"
     );
 }

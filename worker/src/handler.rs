@@ -6,15 +6,17 @@ use std::time::Duration;
 use chrono::Utc;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
+use tributary::IntegrationProcessor;
+use tributary::error::ErrorChain;
+use tributary::handoff;
 use tributary::maintenance::{MaintenanceError, RunRescuer, TickScheduler};
 use tributary::messages::{Message, TickSlot};
 use tributary::processor::ProcessorError;
-use tributary::queue::{self, MAX_DELAY, Queue, ReceivedMessage};
+use tributary::queue::{Queue, ReceivedMessage};
 use tributary::registry::Registry;
 use tributary::store::StoreError;
-use tributary::store::integrations::{self, IntegrationStatus};
+use tributary::store::integrations;
 use tributary::store::runs::{self, CreatedRun};
-use tributary::{IntegrationProcessor, RunOutcome};
 use uuid::Uuid;
 
 use crate::events;
@@ -41,7 +43,7 @@ pub struct MessageHandler {
     queue: Arc<dyn Queue>,
     processor: IntegrationProcessor,
     scheduler: TickScheduler,
-    rescuer: RunRescuer,
+    rescuer: Arc<RunRescuer>,
     max_tick_age: Duration,
 }
 
@@ -58,7 +60,7 @@ impl From<StoreError> for Failure {
                 Self::Refused(format!("{what} {id} does not exist"))
             }
             StoreError::Refused(reason) => Self::Refused(reason),
-            other => Self::Retry(error_chain(&other)),
+            other => Self::Retry(ErrorChain(&other).to_string()),
         }
     }
 }
@@ -71,27 +73,15 @@ impl From<ProcessorError> for Failure {
             ProcessorError::Store(StoreError::NotFound { what, id }) => {
                 Self::Refused(format!("{what} {id} does not exist"))
             }
-            other => Self::Retry(error_chain(&other)),
+            other => Self::Retry(ErrorChain(&other).to_string()),
         }
     }
 }
 
 impl From<MaintenanceError> for Failure {
     fn from(e: MaintenanceError) -> Self {
-        Self::Retry(error_chain(&e))
+        Self::Retry(ErrorChain(&e).to_string())
     }
-}
-
-/// An error and its sources, `: `-separated (no secrets travel in these errors).
-pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        text.push_str(": ");
-        text.push_str(&e.to_string());
-        source = e.source();
-    }
-    text
 }
 
 impl MessageHandler {
@@ -101,7 +91,7 @@ impl MessageHandler {
         queue: Arc<dyn Queue>,
         processor: IntegrationProcessor,
         scheduler: TickScheduler,
-        rescuer: RunRescuer,
+        rescuer: Arc<RunRescuer>,
         max_tick_age: Duration,
     ) -> Self {
         Self {
@@ -160,11 +150,6 @@ impl MessageHandler {
                 "integration {integration_id}: {unknown}"
             )));
         }
-        if integration.status == IntegrationStatus::Disconnected {
-            return Err(Failure::Refused(format!(
-                "integration {integration_id} is disconnected"
-            )));
-        }
         let trigger = format!("message:{}", message.id);
         let run = match runs::create(&self.pool, integration_id, onboarding, Some(&trigger)).await?
         {
@@ -181,38 +166,13 @@ impl MessageHandler {
         self.process_run(run.id, shutdown).await
     }
 
-    /// Processes the run, then makes sure it gets a message when it must go on: a delayed
-    /// message when it waits (up to the queue's longest delay; longer waits are left to the
-    /// rescuer), an immediate one when it was released by this worker's shutdown.
+    /// Processes the run, then sends the message it needs to go on ([`handoff::after_run`]).
     async fn process_run(&self, run_id: Uuid, shutdown: &CancellationToken) -> Result<(), Failure> {
         let outcome = self.processor.process_run(run_id, shutdown).await?;
-        match outcome {
-            RunOutcome::Processed
-            | RunOutcome::Failed { .. }
-            | RunOutcome::LeaseLost
-            | RunOutcome::NotClaimable { .. } => {}
-            RunOutcome::Delayed { until, .. } => {
-                let wait = (until - Utc::now()).to_std().unwrap_or_default();
-                if wait <= MAX_DELAY {
-                    let delay = wait + Duration::from_millis(500);
-                    let delay = delay.min(MAX_DELAY);
-                    match queue::enqueue_run_at(&self.pool, self.queue.as_ref(), run_id, delay)
-                        .await
-                    {
-                        Ok(_) => events::wake_up_scheduled(run_id, until),
-                        // the run is committed as delayed: the rescuer re-sends it once due
-                        Err(e) => events::hand_off_failed(run_id, &e),
-                    }
-                } else {
-                    events::long_wait_left_to_rescuer(run_id, until);
-                }
-            }
-            RunOutcome::Released => {
-                match queue::enqueue_run(&self.pool, self.queue.as_ref(), run_id).await {
-                    Ok(_) => events::released_run_handed_off(run_id),
-                    Err(e) => events::hand_off_failed(run_id, &e),
-                }
-            }
+        match handoff::after_run(&self.pool, self.queue.as_ref(), run_id, &outcome).await {
+            Ok(handed) => events::handed_off(run_id, &handed),
+            // the run is committed: the rescuer sends its message
+            Err(e) => events::hand_off_failed(run_id, &e),
         }
         events::run_outcome(run_id, &outcome);
         Ok(())

@@ -209,22 +209,26 @@ impl Worker {
             queue.clone(),
             config.scheduler.clone(),
         );
-        let tick_rescuer = RunRescuer::new(pool.clone(), queue.clone(), config.rescuer.clone());
+        // one rescuer: run by ticks and on its own interval
+        let rescuer = Arc::new(RunRescuer::new(
+            pool.clone(),
+            queue.clone(),
+            config.rescuer.clone(),
+        ));
         let handler = MessageHandler::new(
             pool.clone(),
             registry,
             queue.clone(),
             processor,
             scheduler,
-            tick_rescuer,
+            rescuer.clone(),
             config.max_tick_age,
         );
-        let rescuer = RunRescuer::new(pool.clone(), queue.clone(), config.rescuer.clone());
         Self {
             pool,
             queue,
             handler: Arc::new(handler),
-            rescuer: Arc::new(rescuer),
+            rescuer,
             config,
             stats: Arc::new(Stats::default()),
         }

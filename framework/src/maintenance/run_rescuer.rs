@@ -7,8 +7,8 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
 use super::{MaintenanceError, events};
-use crate::messages::Message;
-use crate::queue::{OutgoingMessage, Queue};
+use crate::handoff;
+use crate::queue::Queue;
 use crate::store::schedule::{self, Resend};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,11 +88,7 @@ impl RunRescuer {
                     break;
                 }
                 let n = runs.len();
-                let messages = runs
-                    .iter()
-                    .map(|id| OutgoingMessage::from(&Message::continue_run(*id)))
-                    .collect();
-                self.queue.send_batch(messages).await?;
+                handoff::send_continue_runs(self.queue.as_ref(), &runs).await?;
                 match why {
                     Resend::ExpiredLease => rescued.expired_leases += n,
                     Resend::DueDelayed => rescued.due_delayed += n,

@@ -16,7 +16,10 @@ pub mod schedule;
 pub mod streams;
 pub mod ticks;
 
+use serde_json::Value;
 use uuid::Uuid;
+
+use crate::error::ErrorRecord;
 
 /// A worker's hold on a run: every write it makes names this attempt and fails once another
 /// worker has claimed the run (or an operator cancelled it).
@@ -29,7 +32,7 @@ pub struct Lease {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("database error")]
+    #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
     #[error(
         "run {run_id}: the lease of attempt {attempt} is no longer held (taken over, cancelled or finished)"
@@ -76,5 +79,22 @@ pub(crate) fn is_unique_violation(err: &sqlx::Error, constraint: &str) -> bool {
             db.code().as_deref() == Some("23505") && db.constraint() == Some(constraint)
         }
         _ => false,
+    }
+}
+
+/// An error record as stored in a run's or a stream's `error` column.
+pub(crate) fn error_json(record: &ErrorRecord) -> Value {
+    serde_json::to_value(record).unwrap_or(Value::Null)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_database_error_shows_its_cause() {
+        let e = StoreError::from(sqlx::Error::PoolTimedOut);
+        assert!(e.to_string().starts_with("database error: "), "{e}");
+        assert!(e.to_string().contains("timed out"), "{e}");
     }
 }

@@ -9,7 +9,8 @@ use serde_json::Value;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-use super::{Lease, StoreError, expect_one, is_unique_violation, streams};
+use super::streams::{self, Revived};
+use super::{Lease, StoreError, error_json, expect_one, is_unique_violation};
 use crate::error::ErrorRecord;
 use crate::stream::NewStream;
 
@@ -450,15 +451,6 @@ pub async fn cancel(pool: &PgPool, run_id: Uuid) -> Result<Run, StoreError> {
     }
 }
 
-/// What `continue-run` did to a run's streams.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Revived {
-    /// Errored streams made pending again, retries reset.
-    pub errored: u64,
-    /// Pending streams whose retry backoff was cut short.
-    pub waiting: u64,
-}
-
 /// Resumes a run (`continue-run`): errored streams become pending with their retries reset,
 /// waiting streams become due now, and the run becomes pending so that any worker takes it.
 /// Refused for a run that is processed, or processing under a live lease.
@@ -520,8 +512,4 @@ pub async fn resume(pool: &PgPool, run_id: Uuid) -> Result<(Run, Revived), Store
     }
     tx.commit().await?;
     Ok((resumed, revived))
-}
-
-pub(crate) fn error_json(record: &ErrorRecord) -> Value {
-    serde_json::to_value(record).unwrap_or(Value::Null)
 }

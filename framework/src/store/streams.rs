@@ -347,7 +347,7 @@ async fn complete_in(
     .bind(clamp(counts.activities_updated))
     .bind(&completion.last_record)
     .bind(completion.last_record_timestamp)
-    .bind(completion.error.map(super::runs::error_json))
+    .bind(completion.error.map(super::error_json))
     .execute(&mut *conn)
     .await?;
     expect_one(done.rows_affected(), lease)?;
@@ -382,7 +382,7 @@ pub async fn fail(
     .bind(stream_id)
     .bind(lease.run_id)
     .bind(lease.attempt)
-    .bind(super::runs::error_json(error))
+    .bind(super::error_json(error))
     .bind(retry_at)
     .bind(i32::try_from(error.failures).unwrap_or(i32::MAX))
     .execute(pool)
@@ -444,7 +444,7 @@ pub async fn rescue_abandoned(
     .bind(lease.run_id)
     .bind(lease.attempt)
     .bind(i32::try_from(max_retries).unwrap_or(i32::MAX))
-    .bind(super::runs::error_json(error))
+    .bind(super::error_json(error))
     .execute(pool)
     .await?;
     Ok(done.rows_affected())
@@ -477,11 +477,17 @@ pub async fn pending_wait(pool: &PgPool, run_id: Uuid) -> Result<PendingWait, St
     })
 }
 
+/// What `continue-run` did to a run's streams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Revived {
+    /// Errored streams made pending again, retries reset.
+    pub errored: u64,
+    /// Pending streams whose retry backoff was cut short.
+    pub waiting: u64,
+}
+
 /// Errored streams become pending with retries reset; waiting ones become due now.
-pub(crate) async fn revive(
-    conn: &mut PgConnection,
-    run_id: Uuid,
-) -> Result<super::runs::Revived, StoreError> {
+pub(crate) async fn revive(conn: &mut PgConnection, run_id: Uuid) -> Result<Revived, StoreError> {
     let errored = sqlx::query(
         "UPDATE integration_streams SET state = 'pending', retries = 0, delayed_until = NULL,
              finished_at = NULL, updated_at = now()
@@ -499,7 +505,7 @@ pub(crate) async fn revive(
     .execute(&mut *conn)
     .await?
     .rows_affected();
-    Ok(super::runs::Revived { errored, waiting })
+    Ok(Revived { errored, waiting })
 }
 
 /// Live figures of a run, summed from its streams.

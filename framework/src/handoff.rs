@@ -17,7 +17,7 @@ use uuid::Uuid;
 
 use crate::messages::Message;
 use crate::processor::RunOutcome;
-use crate::queue::{MAX_DELAY, OutgoingMessage, Queue, QueueError, check_delay};
+use crate::queue::{MAX_DELAY, OutgoingMessage, Queue, QueueError, ReceivedMessage, check_delay};
 use crate::store;
 
 /// A due run's message is sent this long after its time, so that it finds the run claimable.
@@ -105,4 +105,23 @@ pub async fn send_continue_runs(queue: &dyn Queue, run_ids: &[Uuid]) -> Result<u
         .map(|id| OutgoingMessage::from(&Message::continue_run(*id)))
         .collect();
     queue.send_batch(messages).await
+}
+
+/// Replaces a received run message by a fresh `continue_run` for `run_id` delivered after
+/// `delay` (at most [`MAX_DELAY`]), then deletes the received one. The fresh message comes first:
+/// a crash between the two leaves a duplicate (a no-op), never no message. Returns the fresh id.
+pub async fn replace_message(
+    queue: &dyn Queue,
+    message: &ReceivedMessage,
+    run_id: Uuid,
+    delay: Duration,
+) -> Result<String, QueueError> {
+    let fresh = queue
+        .send(OutgoingMessage::delayed(
+            Message::continue_run(run_id).encode(),
+            delay.min(MAX_DELAY),
+        ))
+        .await?;
+    queue.delete(&message.receipt).await?;
+    Ok(fresh)
 }

@@ -20,7 +20,10 @@ pub fn started(worker_id: &str, queue: &str, concurrency: usize, database_url: &
 }
 
 pub fn health_listening(addr: SocketAddr) {
-    tracing::info!(%addr, "health endpoint listening on http://{addr}/health");
+    tracing::info!(
+        %addr,
+        "health endpoint listening: http://{addr}/health/live (alive), http://{addr}/health/ready (takes work)"
+    );
 }
 
 pub fn health_failed(error: &std::io::Error) {
@@ -139,4 +142,39 @@ pub fn drain_timed_out(left: usize) {
 
 pub fn stopped() {
     tracing::info!("worker stopped");
+}
+
+pub fn waiting_for_database(message: &ReceivedMessage, reason: &str) {
+    tracing::warn!(
+        message_id = %message.id, reason,
+        "database unreachable: the message is kept and handled again as soon as it answers"
+    );
+}
+
+pub fn database_back(message: &ReceivedMessage, waited: Duration) {
+    tracing::info!(
+        message_id = %message.id, waited_ms = waited.as_millis() as u64,
+        "database answers again: handling the message"
+    );
+}
+
+pub fn waiting_at_start(what: &str, error: &(dyn std::error::Error + 'static), retry_in: Duration) {
+    tracing::warn!(
+        error = %ErrorChain(error), retry_in_ms = retry_in.as_millis() as u64,
+        "{what} is not reachable yet: the worker waits for it (it takes no messages meanwhile)"
+    );
+}
+
+pub fn message_rotated(message: &ReceivedMessage, run_id: Uuid, fresh: &str) {
+    tracing::info!(
+        message_id = %message.id, receive_count = message.receive_count, %run_id, fresh_message_id = fresh,
+        "run message delivered again: replaced by a fresh one (receive counts do not pile up over crashes)"
+    );
+}
+
+pub fn rotation_failed(message: &ReceivedMessage, error: &QueueError) {
+    tracing::warn!(
+        message_id = %message.id, receive_count = message.receive_count, error = %ErrorChain(error),
+        "replacing a redelivered run message failed; it keeps its receive count"
+    );
 }

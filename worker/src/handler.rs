@@ -7,6 +7,7 @@ use chrono::Utc;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use tributary::IntegrationProcessor;
+use tributary::db;
 use tributary::error::ErrorChain;
 use tributary::handoff;
 use tributary::maintenance::{MaintenanceError, RunRescuer, TickScheduler};
@@ -45,11 +46,15 @@ pub struct MessageHandler {
     scheduler: TickScheduler,
     rescuer: Arc<RunRescuer>,
     max_tick_age: Duration,
+    /// A redelivered run message's replacement is delivered after this (the visibility timeout).
+    redelivery_delay: Duration,
 }
 
 /// Why handling stopped before the message was done.
 enum Failure {
     Refused(String),
+    /// The database is unreachable: handled again as soon as it answers.
+    Unavailable(String),
     Retry(String),
 }
 
@@ -60,6 +65,7 @@ impl From<StoreError> for Failure {
                 Self::Refused(format!("{what} {id} does not exist"))
             }
             StoreError::Refused(reason) => Self::Refused(reason),
+            other if other.is_unavailable() => Self::Unavailable(ErrorChain(&other).to_string()),
             other => Self::Retry(ErrorChain(&other).to_string()),
         }
     }
@@ -70,17 +76,17 @@ impl From<ProcessorError> for Failure {
     /// of the infrastructure (the run stays leased until its lease expires and is rescued).
     fn from(e: ProcessorError) -> Self {
         match e {
-            ProcessorError::Store(StoreError::NotFound { what, id }) => {
-                Self::Refused(format!("{what} {id} does not exist"))
-            }
-            other => Self::Retry(ErrorChain(&other).to_string()),
+            ProcessorError::Store(e) => e.into(),
         }
     }
 }
 
 impl From<MaintenanceError> for Failure {
     fn from(e: MaintenanceError) -> Self {
-        Self::Retry(ErrorChain(&e).to_string())
+        match e {
+            MaintenanceError::Store(e) => e.into(),
+            other => Self::Retry(ErrorChain(&other).to_string()),
+        }
     }
 }
 
@@ -93,8 +99,10 @@ impl MessageHandler {
         scheduler: TickScheduler,
         rescuer: Arc<RunRescuer>,
         max_tick_age: Duration,
+        redelivery_delay: Duration,
     ) -> Self {
         Self {
+            redelivery_delay,
             pool,
             registry,
             queue,
@@ -117,21 +125,38 @@ impl MessageHandler {
             Err(e) => return Disposition::Refused(e.to_string()),
         };
         events::message_received(message, &decoded);
-        let result = match decoded {
-            Message::ProcessIntegration {
-                integration_id,
-                onboarding,
-            } => {
-                self.process_integration(message, integration_id, onboarding, shutdown)
-                    .await
-            }
-            Message::ContinueRun { run_id } => self.process_run(run_id, shutdown).await,
-            Message::Tick { slot } => self.tick(slot).await,
-        };
-        match result {
-            Ok(()) => Disposition::Done,
-            Err(Failure::Refused(reason)) => Disposition::Refused(reason),
-            Err(Failure::Retry(reason)) => Disposition::Retry(reason),
+        loop {
+            let result = match &decoded {
+                Message::ProcessIntegration {
+                    integration_id,
+                    onboarding,
+                } => {
+                    self.process_integration(message, *integration_id, *onboarding, shutdown)
+                        .await
+                }
+                Message::ContinueRun { run_id } => {
+                    self.rotate_redelivered(message, *run_id).await;
+                    self.process_run(*run_id, shutdown).await
+                }
+                Message::Tick { slot } => self.tick(*slot).await,
+            };
+            return match result {
+                Ok(()) => Disposition::Done,
+                Err(Failure::Refused(reason)) => Disposition::Refused(reason),
+                Err(Failure::Retry(reason)) => Disposition::Retry(reason),
+                Err(Failure::Unavailable(reason)) => {
+                    // an outage is not the message's fault: it is kept (and counts no further
+                    // receive) until the database answers, then handled again at once
+                    events::waiting_for_database(message, &reason);
+                    match db::wait_until_reachable(&self.pool, shutdown).await {
+                        Some(waited) => {
+                            events::database_back(message, waited);
+                            continue;
+                        }
+                        None => Disposition::Retry(reason),
+                    }
+                }
+            };
         }
     }
 
@@ -163,7 +188,26 @@ impl MessageHandler {
                 run
             }
         };
+        self.rotate_redelivered(message, run.id).await;
         self.process_run(run.id, shutdown).await
+    }
+
+    /// A run message delivered again (its worker died, or was stopped, while it held it) is
+    /// replaced by a fresh `continue_run` for the run, delivered after the visibility timeout as
+    /// the redelivery would have been: receive counts thus never pile up over crashes, and the
+    /// dead-letter queue holds only messages a worker refused, or could not handle at all, never
+    /// a healthy run's wake-up. A run that keeps killing its workers still ends: every crash
+    /// charges the streams that ran a retry.
+    async fn rotate_redelivered(&self, message: &ReceivedMessage, run_id: Uuid) {
+        if message.receive_count < 2 {
+            return;
+        }
+        match handoff::replace_message(self.queue.as_ref(), message, run_id, self.redelivery_delay)
+            .await
+        {
+            Ok(fresh) => events::message_rotated(message, run_id, &fresh),
+            Err(e) => events::rotation_failed(message, &e),
+        }
     }
 
     /// Processes the run, then sends the message it needs to go on ([`handoff::after_run`]).

@@ -352,6 +352,29 @@ pub async fn defer(
     expect_one(done.rows_affected(), lease)
 }
 
+/// Hands back a run whose worker was interrupted by an outage: the streams this attempt had in
+/// flight go back to pending uncharged (they were stopped by the outage, not by a fault of their
+/// own) and the run is due at once, its lease freed, for any worker (this one first). One
+/// transaction, guarded by the attempt alone: an expired lease that no other worker has claimed
+/// yet is still this attempt's to hand back.
+pub async fn interrupt(pool: &PgPool, lease: &Lease, reason: &str) -> Result<u64, StoreError> {
+    let mut tx = pool.begin().await?;
+    let streams = streams::unclaim_attempt(&mut tx, lease).await?;
+    let done = sqlx::query(
+        "UPDATE integration_runs SET state = 'delayed', delayed_until = now(), delay_reason = $3,
+             lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
+         WHERE id = $1 AND attempt = $2 AND state = 'processing'",
+    )
+    .bind(lease.run_id)
+    .bind(lease.attempt)
+    .bind(reason)
+    .execute(&mut *tx)
+    .await?;
+    expect_one(done.rows_affected(), lease)?;
+    tx.commit().await?;
+    Ok(streams)
+}
+
 /// How a run ends.
 #[derive(Debug, Clone)]
 pub enum RunEnd<'a> {

@@ -410,6 +410,22 @@ pub async fn unclaim(pool: &PgPool, lease: &Lease, stream_ids: &[Uuid]) -> Resul
     Ok(done.rows_affected())
 }
 
+/// Puts the streams `lease`'s attempt has in flight back to pending, uncharged.
+pub(crate) async fn unclaim_attempt(
+    conn: &mut PgConnection,
+    lease: &Lease,
+) -> Result<u64, StoreError> {
+    Ok(sqlx::query(
+        "UPDATE integration_streams SET state = 'pending', claimed_attempt = NULL, updated_at = now()
+         WHERE run_id = $1 AND state = 'processing' AND claimed_attempt = $2",
+    )
+    .bind(lease.run_id)
+    .bind(lease.attempt)
+    .execute(conn)
+    .await?
+    .rows_affected())
+}
+
 /// Puts every stream in flight back to pending (the run is being cancelled).
 pub(crate) async fn unclaim_all(conn: &mut PgConnection, run_id: Uuid) -> Result<u64, StoreError> {
     Ok(sqlx::query(

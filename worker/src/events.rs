@@ -45,10 +45,11 @@ pub fn message_refused(message: &ReceivedMessage, reason: &str) {
     );
 }
 
-pub fn dead_letter_failed(message: &ReceivedMessage, error: &QueueError) {
+pub fn dead_letter_failed(message: &ReceivedMessage, reason: &str, error: &QueueError) {
     tracing::error!(
-        message_id = %message.id, error = %ErrorChain(error),
-        "moving a refused message to the dead-letter queue failed; it will be delivered again"
+        message_id = %message.id, receive_count = message.receive_count, reason,
+        error = %ErrorChain(error),
+        "message refused, but moving it to the dead-letter queue failed; it will be delivered again"
     );
 }
 

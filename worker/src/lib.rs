@@ -489,9 +489,10 @@ impl Job {
             }
             Disposition::Refused(reason) => {
                 self.stats.refused.fetch_add(1, Ordering::Relaxed);
-                events::message_refused(&message, &reason);
-                if let Err(e) = self.queue.dead_letter(&message, &reason).await {
-                    events::dead_letter_failed(&message, &e);
+                // logged once the move happened (or failed), never before
+                match self.queue.dead_letter(&message, &reason).await {
+                    Ok(()) => events::message_refused(&message, &reason),
+                    Err(e) => events::dead_letter_failed(&message, &reason, &e),
                 }
             }
             Disposition::Retry(reason) => {

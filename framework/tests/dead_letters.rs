@@ -1,4 +1,5 @@
 //! Issue 8 item 11: a refused message keeps its reason in the dead-letter queue whatever its size.
+#![allow(clippy::unwrap_used)]
 
 use std::time::Duration;
 

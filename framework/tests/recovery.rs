@@ -1,5 +1,6 @@
 //! Issue 8 items 2 and 10: a dead worker charges a retry only to the streams that ran, and an
 //! outage of the database charges none and the run goes on as soon as the database answers.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 

@@ -91,9 +91,8 @@ impl From<MaintenanceError> for Failure {
 }
 
 impl MessageHandler {
+    /// The handler's pool and registry are the processor's.
     pub fn new(
-        pool: PgPool,
-        registry: Arc<Registry>,
         queue: Arc<dyn Queue>,
         processor: IntegrationProcessor,
         scheduler: TickScheduler,
@@ -102,14 +101,14 @@ impl MessageHandler {
         redelivery_delay: Duration,
     ) -> Self {
         Self {
-            redelivery_delay,
-            pool,
-            registry,
+            pool: processor.pool().clone(),
+            registry: processor.registry().clone(),
             queue,
             processor,
             scheduler,
             rescuer,
             max_tick_age,
+            redelivery_delay,
         }
     }
 

@@ -290,7 +290,7 @@ impl Worker {
             IntegrationProcessor::new(pool.clone(), registry.clone(), config.processor.clone());
         let scheduler = TickScheduler::new(
             pool.clone(),
-            registry.clone(),
+            registry,
             queue.clone(),
             config.scheduler.clone(),
         );
@@ -301,8 +301,6 @@ impl Worker {
             config.rescuer.clone(),
         ));
         let handler = MessageHandler::new(
-            pool.clone(),
-            registry,
             queue.clone(),
             processor,
             scheduler,

@@ -129,10 +129,10 @@ impl RunRescuer {
 
     /// Until the earliest lease expires (and a moment more), at most `interval`.
     async fn next_pause(&self) -> Duration {
-        let expiry = match schedule::next_lease_expiry(&self.pool).await {
-            Ok(expiry) => expiry,
-            Err(_) => None, // the next pass reports the database
-        };
+        // a failure here is reported by the next pass
+        let expiry = schedule::next_lease_expiry(&self.pool)
+            .await
+            .unwrap_or_default();
         let Some(at) = expiry else {
             return self.config.interval;
         };

@@ -178,7 +178,14 @@ impl HttpClient {
             pacer.acquire().await?;
             let (status, headers, bytes) = self.exchange(&url, query, extra, token, &what).await?;
             let now = Utc::now();
-            let Some(error) = pacer.learn(&what, status, &headers, &bytes, now) else {
+            let Some(error) = pacer.learn_with(
+                self.config.classifier.as_ref(),
+                &what,
+                status,
+                &headers,
+                &bytes,
+                now,
+            ) else {
                 break (status, headers, bytes);
             };
             let IntegrationError::RateLimited { until, .. } = &error else {

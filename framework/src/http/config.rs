@@ -5,6 +5,7 @@
 use std::num::NonZeroU32;
 use std::time::Duration;
 
+use super::body::BodyClassifier;
 use super::waits::WaitCaps;
 
 /// How the credential travels with a request.
@@ -81,6 +82,9 @@ pub struct HttpConfig {
     pub headers: Vec<(String, String)>,
     pub waits: WaitCaps,
     pub pacing: Pacing,
+    /// The platform's own reading of its answers (Slack's `200` with `ok: false`), before the
+    /// standard classification.
+    pub classifier: Option<BodyClassifier>,
 }
 
 impl HttpConfig {
@@ -96,6 +100,7 @@ impl HttpConfig {
             headers: Vec::new(),
             waits: WaitCaps::default(),
             pacing: Pacing::default(),
+            classifier: None,
         }
     }
 
@@ -144,6 +149,12 @@ impl HttpConfig {
     /// limit, or a limit the settings give.
     pub fn requests_per_second(mut self, requests: u32) -> Self {
         self.pacing.rate = NonZeroU32::new(requests).map(RequestRate::per_second);
+        self
+    }
+
+    /// Reads every answer with `classifier` first (see [`BodyClassifier`]).
+    pub fn classify_body(mut self, classifier: BodyClassifier) -> Self {
+        self.classifier = Some(classifier);
         self
     }
 

@@ -8,6 +8,9 @@
 //! * [`classify_response`]: 429, GitHub's 403s (primary and secondary limits) → `RateLimited`;
 //!   5xx, 408 and transport failures → `Retryable`; other 4xx → `Fatal` with the platform's
 //!   message. Errors carry the method and path only, never a query string or a credential.
+//! * [`BodyClassifier`] (`HttpConfig::classify_body`): a platform's own reading of an answer's
+//!   body before the standard classification (Slack's `200` with `ok: false`, Discourse's
+//!   `extras.wait_seconds`), as a [`Verdict`]: success, rate limit, retryable or fatal.
 //! * [`announced_wait`], [`RateLimitInfo`]: every form of announced wait and budget
 //!   (`Retry-After`, reset epochs and deltas, float counts, JSON `retry_after` / `backoff`).
 //! * [`Pacer`]: per-credential pacing with `governor`, fed by the reported budget; waits up to
@@ -25,6 +28,7 @@
 //! Ok(StreamOutcome::new().activities(items.into_iter().map(to_activity)).next_page_opt(next))
 //! ```
 
+mod body;
 mod classify;
 mod client;
 mod config;
@@ -32,6 +36,7 @@ mod pacing;
 mod pagination;
 mod waits;
 
+pub use body::{Answer, BodyClassifier, Verdict, classify_answer};
 pub use classify::{classify_response, platform_message, transport_error};
 pub use client::{HttpClient, HttpClients, HttpResponse, decode};
 pub use config::{Auth, HttpConfig, Pacing, RequestRate};

@@ -9,6 +9,7 @@ use reqwest::header::HeaderMap;
 use reqwest::{Method, StatusCode, Url, redirect};
 use serde::de::DeserializeOwned;
 
+use super::buckets::{Book, Books};
 use super::classify::transport_error;
 use super::config::{Auth, HttpConfig};
 use super::pacing::{Pacer, Pacers};
@@ -27,6 +28,8 @@ pub struct HttpClient {
     config: Arc<HttpConfig>,
     base: Url,
     pacers: Arc<Pacers>,
+    /// Route buckets and invalid-request counts, when the configuration asks for them.
+    books: Option<Arc<Books>>,
 }
 
 /// A successful response, decoded, with the rate-limit figures it reported.
@@ -81,11 +84,14 @@ impl HttpClient {
             .build()
             .map_err(|e| IntegrationError::fatal("cannot build the HTTP client").with_source(e))?;
         let pacers = Arc::new(Pacers::new(config.pacing, config.waits));
+        let books = (config.buckets.is_some() || config.invalid_requests.is_some())
+            .then(|| Arc::new(Books::new(config.pacing, config.waits)));
         Ok(Self {
             inner,
             config: Arc::new(config),
             base,
             pacers,
+            books,
         })
     }
 
@@ -101,6 +107,11 @@ impl HttpClient {
     /// The pacer of a credential (what it is waiting for, for diagnostics and tests).
     pub fn pacer(&self, token: Option<&Secret>) -> Arc<Pacer> {
         self.pacers.get(token)
+    }
+
+    /// The route buckets and invalid-request count of a credential, when configured.
+    pub fn book(&self, token: Option<&Secret>) -> Option<Arc<Book>> {
+        self.books.as_ref().map(|b| b.get(token))
     }
 
     /// GETs `path` (under the base URL) with `query`, and decodes its JSON body as `T`.
@@ -173,19 +184,41 @@ impl HttpClient {
         // the path only: a query string or a full URL may carry a credential
         let what = format!("GET {}", url.path());
         let pacer = self.pacers.get(token);
+        let book = self.books.as_ref().map(|b| b.get(token));
         let mut refusals = 0;
         let (status, headers, bytes) = loop {
+            if let Some(book) = &book {
+                book.check_invalid(self.config.invalid_requests, &what)?;
+            }
             pacer.acquire().await?;
+            let bucket = book
+                .as_ref()
+                .zip(self.config.buckets.as_ref())
+                .map(|(book, buckets)| book.bucket(buckets, url.path()));
+            if let Some(bucket) = &bucket {
+                bucket.acquire().await?;
+            }
             let (status, headers, bytes) = self.exchange(&url, query, extra, token, &what).await?;
             let now = Utc::now();
-            let Some(error) = pacer.learn_with(
-                self.config.classifier.as_ref(),
-                &what,
-                status,
-                &headers,
-                &bytes,
-                now,
-            ) else {
+            let classifier = self.config.classifier.as_ref();
+            if let Some(book) = &book {
+                book.count(status, &headers);
+            }
+            let error = match book.as_ref().zip(self.config.buckets.as_ref()) {
+                Some((book, buckets)) => book.learn(
+                    buckets,
+                    &pacer,
+                    classifier,
+                    &what,
+                    url.path(),
+                    status,
+                    &headers,
+                    &bytes,
+                    now,
+                ),
+                None => pacer.learn_with(classifier, &what, status, &headers, &bytes, now),
+            };
+            let Some(error) = error else {
                 break (status, headers, bytes);
             };
             let IntegrationError::RateLimited { until, .. } = &error else {

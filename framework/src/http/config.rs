@@ -6,6 +6,7 @@ use std::num::NonZeroU32;
 use std::time::Duration;
 
 use super::body::BodyClassifier;
+use super::buckets::{InvalidRequestLimit, RouteBuckets};
 use super::waits::WaitCaps;
 
 /// How the credential travels with a request.
@@ -85,6 +86,10 @@ pub struct HttpConfig {
     /// The platform's own reading of its answers (Slack's `200` with `ok: false`), before the
     /// standard classification.
     pub classifier: Option<BodyClassifier>,
+    /// Per-route rate-limit buckets (Discord's `X-RateLimit-Bucket`), see [`RouteBuckets`].
+    pub buckets: Option<RouteBuckets>,
+    /// Stop sending for a credential before the platform bans it for invalid requests.
+    pub invalid_requests: Option<InvalidRequestLimit>,
 }
 
 impl HttpConfig {
@@ -101,6 +106,8 @@ impl HttpConfig {
             waits: WaitCaps::default(),
             pacing: Pacing::default(),
             classifier: None,
+            buckets: None,
+            invalid_requests: None,
         }
     }
 
@@ -155,6 +162,18 @@ impl HttpConfig {
     /// Reads every answer with `classifier` first (see [`BodyClassifier`]).
     pub fn classify_body(mut self, classifier: BodyClassifier) -> Self {
         self.classifier = Some(classifier);
+        self
+    }
+
+    /// Paces requests per route bucket, as the platform announces them (see [`RouteBuckets`]).
+    pub fn route_buckets(mut self, buckets: RouteBuckets) -> Self {
+        self.buckets = Some(buckets);
+        self
+    }
+
+    /// Counts invalid answers per credential and stops at `limit` (see [`InvalidRequestLimit`]).
+    pub fn invalid_requests(mut self, limit: InvalidRequestLimit) -> Self {
+        self.invalid_requests = Some(limit);
         self
     }
 

@@ -11,6 +11,9 @@
 //! * [`BodyClassifier`] (`HttpConfig::classify_body`): a platform's own reading of an answer's
 //!   body before the standard classification (Slack's `200` with `ok: false`, Discourse's
 //!   `extras.wait_seconds`), as a [`Verdict`]: success, rate limit, retryable or fatal.
+//! * [`RouteBuckets`] (`HttpConfig::route_buckets`): per-route buckets (`X-RateLimit-Bucket`)
+//!   shared by every stream of a credential, global 429s (`"global": true`) blocking the
+//!   credential; [`InvalidRequestLimit`]: stop before a ban for too many 401/403/429 answers.
 //! * [`announced_wait`], [`RateLimitInfo`]: every form of announced wait and budget
 //!   (`Retry-After`, reset epochs and deltas, float counts, JSON `retry_after` / `backoff`).
 //! * [`Pacer`]: per-credential pacing with `governor`, fed by the reported budget; waits up to
@@ -29,6 +32,7 @@
 //! ```
 
 mod body;
+mod buckets;
 mod classify;
 mod client;
 mod config;
@@ -37,6 +41,7 @@ mod pagination;
 mod waits;
 
 pub use body::{Answer, BodyClassifier, Verdict, classify_answer};
+pub use buckets::{Book, Books, InvalidRequestLimit, Route, RouteBuckets};
 pub use classify::{classify_response, platform_message, transport_error};
 pub use client::{HttpClient, HttpClients, HttpResponse, decode};
 pub use config::{Auth, HttpConfig, Pacing, RequestRate};

@@ -1,6 +1,7 @@
 //! Tributary's integrations, one module per platform.
 
 pub mod devto;
+pub mod discord;
 pub mod example_forum;
 pub mod github;
 pub mod hackernews;
@@ -19,6 +20,7 @@ pub fn register_all(registry: &mut Registry) -> Result<(), RegistryError> {
     registry.register(DevtoIntegration::new())?;
     registry.register(GithubIntegration::new())?;
     registry.register(HackerNewsIntegration::new())?;
+    registry.register(discord::DiscordIntegration)?;
     Ok(())
 }
 

@@ -258,6 +258,10 @@ impl HttpClient {
             request = match &self.config.auth {
                 Auth::Bearer => request.bearer_auth(token.expose()),
                 Auth::Header(name) => request.header(name.as_str(), token.expose()),
+                Auth::Scheme(scheme) => request.header(
+                    reqwest::header::AUTHORIZATION,
+                    format!("{scheme} {}", token.expose()),
+                ),
                 Auth::Query(name) => request.query(&[(name.as_str(), token.expose())]),
             };
         }

@@ -16,6 +16,8 @@ pub enum Auth {
     Bearer,
     /// A header of its own: `api-key: <token>` (Forem).
     Header(String),
+    /// `Authorization: <scheme> <token>`: Discord's `Bot TOKEN`.
+    Scheme(String),
     /// A query parameter: `?key=<token>` (Stack Exchange). Never shown in errors: they carry the
     /// path only.
     Query(String),

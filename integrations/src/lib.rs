@@ -5,6 +5,7 @@ pub mod discord;
 pub mod example_forum;
 pub mod github;
 pub mod hackernews;
+pub mod slack;
 
 use tributary::Registry;
 use tributary::registry::RegistryError;
@@ -21,6 +22,7 @@ pub fn register_all(registry: &mut Registry) -> Result<(), RegistryError> {
     registry.register(GithubIntegration::new())?;
     registry.register(HackerNewsIntegration::new())?;
     registry.register(discord::DiscordIntegration)?;
+    registry.register(slack::SlackIntegration::default())?;
     Ok(())
 }
 

@@ -9,6 +9,7 @@ use reqwest::header::HeaderMap;
 use reqwest::{Method, StatusCode, Url, redirect};
 use serde::de::DeserializeOwned;
 
+use super::body_limits::daily_quota;
 use super::classify::transport_error;
 use super::config::{Auth, HttpConfig};
 use super::pacing::{Pacer, Pacers};
@@ -29,7 +30,8 @@ pub struct HttpClient {
     pacers: Arc<Pacers>,
 }
 
-/// A successful response, decoded, with the rate-limit figures it reported.
+/// A successful response, decoded, with the rate-limit figures it reported (its headers', else a
+/// daily quota its body reports, as Stack Exchange's `quota_remaining`).
 #[derive(Debug, Clone)]
 pub struct HttpResponse<T> {
     pub body: T,
@@ -175,7 +177,7 @@ impl HttpClient {
         let pacer = self.pacers.get(token);
         let mut refusals = 0;
         let (status, headers, bytes) = loop {
-            pacer.acquire().await?;
+            pacer.acquire_for(&what).await?;
             let (status, headers, bytes) = self.exchange(&url, query, extra, token, &what).await?;
             let now = Utc::now();
             let Some(error) = pacer.learn(&what, status, &headers, &bytes, now) else {
@@ -193,10 +195,16 @@ impl HttpClient {
             tracing::debug!(%until, "rate limited briefly; waiting inline");
         };
         let body = decode(&what, &bytes)?;
+        let mut rate_limit = RateLimitInfo::from_headers(&headers);
+        if !rate_limit.is_reported()
+            && let Some(quota) = daily_quota(&bytes, Utc::now())
+        {
+            rate_limit = quota;
+        }
         Ok(HttpResponse {
             body,
             status,
-            rate_limit: RateLimitInfo::from_headers(&headers),
+            rate_limit,
             headers,
         })
     }

@@ -9,7 +9,12 @@
 //!   5xx, 408 and transport failures → `Retryable`; other 4xx → `Fatal` with the platform's
 //!   message. Errors carry the method and path only, never a query string or a credential.
 //! * [`announced_wait`], [`RateLimitInfo`]: every form of announced wait and budget
-//!   (`Retry-After`, reset epochs and deltas, float counts, JSON `retry_after` / `backoff`).
+//!   (`Retry-After`, reset epochs and deltas, float counts, JSON `retry_after` / `backoff` /
+//!   `extras.wait_seconds`); body-level limits ([`is_body_rate_limit`]: Stack Exchange's 400
+//!   `throttle_violation`; [`daily_quota`]: `quota_remaining`, surfaced as the answer's
+//!   [`RateLimitInfo`], deferring the run to midnight UTC once spent).
+//! * [`MethodBackoffs`]: a `backoff` holds back the next call of the same method ([`method_of`]),
+//!   from every stream of the process, while other methods go on.
 //! * [`Pacer`]: per-credential pacing with `governor`, fed by the reported budget; waits up to
 //!   `max_inline_wait` are slept, longer ones come back as `RateLimited` (a deferral of the run).
 //! * [`PageNumber`], [`Cursor`], [`LinkPages`], [`IdBoundary`]: page tokens with loop detection.
@@ -25,6 +30,8 @@
 //! Ok(StreamOutcome::new().activities(items.into_iter().map(to_activity)).next_page_opt(next))
 //! ```
 
+mod backoff;
+mod body_limits;
 mod classify;
 mod client;
 mod config;
@@ -32,6 +39,8 @@ mod pacing;
 mod pagination;
 mod waits;
 
+pub use backoff::{MethodBackoffs, method_of};
+pub use body_limits::{daily_quota, is_body_rate_limit, stated_wait};
 pub use classify::{classify_response, platform_message, transport_error};
 pub use client::{HttpClient, HttpClients, HttpResponse, decode};
 pub use config::{Auth, HttpConfig, Pacing, RequestRate};

@@ -8,7 +8,10 @@
 //!   [`super::Pacing::spread_below`] of `limit`), the remaining requests are spread evenly until
 //!   the reset: one every `time_left / remaining`;
 //! * an exhausted budget or a refusal (429, `Retry-After`) blocks the credential until the
-//!   announced time: nothing else goes out for it, from any stream of the process.
+//!   announced time: nothing else goes out for it, from any stream of the process; so does a
+//!   spent daily quota reported in a body (`quota_remaining: 0`), until midnight UTC;
+//! * a `backoff` in a body holds back the same method only ([`MethodBackoffs`]):
+//!   [`Pacer::acquire_for`] waits for it.
 //!
 //! [`Pacer::acquire`] sleeps waits up to `max_inline_wait`; a longer one returns
 //! [`IntegrationError::RateLimited`], which the processor turns into a deferral of the run.
@@ -30,6 +33,8 @@ use tokio::time::Instant;
 use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
 
+use super::backoff::{MethodBackoffs, method_of};
+use super::body_limits::daily_quota;
 use super::classify::classify_response;
 use super::config::{Pacing, RequestRate};
 use super::waits::{RateLimitInfo, WaitCaps, after, body_wait};
@@ -58,6 +63,7 @@ pub struct Pacer {
     caps: WaitCaps,
     clock: TokioClock,
     state: Mutex<State>,
+    backoffs: MethodBackoffs,
 }
 
 struct State {
@@ -97,6 +103,7 @@ impl Pacer {
                 spread: None,
                 blocked_until: None,
             }),
+            backoffs: MethodBackoffs::default(),
         }
     }
 
@@ -121,6 +128,25 @@ impl Pacer {
             }
             tokio::time::sleep(wait).await;
         }
+    }
+
+    /// [`Pacer::acquire`] for a request described as `GET /path`: first waits out a `backoff`
+    /// its method was given (inline when short, else [`IntegrationError::RateLimited`]).
+    pub async fn acquire_for(&self, what: &str) -> Result<(), IntegrationError> {
+        let method = method_of(what);
+        let wait = self.backoffs.remaining(&method);
+        if !wait.is_zero() {
+            if wait > self.pacing.max_inline_wait {
+                return Err(IntegrationError::rate_limited(
+                    after(Utc::now(), wait),
+                    format!(
+                        "`{method}` was asked to back off: it may be called again in {wait:.1?}"
+                    ),
+                ));
+            }
+            tokio::time::sleep(wait).await;
+        }
+        self.acquire().await
     }
 
     /// Takes a turn if one is free now; else says how long until one may be.
@@ -202,7 +228,15 @@ impl Pacer {
             Some(_) => {}
             None => {
                 if let Some(backoff) = body_wait(body).filter(|w| !w.is_zero()) {
-                    self.block_for(backoff.min(self.caps.max_wait));
+                    // the same method waits; the credential's other methods go on
+                    self.backoffs
+                        .block(&method_of(what), backoff.min(self.caps.max_wait));
+                }
+                if let Some(quota) = daily_quota(body, now).filter(RateLimitInfo::exhausted) {
+                    tracing::warn!(reset_at = ?quota.reset_at, "the daily quota is spent");
+                    if let Some(left) = quota.reset_in(now, self.caps) {
+                        self.block_for(left);
+                    }
                 }
             }
         }
@@ -591,7 +625,7 @@ mod tests {
                 assert_eq!(error.kind(), ErrorKind::RateLimited, "{name}");
             }
             let start = Instant::now();
-            pacer.acquire().await.unwrap();
+            pacer.acquire_for("GET /x").await.unwrap();
             assert_eq!(start.elapsed(), expected, "{name}");
         }
     }

@@ -1,10 +1,14 @@
 //! The platforms taking part in the onboarding benchmark, one module each.
 
+mod discourse;
 mod example_forum;
 
 use super::onboarding::BenchPlatform;
 
 /// Every platform with an onboarding benchmark.
 pub fn all() -> Vec<Box<dyn BenchPlatform>> {
-    vec![Box::new(example_forum::Forum)]
+    vec![
+        Box::new(example_forum::Forum),
+        Box::new(discourse::Discourse),
+    ]
 }

@@ -5,7 +5,7 @@ pub mod discourse;
 pub mod example_forum;
 pub mod github;
 pub mod hackernews;
-
+pub mod stackoverflow;
 
 use tributary::Registry;
 use tributary::registry::RegistryError;
@@ -22,6 +22,7 @@ pub fn register_all(registry: &mut Registry) -> Result<(), RegistryError> {
     registry.register(GithubIntegration::new())?;
     registry.register(HackerNewsIntegration::new())?;
     registry.register(discourse::DiscourseIntegration)?;
+    registry.register(stackoverflow::StackoverflowIntegration)?;
     Ok(())
 }
 

@@ -2,6 +2,7 @@
 
 mod discourse;
 mod example_forum;
+mod stackoverflow;
 
 use super::onboarding::BenchPlatform;
 
@@ -10,5 +11,6 @@ pub fn all() -> Vec<Box<dyn BenchPlatform>> {
     vec![
         Box::new(example_forum::Forum),
         Box::new(discourse::Discourse),
+        Box::new(stackoverflow::StackOverflow),
     ]
 }

@@ -289,6 +289,7 @@ async fn an_exhausted_quota_defers_the_run_to_midnight_utc(pool: PgPool) {
                 (until - midnight).num_seconds().abs() <= 5,
                 "deferred to {until}, not midnight UTC ({midnight}): {reason}"
             );
+            assert!(reason.contains("rate limited"), "{reason}");
         }
         other => panic!("not deferred: {other:?}"),
     }

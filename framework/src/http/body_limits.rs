@@ -212,6 +212,11 @@ mod pacer_tests {
             now,
         );
         let e = pacer.acquire_for("GET /answers").await.unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("the daily quota of 300 requests is spent"),
+            "{e}"
+        );
         let until = until_of(&e);
         let midnight = super::daily_quota(br#"{"quota_remaining": 0}"#, now)
             .unwrap()

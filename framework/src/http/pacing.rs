@@ -73,6 +73,8 @@ struct State {
     spread: Option<(Duration, Limiter)>,
     /// Nothing goes out before this (an exhausted budget, a refusal).
     blocked_until: Option<Instant>,
+    /// Why the credential is blocked until then, when the platform said (a spent daily quota).
+    why: Option<(Instant, String)>,
 }
 
 /// What a pacer is doing, for tests and diagnostics.
@@ -102,6 +104,7 @@ impl Pacer {
                 steady,
                 spread: None,
                 blocked_until: None,
+                why: None,
             }),
             backoffs: MethodBackoffs::default(),
         }
@@ -121,9 +124,16 @@ impl Pacer {
                 Err(wait) => wait,
             };
             if wait > self.pacing.max_inline_wait {
+                let now = Instant::now();
+                let message = match &self.state().why {
+                    Some((until, why)) if *until > now => format!("{why}; waiting {wait:.0?}"),
+                    _ => {
+                        format!("pacing this credential: its next request may go out in {wait:.1?}")
+                    }
+                };
                 return Err(IntegrationError::rate_limited(
                     after(Utc::now(), wait),
-                    format!("pacing this credential: its next request may go out in {wait:.1?}"),
+                    message,
                 ));
             }
             tokio::time::sleep(wait).await;
@@ -234,8 +244,20 @@ impl Pacer {
                 }
                 if let Some(quota) = daily_quota(body, now).filter(RateLimitInfo::exhausted) {
                     tracing::warn!(reset_at = ?quota.reset_at, "the daily quota is spent");
-                    if let Some(left) = quota.reset_in(now, self.caps) {
-                        self.block_for(left);
+                    if let (Some(left), Some(reset)) =
+                        (quota.reset_in(now, self.caps), quota.reset_at)
+                    {
+                        let mut state = self.state();
+                        block(&mut state, left);
+                        let max = quota
+                            .limit
+                            .map_or_else(String::new, |l| format!(" of {l} requests"));
+                        state.why = Some((
+                            Instant::now() + left,
+                            format!(
+                                "the daily quota{max} is spent; it comes back at {reset} (midnight UTC)"
+                            ),
+                        ));
                     }
                 }
             }

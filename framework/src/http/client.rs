@@ -11,6 +11,7 @@ use serde::de::DeserializeOwned;
 
 use super::classify::transport_error;
 use super::config::{Auth, HttpConfig};
+use super::oauth2::Tokens;
 use super::pacing::{Pacer, Pacers};
 use super::waits::RateLimitInfo;
 use crate::error::IntegrationError;
@@ -27,6 +28,8 @@ pub struct HttpClient {
     config: Arc<HttpConfig>,
     base: Url,
     pacers: Arc<Pacers>,
+    /// OAuth2 access tokens ([`Auth::ClientCredentials`]).
+    tokens: Arc<Tokens>,
 }
 
 /// A successful response, decoded, with the rate-limit figures it reported.
@@ -86,6 +89,7 @@ impl HttpClient {
             config: Arc::new(config),
             base,
             pacers,
+            tokens: Arc::new(Tokens::new()),
         })
     }
 
@@ -96,6 +100,11 @@ impl HttpClient {
     /// The full URL of `path` (which starts with `/`) under the base URL.
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.config.base_url.trim_end_matches('/'), path)
+    }
+
+    /// The OAuth2 tokens this client fetched (for diagnostics and tests).
+    pub fn tokens(&self) -> &Tokens {
+        &self.tokens
     }
 
     /// The pacer of a credential (what it is waiting for, for diagnostics and tests).
@@ -174,12 +183,39 @@ impl HttpClient {
         let what = format!("GET {}", url.path());
         let pacer = self.pacers.get(token);
         let mut refusals = 0;
+        let mut refreshed = false;
         let (status, headers, bytes) = loop {
             pacer.acquire().await?;
-            let (status, headers, bytes) = self.exchange(&url, query, extra, token, &what).await?;
+            let (status, headers, bytes, bearer) =
+                self.exchange(&url, query, extra, token, &what).await?;
             let now = Utc::now();
             let Some(error) = pacer.learn(&what, status, &headers, &bytes, now) else {
                 break (status, headers, bytes);
+            };
+            // an OAuth2 token refused: fetched again, once
+            if let (Auth::ClientCredentials(grant), Some(secret), Some(stale)) =
+                (&self.config.auth, token, &bearer)
+                && status == StatusCode::UNAUTHORIZED
+                && !refreshed
+            {
+                self.tokens.invalidate(grant, secret, stale).await;
+                refreshed = true;
+                tracing::debug!("the access token was refused; fetching a new one");
+                continue;
+            }
+            let error = match self
+                .config
+                .usage_caps
+                .iter()
+                .find_map(|cap| cap.refusal(&what, status, &bytes, now))
+            {
+                Some(capped) => {
+                    if let IntegrationError::RateLimited { until, .. } = &capped {
+                        pacer.block_for((*until - now).to_std().unwrap_or_default());
+                    }
+                    capped
+                }
+                None => error,
             };
             let IntegrationError::RateLimited { until, .. } = &error else {
                 return Err(error);
@@ -196,12 +232,12 @@ impl HttpClient {
         Ok(HttpResponse {
             body,
             status,
-            rate_limit: RateLimitInfo::from_headers(&headers),
+            rate_limit: RateLimitInfo::read(&headers, Utc::now(), self.config.waits.reset),
             headers,
         })
     }
 
-    /// One request and its whole body.
+    /// One request and its whole body, with the OAuth2 access token it carried, if any.
     async fn exchange(
         &self,
         url: &Url,
@@ -209,16 +245,26 @@ impl HttpClient {
         extra: &[(&str, &str)],
         token: Option<&Secret>,
         what: &str,
-    ) -> Result<(StatusCode, HeaderMap, Vec<u8>), IntegrationError> {
+    ) -> Result<(StatusCode, HeaderMap, Vec<u8>, Option<Secret>), IntegrationError> {
         let mut request = self.inner.request(Method::GET, url.clone()).query(query);
         for (name, value) in extra {
             request = request.header(*name, *value);
         }
+        let mut bearer = None;
         if let Some(token) = token {
             request = match &self.config.auth {
                 Auth::Bearer => request.bearer_auth(token.expose()),
                 Auth::Header(name) => request.header(name.as_str(), token.expose()),
                 Auth::Query(name) => request.query(&[(name.as_str(), token.expose())]),
+                Auth::ClientCredentials(grant) => {
+                    let access = self
+                        .tokens
+                        .token(&self.inner, grant, token, self.config.waits)
+                        .await?;
+                    let request = request.bearer_auth(access.expose());
+                    bearer = Some(access);
+                    request
+                }
             };
         }
         let response = request.send().await.map_err(|e| transport_error(what, e))?;
@@ -228,7 +274,7 @@ impl HttpClient {
             .bytes()
             .await
             .map_err(|e| transport_error(what, e))?;
-        Ok((status, headers, bytes.into()))
+        Ok((status, headers, bytes.into(), bearer))
     }
 }
 

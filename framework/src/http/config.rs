@@ -5,6 +5,8 @@
 use std::num::NonZeroU32;
 use std::time::Duration;
 
+use super::oauth2::ClientCredentials;
+use super::usage_cap::UsageCap;
 use super::waits::WaitCaps;
 
 /// How the credential travels with a request.
@@ -17,6 +19,9 @@ pub enum Auth {
     /// A query parameter: `?key=<token>` (Stack Exchange). Never shown in errors: they carry the
     /// path only.
     Query(String),
+    /// OAuth2 client credentials (Reddit): the request's credential is the client secret, which
+    /// the client exchanges for a bearer token, shared and refreshed (see [`super::oauth2`]).
+    ClientCredentials(ClientCredentials),
 }
 
 /// A steady rate: at most `requests` per `per`, with bursts of up to `requests`.
@@ -81,6 +86,8 @@ pub struct HttpConfig {
     pub headers: Vec<(String, String)>,
     pub waits: WaitCaps,
     pub pacing: Pacing,
+    /// Caps reported in a refusal's body (X's monthly read cap), see [`UsageCap`].
+    pub usage_caps: Vec<UsageCap>,
 }
 
 impl HttpConfig {
@@ -96,6 +103,7 @@ impl HttpConfig {
             headers: Vec::new(),
             waits: WaitCaps::default(),
             pacing: Pacing::default(),
+            usage_caps: Vec::new(),
         }
     }
 
@@ -144,6 +152,18 @@ impl HttpConfig {
     /// limit, or a limit the settings give.
     pub fn requests_per_second(mut self, requests: u32) -> Self {
         self.pacing.rate = NonZeroU32::new(requests).map(RequestRate::per_second);
+        self
+    }
+
+    /// How the platform's `X-RateLimit-Reset` counts (see [`super::ResetForm`]).
+    pub fn reset_form(mut self, form: super::ResetForm) -> Self {
+        self.waits.reset = form;
+        self
+    }
+
+    /// A cap the platform reports in a refusal's body (see [`UsageCap`]).
+    pub fn usage_cap(mut self, cap: UsageCap) -> Self {
+        self.usage_caps.push(cap);
         self
     }
 

@@ -10,6 +10,10 @@
 //!   message. Errors carry the method and path only, never a query string or a credential.
 //! * [`announced_wait`], [`RateLimitInfo`]: every form of announced wait and budget
 //!   (`Retry-After`, reset epochs and deltas, float counts, JSON `retry_after` / `backoff`).
+//! * [`Auth::ClientCredentials`] ([`oauth2`]): OAuth2 client credentials, the token fetched once,
+//!   shared, refreshed before it expires and once on a 401, never stored.
+//! * [`ResetForm`]: whether a platform's reset header is an epoch (X) or seconds from now
+//!   (Reddit); [`UsageCap`]: a cap announced in a refusal's body (X's monthly read cap).
 //! * [`Pacer`]: per-credential pacing with `governor`, fed by the reported budget; waits up to
 //!   `max_inline_wait` are slept, longer ones come back as `RateLimited` (a deferral of the run).
 //! * [`PageNumber`], [`Cursor`], [`LinkPages`], [`IdBoundary`]: page tokens with loop detection.
@@ -28,15 +32,19 @@
 mod classify;
 mod client;
 mod config;
+pub mod oauth2;
 mod pacing;
 mod pagination;
+mod usage_cap;
 mod waits;
 
 pub use classify::{classify_response, platform_message, transport_error};
 pub use client::{HttpClient, HttpClients, HttpResponse, decode};
 pub use config::{Auth, HttpConfig, Pacing, RequestRate};
+pub use oauth2::{ClientCredentials, Tokens};
 pub use pacing::{Pacer, PacerStatus, Pacers, per_second};
 pub use pagination::{
     Cursor, Direction, IdBoundary, LinkPages, PageNumber, fingerprint, link, next_link,
 };
-pub use waits::{RateLimitInfo, WaitCaps, announced_wait, body_wait, retry_after};
+pub use usage_cap::UsageCap;
+pub use waits::{RateLimitInfo, ResetForm, WaitCaps, announced_wait, body_wait, retry_after};

@@ -4,6 +4,7 @@ pub mod devto;
 pub mod example_forum;
 pub mod github;
 pub mod hackernews;
+pub mod reddit;
 
 use tributary::Registry;
 use tributary::registry::RegistryError;
@@ -12,6 +13,7 @@ pub use devto::DevtoIntegration;
 pub use example_forum::ExampleForumIntegration;
 pub use github::GithubIntegration;
 pub use hackernews::HackerNewsIntegration;
+pub use reddit::RedditIntegration;
 
 /// Registers every integration of this crate.
 pub fn register_all(registry: &mut Registry) -> Result<(), RegistryError> {
@@ -19,6 +21,7 @@ pub fn register_all(registry: &mut Registry) -> Result<(), RegistryError> {
     registry.register(DevtoIntegration::new())?;
     registry.register(GithubIntegration::new())?;
     registry.register(HackerNewsIntegration::new())?;
+    registry.register(RedditIntegration)?;
     Ok(())
 }
 

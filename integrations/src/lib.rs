@@ -5,6 +5,7 @@ pub mod example_forum;
 pub mod github;
 pub mod hackernews;
 pub mod reddit;
+pub mod x;
 
 use tributary::Registry;
 use tributary::registry::RegistryError;
@@ -14,6 +15,7 @@ pub use example_forum::ExampleForumIntegration;
 pub use github::GithubIntegration;
 pub use hackernews::HackerNewsIntegration;
 pub use reddit::RedditIntegration;
+pub use x::XIntegration;
 
 /// Registers every integration of this crate.
 pub fn register_all(registry: &mut Registry) -> Result<(), RegistryError> {
@@ -22,6 +24,7 @@ pub fn register_all(registry: &mut Registry) -> Result<(), RegistryError> {
     registry.register(GithubIntegration::new())?;
     registry.register(HackerNewsIntegration::new())?;
     registry.register(RedditIntegration)?;
+    registry.register(XIntegration)?;
     Ok(())
 }
 

@@ -44,15 +44,7 @@ pub struct HttpResponse<T> {
 impl HttpClient {
     /// Refuses a base URL that is not an absolute http(s) URL.
     pub fn new(config: HttpConfig) -> Result<Self, IntegrationError> {
-        let base = Url::parse(&config.base_url)
-            .ok()
-            .filter(|u| matches!(u.scheme(), "http" | "https") && u.has_host())
-            .ok_or_else(|| {
-                IntegrationError::fatal(format!(
-                    "the base URL `{}` is not an http(s) URL",
-                    config.base_url
-                ))
-            })?;
+        let base = http_url(&config.base_url, "base URL")?;
         let mut headers = HeaderMap::new();
         for (name, value) in &config.headers {
             let name = reqwest::header::HeaderName::from_bytes(name.as_bytes()).map_err(|e| {
@@ -276,6 +268,16 @@ impl HttpClient {
             .map_err(|e| transport_error(what, e))?;
         Ok((status, headers, bytes.into(), bearer))
     }
+}
+
+/// `text` as an absolute http(s) URL; `what` names it in the error (`the base URL …`).
+pub(crate) fn http_url(text: &str, what: &str) -> Result<Url, IntegrationError> {
+    Url::parse(text)
+        .ok()
+        .filter(|u| matches!(u.scheme(), "http" | "https") && u.has_host())
+        .ok_or_else(|| {
+            IntegrationError::fatal(format!("the {what} `{text}` is not an http(s) URL"))
+        })
 }
 
 /// Decodes a JSON body; an error names the path of the field that did not fit.

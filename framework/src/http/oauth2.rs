@@ -18,12 +18,12 @@ use std::hash::{BuildHasher, RandomState};
 use std::time::Duration;
 
 use chrono::Utc;
-use reqwest::Url;
 use serde::Deserialize;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
 use super::classify::{classify_response, transport_error};
+use super::client::http_url;
 use super::waits::WaitCaps;
 use crate::error::IntegrationError;
 use crate::secret::Secret;
@@ -151,15 +151,7 @@ async fn fetch(
     secret: &Secret,
     caps: WaitCaps,
 ) -> Result<(Secret, Duration), IntegrationError> {
-    let url = Url::parse(&grant.token_url)
-        .ok()
-        .filter(|u| matches!(u.scheme(), "http" | "https") && u.has_host())
-        .ok_or_else(|| {
-            IntegrationError::fatal(format!(
-                "the token URL `{}` is not an http(s) URL",
-                grant.token_url
-            ))
-        })?;
+    let url = http_url(&grant.token_url, "token URL")?;
     let what = format!("POST {}", url.path());
     let mut form = vec![("grant_type", "client_credentials")];
     if let Some(scope) = &grant.scope {

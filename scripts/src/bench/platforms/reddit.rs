@@ -29,9 +29,13 @@ impl BenchPlatform for Reddit {
         };
         let subreddits = ["sub0", "sub1", "sub2"];
         let searches = ["rust"];
-        let reddit =
-            FakeReddit::start(RedditData::generate(spec), "bench-app", "bench-secret", 86_400)
-                .await?;
+        let reddit = FakeReddit::start(
+            RedditData::generate(spec),
+            "bench-app",
+            "bench-secret",
+            86_400,
+        )
+        .await?;
         reddit.server().latency(latency);
         let (activities, members) = reddit.edit(|d| {
             (

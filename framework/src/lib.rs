@@ -11,6 +11,7 @@ pub mod db;
 pub mod error;
 pub mod events;
 pub mod http;
+pub mod keyring;
 pub mod maintenance;
 pub mod messages;
 pub mod processor;

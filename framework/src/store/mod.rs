@@ -13,6 +13,7 @@ pub mod limits;
 pub mod records;
 pub mod runs;
 pub mod schedule;
+pub mod storable;
 pub mod streams;
 pub mod ticks;
 
@@ -39,6 +40,12 @@ pub enum StoreError {
     NotFound { what: &'static str, id: Uuid },
     #[error("{0}")]
     Refused(String),
+    /// A value the store will not write ([`storable`]).
+    #[error(transparent)]
+    Unstorable(#[from] storable::Unstorable),
+    /// Credentials that cannot be sealed or opened with this process's keys.
+    #[error(transparent)]
+    Credentials(#[from] crate::keyring::KeyError),
 }
 
 impl StoreError {

@@ -150,14 +150,15 @@ impl IntegrationService for RedditIntegration {
         targets.extend(settings.searches.iter().map(|query| Target::Search {
             query: query.clone(),
         }));
-        if !ctx.is_onboarding() {
-            targets.extend(
-                settings
-                    .subreddits
-                    .iter()
-                    .map(|name| Target::Comments { name: name.clone() }),
-            );
-        }
+        // a check reads a subreddit's new comments from its comment listing; a subreddit read
+        // whole (onboarding, or new in the settings) gets them from its threads
+        targets.extend(
+            settings
+                .subreddits
+                .iter()
+                .filter(|name| !ctx.window_of(&format!("subreddit:{name}")).is_everything())
+                .map(|name| Target::Comments { name: name.clone() }),
+        );
         targets.iter().map(Target::stream).collect()
     }
 

@@ -9,8 +9,10 @@ use chrono::Utc;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use tributary::async_trait;
-use tributary::testkit::{Conformance, FakeServer, Fault, Harness, Refused, Reply};
-use tributary_integrations::reddit::fake::{FakeReddit, RedditData, RedditSpec, TOKEN_PATH};
+use tributary::testkit::{Conformance, FakeServer, Fault, Harness, Refused, Reply, first_deferral};
+use tributary_integrations::reddit::fake::{
+    FakeReddit, RedditData, RedditSpec, TOKEN_PATH, budget,
+};
 use tributary_integrations::reddit::{PLATFORM, RedditIntegration};
 
 const SPEC: RedditSpec = RedditSpec {
@@ -303,4 +305,31 @@ async fn a_check_reads_new_comments_on_old_posts_from_the_subreddit_listing(pool
         SUBREDDITS.len(),
         "one page of each subreddit's newest comments"
     );
+}
+
+#[sqlx::test(migrator = "tributary::MIGRATOR")]
+async fn a_spent_budget_defers_the_run_by_the_seconds_reddit_gives(pool: PgPool) {
+    let reddit = Reddit::start().await;
+    // 6 requests per 10 minutes: `x-ratelimit-remaining: 0.0` and `x-ratelimit-reset: 600`
+    // (seconds from now) after the sixth
+    reddit
+        .server()
+        .budget(budget(6, std::time::Duration::from_secs(600)));
+    let h = Harness::with_service(pool, RedditIntegration)
+        .max_inline_wait(std::time::Duration::from_millis(100));
+    let (_, run) = h
+        .connect(PLATFORM, reddit.settings(), reddit.credentials())
+        .await
+        .unwrap();
+    let outcome = h.process(run.id).await;
+    let (until, reason) = first_deferral(std::slice::from_ref(&outcome));
+    let wait = (until - Utc::now()).num_seconds();
+    assert!(
+        (590..=601).contains(&wait),
+        "deferred to the reset 600 s away (not to 1970, not decades ahead): {wait} s ({reason})"
+    );
+    // the budget counts the token request; streams run four at a time, so a few may have been in
+    // flight when the budget ran out, but nothing goes out after
+    let sent = reddit.server().request_count();
+    assert!((6..=10).contains(&sent), "{sent} requests");
 }

@@ -316,23 +316,7 @@ impl FakeReddit {
     ) -> std::io::Result<Self> {
         let server = FakeServer::start().await?;
         let issuer = TokenIssuer::serve(&server, TOKEN_PATH, client_id, secret, token_lifetime);
-        server.budget(Budget {
-            headers: |state| {
-                vec![
-                    ("x-ratelimit-used".into(), state.used.to_string()),
-                    (
-                        "x-ratelimit-remaining".into(),
-                        format!("{:.1}", f64::from(state.remaining())),
-                    ),
-                    (
-                        "x-ratelimit-reset".into(),
-                        state.retry_after_secs().to_string(),
-                    ),
-                ]
-            },
-            refusal: |_| Reply::error(429, "Too Many Requests"),
-            ..Budget::per_window(BUDGET.0, BUDGET.1)
-        });
+        server.budget(budget(BUDGET.0, BUDGET.1));
         let data = Arc::new(Mutex::new(data));
         let shared = data.clone();
         let guard = issuer.clone();
@@ -370,6 +354,29 @@ impl FakeReddit {
     /// Reads or changes the content.
     pub fn edit<T>(&self, f: impl FnOnce(&mut RedditData) -> T) -> T {
         f(&mut lock(&self.data))
+    }
+}
+
+/// Reddit's budget: `limit` requests per `window`, reported as `x-ratelimit-used`,
+/// `x-ratelimit-remaining` (a float) and `x-ratelimit-reset` (seconds until the window resets);
+/// a spent one is a 429 with the same headers and no `Retry-After`.
+pub fn budget(limit: u32, window: Duration) -> Budget {
+    Budget {
+        headers: |state| {
+            vec![
+                ("x-ratelimit-used".into(), state.used.to_string()),
+                (
+                    "x-ratelimit-remaining".into(),
+                    format!("{:.1}", f64::from(state.remaining())),
+                ),
+                (
+                    "x-ratelimit-reset".into(),
+                    state.retry_after_secs().to_string(),
+                ),
+            ]
+        },
+        refusal: |_| Reply::error(429, "Too Many Requests"),
+        ..Budget::per_window(limit, window)
     }
 }
 

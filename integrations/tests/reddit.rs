@@ -333,3 +333,45 @@ async fn a_spent_budget_defers_the_run_by_the_seconds_reddit_gives(pool: PgPool)
     let sent = reddit.server().request_count();
     assert!((6..=10).contains(&sent), "{sent} requests");
 }
+
+#[sqlx::test(migrator = "tributary::MIGRATOR")]
+async fn a_deep_thread_is_continued_where_the_tree_stops(pool: PgPool) {
+    let reddit = Reddit::start().await;
+    let h = Harness::with_service(pool, RedditIntegration);
+    // a chain of ten replies: the tree shows four levels, the rest is read as threads of their own
+    let (post, chain) = reddit.0.edit(|d| {
+        let post = d.add_post("sub1", Some(2), "Deep");
+        let mut chain = vec![d.add_comment(&post, None, Some(3))];
+        for i in 0..10 {
+            let parent = chain.last().cloned();
+            chain.push(d.add_comment(&post, parent.as_deref(), Some(i % 6)));
+        }
+        (post, chain)
+    });
+    let continued = reddit.0.edit(|d| d.continuations(&post));
+    assert!(continued >= 2, "{continued}");
+    let report = h
+        .onboard(PLATFORM, reddit.settings(), reddit.credentials())
+        .await;
+    report.assert_processed();
+    assert_eq!(report.activity_ids(), reddit.expected_activities());
+    assert_eq!(
+        reddit.server().request_count(),
+        reddit.expected_requests().unwrap()
+    );
+    let focused: Vec<String> = reddit
+        .server()
+        .requests()
+        .iter()
+        .filter(|r| r.path == format!("/comments/{post}"))
+        .filter_map(|r| r.query("comment").map(str::to_owned))
+        .collect();
+    assert_eq!(focused.len(), continued);
+    let deepest = chain.last().unwrap();
+    assert_eq!(
+        report
+            .activity(&format!("comment:{deepest}"))
+            .source_parent_id,
+        Some(format!("comment:{}", chain[chain.len() - 2]))
+    );
+}

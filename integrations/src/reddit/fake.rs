@@ -11,7 +11,9 @@
 //! * `/comments/{id}` shows the first [`SHOWN`] top-level comments with all their replies
 //!   (`"replies": ""` when none) and collapses the others, replies included, into one `more`
 //!   listing their ids; `/api/morechildren` answers at most 100 asked ids, flat, each with its
-//!   `parent_id`, and a JSON error for more;
+//!   `parent_id`, and a JSON error for more; replies deeper than [`MAX_DEPTH`] levels are behind a
+//!   "continue this thread" (`more` with no children), read with `?comment={parent}`, which
+//!   answers that comment and its replies;
 //! * every answer carries `x-ratelimit-used`, `x-ratelimit-remaining` as a float (`"996.0"`) and
 //!   `x-ratelimit-reset` in seconds until the window (600 s) resets; a spent budget is a 429 with
 //!   the same headers and no `Retry-After`;
@@ -27,6 +29,8 @@ use tributary::testkit::{Budget, FakeServer, Reply, Request, TokenIssuer};
 
 /// Top-level comments a tree shows before collapsing the rest.
 pub const SHOWN: usize = 3;
+/// Levels of replies a tree shows; deeper ones are behind a "continue this thread".
+pub const MAX_DEPTH: usize = 4;
 /// The token endpoint's path.
 pub const TOKEN_PATH: &str = "/api/v1/access_token";
 /// Requests per window of the fake's budget, and the window.
@@ -253,9 +257,32 @@ impl RedditData {
             .posts_of(subreddits, searches)
             .iter()
             .filter(|p| self.comments_of(&p.id).next().is_some())
-            .map(|p| 1 + self.collapsed(&p.id).len().div_ceil(100))
+            .map(|p| 1 + self.collapsed(&p.id).len().div_ceil(100) + self.continuations(&p.id))
             .sum();
         1 + listings + threads
+    }
+
+    /// The "continue this thread" reads a post's tree needs (those of its shown comments).
+    pub fn continuations(&self, post: &str) -> usize {
+        self.comments_of(post)
+            .filter(|c| c.parent.is_none())
+            .take(SHOWN)
+            .map(|c| self.cuts(c, 0))
+            .sum()
+    }
+
+    /// Threads continued below `comment`, shown at `depth` of its thread.
+    fn cuts(&self, comment: &CommentRec, depth: usize) -> usize {
+        let answers = self
+            .comments
+            .iter()
+            .filter(|c| c.parent.as_deref() == Some(comment.id.as_str()));
+        if depth + 1 >= MAX_DEPTH {
+            // its replies are a thread of their own, starting at it
+            return usize::from(answers.clone().next().is_some())
+                + answers.map(|a| self.cuts(a, 1)).sum::<usize>();
+        }
+        answers.map(|a| self.cuts(a, depth + 1)).sum()
     }
 
     /// The ids `/comments/{post}` collapses into its `more`.
@@ -406,10 +433,13 @@ fn serve(data: &RedditData, request: &Request) -> Reply {
                         .any(|p| p.id == c.post && p.subreddit == *sub)
                 })
                 .collect();
-            listing(request, comments, "t1", |c| comment_json(data, c, false))
+            listing(request, comments, "t1", |c| comment_json(data, c, None))
         }
         ["comments", id] => match data.posts.iter().find(|p| p.id == *id) {
-            Some(post) => tree(data, post),
+            Some(post) => match request.query("comment") {
+                Some(focus) => focused(data, post, focus),
+                None => tree(data, post),
+            },
             None => Reply::error(404, "Not Found"),
         },
         ["api", "morechildren"] => more_children(data, request),
@@ -517,21 +547,30 @@ fn post_json(data: &RedditData, post: &PostRec) -> Value {
     value
 }
 
-fn comment_json(data: &RedditData, comment: &CommentRec, with_replies: bool) -> Value {
+/// A comment; with its replies when `depth` is given, down to [`MAX_DEPTH`], below which a
+/// "continue this thread" `more` stands for them.
+fn comment_json(data: &RedditData, comment: &CommentRec, depth: Option<usize>) -> Value {
     let (author, fullname) = author_fields(data, comment.author);
     let subreddit = data
         .posts
         .iter()
         .find(|p| p.id == comment.post)
         .map_or("", |p| p.subreddit.as_str());
-    let replies: Vec<Value> = if with_replies {
-        data.comments
-            .iter()
-            .filter(|c| c.parent.as_deref() == Some(comment.id.as_str()))
-            .map(|c| json!({"kind": "t1", "data": comment_json(data, c, true)}))
-            .collect()
-    } else {
-        Vec::new()
+    let answers = data
+        .comments
+        .iter()
+        .filter(|c| c.parent.as_deref() == Some(comment.id.as_str()));
+    let replies: Vec<Value> = match depth {
+        Some(depth) if depth + 1 >= MAX_DEPTH && answers.clone().next().is_some() => {
+            vec![json!({"kind": "more", "data": {
+                "count": 0, "name": "t1__", "id": "_", "depth": depth + 1,
+                "parent_id": format!("t1_{}", comment.id), "children": [],
+            }})]
+        }
+        Some(depth) => answers
+            .map(|c| json!({"kind": "t1", "data": comment_json(data, c, Some(depth + 1))}))
+            .collect(),
+        None => Vec::new(),
     };
     json!({
         "id": comment.id,
@@ -551,6 +590,26 @@ fn comment_json(data: &RedditData, comment: &CommentRec, with_replies: bool) -> 
     })
 }
 
+fn post_listing(data: &RedditData, post: &PostRec) -> Value {
+    json!({"kind": "Listing", "data": {"after": null, "before": null,
+        "children": [{"kind": "t3", "data": post_json(data, post)}]}})
+}
+
+/// `/comments/{post}?comment={id}`: the comment and its replies, as a thread of their own.
+fn focused(data: &RedditData, post: &PostRec, focus: &str) -> Reply {
+    let Some(comment) = data
+        .comments
+        .iter()
+        .find(|c| c.id == focus && c.post == post.id)
+    else {
+        return Reply::error(404, "Not Found");
+    };
+    let children = vec![json!({"kind": "t1", "data": comment_json(data, comment, Some(0))})];
+    let comments =
+        json!({"kind": "Listing", "data": {"after": null, "before": null, "children": children}});
+    Reply::json(json!([post_listing(data, post), comments]))
+}
+
 fn tree(data: &RedditData, post: &PostRec) -> Reply {
     let tops: Vec<&CommentRec> = data
         .comments
@@ -560,7 +619,7 @@ fn tree(data: &RedditData, post: &PostRec) -> Reply {
     let mut children: Vec<Value> = tops
         .iter()
         .take(SHOWN)
-        .map(|c| json!({"kind": "t1", "data": comment_json(data, c, true)}))
+        .map(|c| json!({"kind": "t1", "data": comment_json(data, c, Some(0))}))
         .collect();
     let collapsed = data.collapsed(&post.id);
     if let Some(first) = collapsed.first() {
@@ -595,7 +654,7 @@ fn more_children(data: &RedditData, request: &Request) -> Reply {
     let things: Vec<Value> = ids
         .iter()
         .filter_map(|id| data.comments.iter().find(|c| c.id == *id && c.post == post))
-        .map(|c| json!({"kind": "t1", "data": comment_json(data, c, false)}))
+        .map(|c| json!({"kind": "t1", "data": comment_json(data, c, None)}))
         .collect();
     Reply::json(json!({"json": {"errors": [], "data": {"things": things}}}))
 }

@@ -271,6 +271,43 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
+    fn tweet(text: &str, json_extra: serde_json::Value) -> Tweet {
+        let mut value = json!({"id": "7", "text": text, "author_id": "42",
+                               "created_at": "2025-01-01T00:00:00Z"});
+        if let (Some(v), Some(extra)) = (value.as_object_mut(), json_extra.as_object()) {
+            v.extend(extra.clone());
+        }
+        serde_json::from_value(value).unwrap()
+    }
+
+    #[test]
+    fn a_post_is_a_reply_a_mention_or_a_search_find() {
+        let settings = XSettings {
+            base_url: DEFAULT_BASE_URL.into(),
+            account_id: Some("1000".into()),
+            searches: vec!["#RustLang".into()],
+            per_page: 100,
+        };
+        let reply = tweet(
+            "@a yes",
+            json!({"referenced_tweets": [{"type": "quoted", "id": "5"}, {"type": "replied_to", "id": "6"}]}),
+        );
+        assert_eq!(kind(&reply, &settings), ("reply", Some("tweet:6".into())));
+        let mention = tweet(
+            "@user0 hi",
+            json!({"entities": {"mentions": [{"username": "user0", "id": "1000"}]}}),
+        );
+        assert_eq!(kind(&mention, &settings), ("mention", None));
+        assert_eq!(channel(&mention, "mention", &settings), "mentions");
+        let found = tweet("learning #rustlang", json!({}));
+        assert_eq!(kind(&found, &settings), ("hashtag_post", None));
+        assert_eq!(channel(&found, "hashtag_post", &settings), "#RustLang");
+        // an author left out of `includes` (suspended, protected) is still a member by id
+        let activity = tweet_activity(&found, None, &settings);
+        assert_eq!(activity.member.source_id, "42");
+        assert_eq!(activity.url.as_deref(), Some("https://x.com/i/status/7"));
+    }
+
     #[test]
     fn a_snowflake_encodes_its_time() {
         // 1373001119480344583 was posted at 2021-03-19T19:59:10Z

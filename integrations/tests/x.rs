@@ -179,6 +179,16 @@ async fn the_monthly_read_cap_is_reported_by_name_and_defers_a_day(pool: PgPool)
     );
     let wait = (until - Utc::now()).num_hours();
     assert!((23..=24).contains(&wait), "{wait} h");
+    // the run itself says why it waits, for whoever looks at it
+    let stored = h.run(run.id).await;
+    assert!(
+        stored
+            .delay_reason
+            .as_deref()
+            .is_some_and(|r| r.contains("X's monthly read cap")),
+        "{:?}",
+        stored.delay_reason
+    );
     assert!(
         x.server().request_count() <= 2,
         "the credential stops at the first refusal of each stream"

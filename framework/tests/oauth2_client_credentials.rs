@@ -3,12 +3,10 @@
 //! never shown in errors.
 #![allow(clippy::unwrap_used)]
 
-use std::time::Duration;
-
 use serde_json::{Value, json};
-use tributary::http::{Auth, ClientCredentials, HttpClient, HttpConfig, UsageCap};
+use tributary::http::{Auth, ClientCredentials, HttpClient, HttpConfig};
 use tributary::testkit::{FakeServer, Reply, TokenIssuer};
-use tributary::{ErrorKind, IntegrationError, Secret};
+use tributary::{ErrorKind, Secret};
 
 const ID: &str = "app-id-123";
 const SECRET: &str = "app-secret-456";
@@ -166,45 +164,5 @@ async fn a_refused_application_is_fatal_and_its_secret_shown_nowhere() {
     assert!(
         error.to_string().contains("unsupported_grant_type"),
         "{error}"
-    );
-}
-
-#[tokio::test]
-async fn a_usage_cap_in_a_refusal_is_reported_by_name() {
-    let server = FakeServer::start().await.unwrap();
-    server.route(
-        "/2/tweets/search/recent",
-        [Reply::json(json!({
-            "title": "UsageCapExceeded",
-            "detail": "Usage cap exceeded: Monthly product cap",
-            "type": "https://api.twitter.com/2/problems/usage-capped",
-        }))
-        .with_status(429)],
-    );
-    let client = HttpClient::new(HttpConfig::new(server.base_url()).usage_cap(UsageCap::new(
-        "UsageCapExceeded",
-        "X's monthly read cap",
-        Duration::from_secs(86_400),
-    )))
-    .unwrap();
-    let token = Secret::new("bearer-abc");
-    let error = client
-        .get_json::<Value>("/2/tweets/search/recent", &[], Some(&token))
-        .await
-        .unwrap_err();
-    let IntegrationError::RateLimited { until, .. } = &error else {
-        panic!("{error:?}")
-    };
-    let wait = (*until - chrono::Utc::now()).num_seconds();
-    assert!((86_000..=86_400).contains(&wait), "{wait}");
-    assert!(
-        error
-            .to_string()
-            .contains("X's monthly read cap is exhausted"),
-        "{error}"
-    );
-    assert!(
-        client.pacer(Some(&token)).status().blocked_for > Duration::from_secs(86_000),
-        "the credential waits the cap out"
     );
 }

@@ -1,10 +1,12 @@
 //! Tributary's integrations, one module per platform.
 
 pub mod devto;
+pub mod discord;
 pub mod example_forum;
 pub mod github;
 pub mod hackernews;
 pub mod reddit;
+pub mod slack;
 pub mod x;
 
 use tributary::Registry;
@@ -25,6 +27,8 @@ pub fn register_all(registry: &mut Registry) -> Result<(), RegistryError> {
     registry.register(HackerNewsIntegration::new())?;
     registry.register(RedditIntegration)?;
     registry.register(XIntegration)?;
+    registry.register(discord::DiscordIntegration)?;
+    registry.register(slack::SlackIntegration::default())?;
     Ok(())
 }
 

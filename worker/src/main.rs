@@ -46,11 +46,12 @@ struct Args {
     /// Names this worker in leases (default: host-pid-random).
     #[arg(long, env = "TRIBUTARY_WORKER_ID")]
     worker_id: Option<String>,
-    /// Health endpoint address (GET /health); "off" for none. Default: 127.0.0.1:9464, or any
+    /// Health endpoint address (GET /health/live, GET /health/ready); "off" for none. Default: 127.0.0.1:9464, or any
     /// free port if another worker of this host has that one (the log says which).
     #[arg(long, env = "TRIBUTARY_HEALTH_ADDR")]
     health_addr: Option<String>,
-    /// Lease duration, seconds.
+    /// Lease duration, seconds. A dead worker's run is resumed by another within this (after
+    /// its last heartbeat) plus about a second: this sets how fast recovery is.
     #[arg(long, env = "TRIBUTARY_LEASE_SECS", default_value_t = 60.0)]
     lease_secs: f64,
     /// Heartbeat interval, seconds.
@@ -62,17 +63,19 @@ struct Args {
     /// The worker exits within this after SIGTERM/SIGINT, seconds (default: grace + 10).
     #[arg(long, env = "TRIBUTARY_SHUTDOWN_TIMEOUT_SECS")]
     shutdown_timeout_secs: Option<f64>,
-    /// Message visibility timeout, seconds (extended while a message is handled).
+    /// Message visibility timeout, seconds (extended while a message is handled). Recovery from
+    /// a dead worker does not wait for it: the rescuer follows the lease.
     #[arg(long, env = "TRIBUTARY_VISIBILITY_SECS", default_value_t = 60.0)]
     visibility_secs: f64,
     /// Long-polling wait of a receive, seconds (at most 20).
     #[arg(long, env = "TRIBUTARY_RECEIVE_WAIT_SECS", default_value_t = 20.0)]
     receive_wait_secs: f64,
-    /// How often the run rescuer looks for runs that need a message, seconds.
+    /// How often the run rescuer looks at least for runs that need a message, seconds (it also
+    /// wakes up at every lease expiry).
     #[arg(long, env = "TRIBUTARY_RESCUE_INTERVAL_SECS", default_value_t = 60.0)]
     rescue_interval_secs: f64,
-    /// A run whose lease expired or whose delay ended gets a message again once none was sent
-    /// for this long (then with backoff), seconds.
+    /// A delayed run whose delay ended gets a message again once none was sent for this long
+    /// (then with backoff), seconds. A run whose lease expired gets one at once.
     #[arg(long, env = "TRIBUTARY_RESEND_AFTER_SECS", default_value_t = 60.0)]
     resend_after_secs: f64,
     /// A pending run (its message presumably lost) gets one again after this, seconds.

@@ -199,3 +199,14 @@ pub async fn mark_enqueued(
         .await?;
     Ok(())
 }
+
+/// When the next lease of a processing run expires (leases already expired are the rescuer's
+/// current pass's); `None` when none will. The rescuer wakes up then.
+pub async fn next_lease_expiry(pool: &PgPool) -> Result<Option<DateTime<Utc>>, StoreError> {
+    Ok(sqlx::query_scalar(
+        "SELECT min(lease_expires_at) FROM integration_runs
+         WHERE state = 'processing' AND lease_expires_at > now()",
+    )
+    .fetch_one(pool)
+    .await?)
+}

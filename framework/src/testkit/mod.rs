@@ -6,12 +6,14 @@ pub mod conformance;
 mod fake_server;
 mod harness;
 pub mod moto;
+pub mod pg_server;
 mod scripted;
 mod token_issuer;
 
 pub use conformance::{Conformance, Refused};
 pub use fake_server::{Budget, BudgetState, Delayed, FakeServer, Fault, Reply, Request};
 pub use harness::{Harness, RunReport, first_deferral};
+pub use pg_server::PgServer;
 pub use scripted::{CallLog, ScriptedService, StreamCall};
 pub use token_issuer::{TokenIssuer, basic_auth};
 

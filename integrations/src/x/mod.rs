@@ -16,8 +16,8 @@
 //! Rate limits: 15-minute windows per endpoint, `x-rate-limit-limit` / `-remaining` /
 //! `x-rate-limit-reset` — an **epoch time** ([`ResetForm::Epoch`]: a reset is minutes away, never
 //! read as a delay of decades); a 429 defers the run to that reset. The monthly read cap (a 429
-//! whose body says `UsageCapExceeded`) is reported by name and defers the run a day
-//! ([`UsageCap`]).
+//! whose body says `UsageCapExceeded`) is reported by name and defers the run a day (the
+//! toolkit's body classifier, [`monthly_cap`]).
 //!
 //! Streams: `mentions:{account_id}` and `search:{query}`, paged by the answer's `next_token` (a
 //! token that repeats is an error). Onboarding reads everything the API keeps; a check sends
@@ -40,7 +40,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use tributary::http::{Cursor, HttpConfig, ResetForm, UsageCap};
+use tributary::http::{Answer, BodyClassifier, Cursor, HttpConfig, ResetForm, Verdict};
 use tributary::{
     Activity, IntegrationError, IntegrationService, Member, NewStream, RunContext, Stream,
     StreamOutcome,
@@ -88,15 +88,42 @@ pub fn snowflake_at(at: DateTime<Utc>) -> u64 {
     u64::try_from(ms).unwrap_or_default() << 22
 }
 
-/// X's monthly read cap: the refusal's body says `UsageCapExceeded`; X does not say when the
-/// cap resets (the project's billing day), so the run is tried again a day later.
-pub fn monthly_cap() -> UsageCap {
-    UsageCap::new(
-        "UsageCapExceeded",
-        "X's monthly read cap (the project's monthly post cap)",
-        Duration::from_secs(24 * 3600),
-    )
+/// How long a spent monthly read cap defers the run: X does not say when the cap resets (the
+/// project's billing day), so the run tries again a day later.
+pub const MONTHLY_CAP_WAIT: Duration = Duration::from_secs(24 * 3600);
+
+/// X's monthly read cap: a refusal (429, or 403) whose problem document is
+/// `UsageCapExceeded`, named in the deferral; every other answer is left to the standard
+/// classification.
+pub fn monthly_cap(answer: &Answer<'_>) -> Option<Verdict> {
+    if !matches!(answer.status.as_u16(), 429 | 403) {
+        return None;
+    }
+    let problem = answer.json()?;
+    let capped = problem.get("title").and_then(|t| t.as_str()) == Some("UsageCapExceeded")
+        || problem
+            .get("type")
+            .and_then(|t| t.as_str())
+            .is_some_and(|t| t.ends_with("/usage-capped"));
+    if !capped {
+        return None;
+    }
+    let detail = problem
+        .get("detail")
+        .and_then(|d| d.as_str())
+        .unwrap_or("usage cap exceeded");
+    Some(Verdict::rate_limited(
+        Some(MONTHLY_CAP_WAIT),
+        format!(
+            "{}: X's monthly read cap (the project's monthly post cap) is exhausted ({detail}); \
+             nothing more can be read until it resets: the run tries again in a day",
+            answer.status
+        ),
+    ))
 }
+
+/// [`monthly_cap`] as the client's body classifier.
+pub const CLASSIFIER: BodyClassifier = BodyClassifier::new("x", monthly_cap);
 
 #[async_trait]
 impl IntegrationService for XIntegration {
@@ -130,7 +157,7 @@ impl IntegrationService for XIntegration {
         let client = ctx.client(
             HttpConfig::new(&settings.base_url)
                 .reset_form(ResetForm::Epoch)
-                .usage_cap(monthly_cap()),
+                .classify_body(CLASSIFIER),
         )?;
         let token = ctx.credentials().secret("bearer_token");
         let pages = Cursor::of(stream)?;
@@ -306,6 +333,28 @@ mod tests {
         let activity = tweet_activity(&found, None, &settings);
         assert_eq!(activity.member.source_id, "42");
         assert_eq!(activity.url.as_deref(), Some("https://x.com/i/status/7"));
+    }
+
+    #[test]
+    fn only_a_spent_monthly_cap_is_the_monthly_cap() {
+        let headers = reqwest::header::HeaderMap::new();
+        let answer = |status: u16, body: &'static str| Answer {
+            status: reqwest::StatusCode::from_u16(status).unwrap(),
+            headers: &headers,
+            body: body.as_bytes(),
+        };
+        let capped = r#"{"title":"UsageCapExceeded","detail":"Usage cap exceeded: Monthly product cap","type":"https://api.twitter.com/2/problems/usage-capped","period":"Monthly","scope":"Product"}"#;
+        let Some(Verdict::RateLimited { wait, message }) = monthly_cap(&answer(429, capped)) else {
+            panic!("not the cap")
+        };
+        assert_eq!(wait, Some(MONTHLY_CAP_WAIT));
+        assert!(
+            message.contains("X's monthly read cap") && message.contains("Monthly product cap")
+        );
+        // an ordinary 429 is the window's, left to the reset headers
+        let window = r#"{"title":"Too Many Requests","detail":"Too Many Requests","type":"about:blank","status":429}"#;
+        assert_eq!(monthly_cap(&answer(429, window)), None);
+        assert_eq!(monthly_cap(&answer(200, capped)), None);
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! The platforms taking part in the onboarding benchmark, one module each.
 
+mod discord;
 mod example_forum;
 mod reddit;
+mod slack;
 mod x;
 
 use super::onboarding::BenchPlatform;
@@ -12,5 +14,7 @@ pub fn all() -> Vec<Box<dyn BenchPlatform>> {
         Box::new(example_forum::Forum),
         Box::new(reddit::Reddit),
         Box::new(x::X),
+        Box::new(discord::Discord),
+        Box::new(slack::Slack),
     ]
 }

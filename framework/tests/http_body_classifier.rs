@@ -30,6 +30,7 @@ fn client(server: &FakeServer) -> HttpClient {
                 default_wait: Duration::from_secs(60),
                 min_wait: Duration::from_millis(50),
                 max_wait: Duration::from_secs(3600),
+                ..WaitCaps::default()
             })
             .classify_body(BodyClassifier::new("slack-like", slack_like)),
     )

@@ -21,6 +21,7 @@ fn config(server: &FakeServer) -> HttpConfig {
         default_wait: Duration::from_secs(60),
         min_wait: Duration::from_millis(50),
         max_wait: Duration::from_secs(3600),
+        ..WaitCaps::default()
     })
 }
 

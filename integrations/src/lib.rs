@@ -6,8 +6,10 @@ pub mod discourse;
 pub mod example_forum;
 pub mod github;
 pub mod hackernews;
+pub mod reddit;
 pub mod slack;
 pub mod stackoverflow;
+pub mod x;
 
 use tributary::Registry;
 use tributary::registry::RegistryError;
@@ -16,6 +18,8 @@ pub use devto::DevtoIntegration;
 pub use example_forum::ExampleForumIntegration;
 pub use github::GithubIntegration;
 pub use hackernews::HackerNewsIntegration;
+pub use reddit::RedditIntegration;
+pub use x::XIntegration;
 
 /// Registers every integration of this crate.
 pub fn register_all(registry: &mut Registry) -> Result<(), RegistryError> {
@@ -23,6 +27,8 @@ pub fn register_all(registry: &mut Registry) -> Result<(), RegistryError> {
     registry.register(DevtoIntegration::new())?;
     registry.register(GithubIntegration::new())?;
     registry.register(HackerNewsIntegration::new())?;
+    registry.register(RedditIntegration)?;
+    registry.register(XIntegration)?;
     registry.register(discord::DiscordIntegration)?;
     registry.register(slack::SlackIntegration::default())?;
     registry.register(discourse::DiscourseIntegration)?;

@@ -35,7 +35,7 @@ pub fn classify_response(
     let message = platform_message(body);
     let text = format!("{what}: {status}: {message}");
     if is_rate_limited(status, headers, &message) || is_body_rate_limit(status, body) {
-        let info = RateLimitInfo::from_headers_at(headers, now);
+        let info = RateLimitInfo::read(headers, now, caps.reset);
         let wait = announced_wait(headers, body, now, caps)
             .or_else(|| info.reset_in(now, caps))
             .or_else(|| stated_wait(&message).map(|w| w.min(caps.max_wait)))
@@ -83,11 +83,19 @@ pub fn transport_error(what: &str, e: reqwest::Error) -> IntegrationError {
     IntegrationError::retryable(format!("{what} {kind}")).with_source(e.without_url())
 }
 
-/// The platform's own message: a JSON body's `message` / `error` / `error_description` /
-/// `error_message`, or the first of its `errors` (Discourse), else the start of the body.
+/// The platform's own message: a JSON body's `message` / `error_message` / `error_description` /
+/// `detail` (RFC 7807 problems, X) / `error` / `title`, or the first of its `errors` (Discourse),
+/// else the start of the body.
 pub fn platform_message(body: &[u8]) -> String {
     if let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) {
-        for key in ["message", "error_message", "error_description", "error"] {
+        for key in [
+            "message",
+            "error_message",
+            "error_description",
+            "detail",
+            "error",
+            "title",
+        ] {
             if let Some(text) = value.get(key).and_then(|v| v.as_str()) {
                 return text.to_owned();
             }

@@ -14,6 +14,7 @@ use super::buckets::{Book, Books};
 use super::budgets::{BudgetKey, SharedBudgets};
 use super::classify::transport_error;
 use super::config::{Auth, HttpConfig};
+use super::oauth2::Tokens;
 use super::pacing::{Pacer, Pacers};
 use super::waits::RateLimitInfo;
 use crate::error::IntegrationError;
@@ -30,6 +31,8 @@ pub struct HttpClient {
     config: Arc<HttpConfig>,
     base: Url,
     pacers: Arc<Pacers>,
+    /// OAuth2 access tokens ([`Auth::ClientCredentials`]).
+    tokens: Arc<Tokens>,
     /// The process's shared budgets, when it shares them and the client names its platform.
     shared: Option<SharedBudgets>,
     /// Route buckets and invalid-request counts, when the configuration asks for them.
@@ -53,15 +56,7 @@ impl HttpClient {
     }
 
     fn build(config: HttpConfig, shared: Option<SharedBudgets>) -> Result<Self, IntegrationError> {
-        let base = Url::parse(&config.base_url)
-            .ok()
-            .filter(|u| matches!(u.scheme(), "http" | "https") && u.has_host())
-            .ok_or_else(|| {
-                IntegrationError::fatal(format!(
-                    "the base URL `{}` is not an http(s) URL",
-                    config.base_url
-                ))
-            })?;
+        let base = http_url(&config.base_url, "base URL")?;
         let mut headers = HeaderMap::new();
         for (name, value) in &config.headers {
             let name = reqwest::header::HeaderName::from_bytes(name.as_bytes()).map_err(|e| {
@@ -101,6 +96,7 @@ impl HttpClient {
             config: Arc::new(config),
             base,
             pacers,
+            tokens: Arc::new(Tokens::new()),
             shared,
             books,
         })
@@ -113,6 +109,11 @@ impl HttpClient {
     /// The full URL of `path` (which starts with `/`) under the base URL.
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.config.base_url.trim_end_matches('/'), path)
+    }
+
+    /// The OAuth2 tokens this client fetched (for diagnostics and tests).
+    pub fn tokens(&self) -> &Tokens {
+        &self.tokens
     }
 
     /// The pacer of a credential (what it is waiting for, for diagnostics and tests).
@@ -199,6 +200,7 @@ impl HttpClient {
         let key = shared.map(|(_, platform)| BudgetKey::new(platform, token));
         let book = self.books.as_ref().map(|b| b.get(token));
         let mut refusals = 0;
+        let mut refreshed = false;
         let (status, headers, bytes) = loop {
             if let Some(book) = &book {
                 book.check_invalid(self.config.invalid_requests, &what)?;
@@ -214,7 +216,8 @@ impl HttpClient {
             if let Some(bucket) = &bucket {
                 bucket.acquire().await?;
             }
-            let (status, headers, bytes) = self.exchange(&url, query, extra, token, &what).await?;
+            let (status, headers, bytes, bearer) =
+                self.exchange(&url, query, extra, token, &what).await?;
             let now = Utc::now();
             let classifier = self.config.classifier.as_ref();
             if let Some(book) = &book {
@@ -239,7 +242,7 @@ impl HttpClient {
                     Some(IntegrationError::RateLimited { until, .. }) => Some(*until),
                     _ => None,
                 };
-                let info = RateLimitInfo::from_headers_at(&headers, now);
+                let info = RateLimitInfo::read(&headers, now, self.config.waits.reset);
                 if let Err(e) = budgets.record(key, &info, blocked).await {
                     tracing::debug!(error = %crate::error::ErrorChain(&e), "recording the shared budget failed");
                 }
@@ -247,6 +250,17 @@ impl HttpClient {
             let Some(error) = error else {
                 break (status, headers, bytes);
             };
+            // an OAuth2 token refused: fetched again, once
+            if let (Auth::ClientCredentials(grant), Some(secret), Some(stale)) =
+                (&self.config.auth, token, &bearer)
+                && status == StatusCode::UNAUTHORIZED
+                && !refreshed
+            {
+                self.tokens.invalidate(grant, secret, stale).await;
+                refreshed = true;
+                tracing::debug!("the access token was refused; fetching a new one");
+                continue;
+            }
             let IntegrationError::RateLimited { until, .. } = &error else {
                 return Err(error);
             };
@@ -259,7 +273,7 @@ impl HttpClient {
             tracing::debug!(%until, "rate limited briefly; waiting inline");
         };
         let body = decode(&what, &bytes)?;
-        let mut rate_limit = RateLimitInfo::from_headers(&headers);
+        let mut rate_limit = RateLimitInfo::read(&headers, Utc::now(), self.config.waits.reset);
         if !rate_limit.is_reported()
             && let Some(quota) = daily_quota(&bytes, Utc::now())
         {
@@ -273,7 +287,7 @@ impl HttpClient {
         })
     }
 
-    /// One request and its whole body.
+    /// One request and its whole body, with the OAuth2 access token it carried, if any.
     async fn exchange(
         &self,
         url: &Url,
@@ -281,11 +295,12 @@ impl HttpClient {
         extra: &[(&str, &str)],
         token: Option<&Secret>,
         what: &str,
-    ) -> Result<(StatusCode, HeaderMap, Vec<u8>), IntegrationError> {
+    ) -> Result<(StatusCode, HeaderMap, Vec<u8>, Option<Secret>), IntegrationError> {
         let mut request = self.inner.request(Method::GET, url.clone()).query(query);
         for (name, value) in extra {
             request = request.header(*name, *value);
         }
+        let mut bearer = None;
         if let Some(token) = token {
             request = match &self.config.auth {
                 Auth::Bearer => request.bearer_auth(token.expose()),
@@ -295,6 +310,15 @@ impl HttpClient {
                     format!("{scheme} {}", token.expose()),
                 ),
                 Auth::Query(name) => request.query(&[(name.as_str(), token.expose())]),
+                Auth::ClientCredentials(grant) => {
+                    let access = self
+                        .tokens
+                        .token(&self.inner, grant, token, self.config.waits)
+                        .await?;
+                    let request = request.bearer_auth(access.expose());
+                    bearer = Some(access);
+                    request
+                }
             };
         }
         let response = request.send().await.map_err(|e| transport_error(what, e))?;
@@ -304,8 +328,18 @@ impl HttpClient {
             .bytes()
             .await
             .map_err(|e| transport_error(what, e))?;
-        Ok((status, headers, bytes.into()))
+        Ok((status, headers, bytes.into(), bearer))
     }
+}
+
+/// `text` as an absolute http(s) URL; `what` names it in the error (`the base URL …`).
+pub(crate) fn http_url(text: &str, what: &str) -> Result<Url, IntegrationError> {
+    Url::parse(text)
+        .ok()
+        .filter(|u| matches!(u.scheme(), "http" | "https") && u.has_host())
+        .ok_or_else(|| {
+            IntegrationError::fatal(format!("the {what} `{text}` is not an http(s) URL"))
+        })
 }
 
 /// Decodes a JSON body; an error names the path of the field that did not fit.

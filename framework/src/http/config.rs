@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::body::BodyClassifier;
 use super::buckets::{InvalidRequestLimit, RouteBuckets};
+use super::oauth2::ClientCredentials;
 use super::waits::WaitCaps;
 
 /// How the credential travels with a request.
@@ -21,6 +22,9 @@ pub enum Auth {
     /// A query parameter: `?key=<token>` (Stack Exchange). Never shown in errors: they carry the
     /// path only.
     Query(String),
+    /// OAuth2 client credentials (Reddit): the request's credential is the client secret, which
+    /// the client exchanges for a bearer token, shared and refreshed (see [`super::oauth2`]).
+    ClientCredentials(ClientCredentials),
 }
 
 /// A steady rate: at most `requests` per `per`, with bursts of up to `requests`.
@@ -169,6 +173,12 @@ impl HttpConfig {
     /// limit, or a limit the settings give.
     pub fn requests_per_second(mut self, requests: u32) -> Self {
         self.pacing.rate = NonZeroU32::new(requests).map(RequestRate::per_second);
+        self
+    }
+
+    /// How the platform's `X-RateLimit-Reset` counts (see [`super::ResetForm`]).
+    pub fn reset_form(mut self, form: super::ResetForm) -> Self {
+        self.waits.reset = form;
         self
     }
 

@@ -21,6 +21,10 @@
 //!   [`RateLimitInfo`], deferring the run to midnight UTC once spent).
 //! * [`MethodBackoffs`]: a `backoff` holds back the next call of the same method ([`method_of`]),
 //!   from every stream of the process, while other methods go on.
+//! * [`Auth::ClientCredentials`] ([`oauth2`]): OAuth2 client credentials, the token fetched once,
+//!   shared, refreshed before it expires and once on a 401, never stored.
+//! * [`ResetForm`]: whether a platform's reset header is an epoch (X) or seconds from now
+//!   (Reddit).
 //! * [`Pacer`]: per-credential pacing with `governor`, fed by the reported budget; waits up to
 //!   `max_inline_wait` are slept, longer ones come back as `RateLimited` (a deferral of the run).
 //! * [`SharedBudgets`]: each credential's budget in PostgreSQL, shared by every worker and
@@ -46,6 +50,7 @@ mod budgets;
 mod classify;
 mod client;
 mod config;
+pub mod oauth2;
 mod pacing;
 mod pagination;
 mod waits;
@@ -58,8 +63,9 @@ pub use budgets::{BudgetKey, SharedBudgets, Turn, credential_fingerprint};
 pub use classify::{classify_response, platform_message, transport_error};
 pub use client::{HttpClient, HttpClients, HttpResponse, decode};
 pub use config::{Auth, HttpConfig, Pacing, RequestRate};
+pub use oauth2::{ClientCredentials, Tokens};
 pub use pacing::{Pacer, PacerStatus, Pacers, per_second};
 pub use pagination::{
     Cursor, Direction, IdBoundary, LinkPages, PageNumber, fingerprint, link, next_link,
 };
-pub use waits::{RateLimitInfo, WaitCaps, announced_wait, body_wait, retry_after};
+pub use waits::{RateLimitInfo, ResetForm, WaitCaps, announced_wait, body_wait, retry_after};

@@ -249,7 +249,7 @@ impl Pacer {
         body: &[u8],
         now: DateTime<Utc>,
     ) -> Option<IntegrationError> {
-        self.observe(&RateLimitInfo::from_headers_at(headers, now), now);
+        self.observe(&RateLimitInfo::read(headers, now, self.caps.reset), now);
         let error = classify_answer(classifier, what, status, headers, body, now, self.caps);
         match &error {
             Some(IntegrationError::RateLimited { until, .. }) => {

@@ -3,10 +3,12 @@
 //! * `Retry-After`: seconds (`120`, `1.5`) or an HTTP date (`Tue, 14 Nov 2023 22:15:20 GMT`, and
 //!   the obsolete RFC 850 / asctime forms);
 //! * reset times: `X-RateLimit-Reset` / `X-Rate-Limit-Reset` as epoch seconds (GitHub, Discord,
-//!   X; decimals allowed). A value too small to be a date (below 10⁹, i.e. before 2001) is read as
-//!   seconds from now, as Reddit sends it under the same name;
+//!   X; decimals allowed) or seconds from now (Reddit, under the same name). How a platform means
+//!   it is [`WaitCaps::reset`] ([`ResetForm`]); by default a value too small to be a date (below
+//!   10⁹, i.e. before 2001) is read as seconds from now;
 //! * `X-RateLimit-Reset-After` / `X-Rate-Limit-Reset-After`: seconds from now (Discord);
-//! * remaining and limit counts, integers or floats (`598.0`, Reddit);
+//! * remaining, used and limit counts, integers or floats (`598.0`, Reddit); where no limit is
+//!   sent, `used + remaining` is the limit (Reddit's `X-Ratelimit-Used`);
 //! * a JSON body's `retry_after` (Discord, seconds, decimals allowed), `backoff` (Stack
 //!   Exchange, seconds; sent on successful answers too) or `extras.wait_seconds` (Discourse's
 //!   429s, its per-minute and per-day API limits).
@@ -32,6 +34,22 @@ pub struct WaitCaps {
     pub min_wait: Duration,
     /// No announced wait is longer than this.
     pub max_wait: Duration,
+    /// How the platform's reset header counts: an epoch time, seconds from now, or either.
+    pub reset: ResetForm,
+}
+
+/// What a reset header (`X-RateLimit-Reset`, `X-Rate-Limit-Reset`) holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ResetForm {
+    /// An epoch time from 10⁹ up, else seconds from now.
+    #[default]
+    Auto,
+    /// Always an epoch time in seconds (GitHub, X): a value that cannot be a date (before 2001)
+    /// is ignored, never read as a delay.
+    Epoch,
+    /// Always seconds from now (Reddit): a huge value is capped by `max_wait`, never read as a
+    /// date.
+    SecondsFromNow,
 }
 
 impl Default for WaitCaps {
@@ -40,6 +58,7 @@ impl Default for WaitCaps {
             default_wait: Duration::from_secs(60),
             min_wait: Duration::from_secs(1),
             max_wait: Duration::from_secs(24 * 3600),
+            reset: ResetForm::Auto,
         }
     }
 }
@@ -73,27 +92,36 @@ impl RateLimitInfo {
 
     /// The figures of `headers`, reading seconds-from-now values relative to `now`.
     pub fn from_headers_at(headers: &HeaderMap, now: DateTime<Utc>) -> Self {
+        Self::read(headers, now, ResetForm::Auto)
+    }
+
+    /// The figures of `headers`, the reset header read as `form` says.
+    pub fn read(headers: &HeaderMap, now: DateTime<Utc>, form: ResetForm) -> Self {
         let epoch_or_delta = header_f64(headers, &["x-ratelimit-reset", "x-rate-limit-reset"])
-            .and_then(|v| {
-                if v < EPOCH_FLOOR {
-                    delta_to_datetime(now, v)
-                } else {
-                    epoch_to_datetime(v)
-                }
+            .and_then(|v| match form {
+                ResetForm::Auto if v < EPOCH_FLOOR => delta_to_datetime(now, v),
+                ResetForm::Auto => epoch_to_datetime(v),
+                ResetForm::Epoch if v < EPOCH_FLOOR => None,
+                ResetForm::Epoch => epoch_to_datetime(v),
+                ResetForm::SecondsFromNow => delta_to_datetime(now, v),
             });
         let after = header_f64(
             headers,
             &["x-ratelimit-reset-after", "x-rate-limit-reset-after"],
         )
         .and_then(|v| delta_to_datetime(now, v));
+        let remaining = header_f64(
+            headers,
+            &["x-ratelimit-remaining", "x-rate-limit-remaining"],
+        )
+        .filter(|v| *v >= 0.0);
+        let used =
+            header_f64(headers, &["x-ratelimit-used", "x-rate-limit-used"]).filter(|v| *v >= 0.0);
         Self {
             limit: header_f64(headers, &["x-ratelimit-limit", "x-rate-limit-limit"])
-                .filter(|v| *v >= 0.0),
-            remaining: header_f64(
-                headers,
-                &["x-ratelimit-remaining", "x-rate-limit-remaining"],
-            )
-            .filter(|v| *v >= 0.0),
+                .filter(|v| *v >= 0.0)
+                .or_else(|| Some(used? + remaining?)),
+            remaining,
             reset_at: epoch_or_delta.max(after),
         }
     }
@@ -125,7 +153,7 @@ pub fn announced_wait(
 ) -> Option<Duration> {
     let mut waits: Vec<Duration> = Vec::new();
     waits.extend(retry_after(headers, now));
-    let info = RateLimitInfo::from_headers_at(headers, now);
+    let info = RateLimitInfo::read(headers, now, caps.reset);
     if info.exhausted()
         && let Some(reset) = info.reset_at
     {
@@ -356,6 +384,75 @@ mod tests {
         let spent =
             RateLimitInfo::from_headers_at(&headers(&[("x-ratelimit-remaining", "0.4")]), now());
         assert!(spent.exhausted(), "less than one request left");
+    }
+
+    #[test]
+    fn the_reset_form_is_the_platforms() {
+        let read = |pairs: &[(&str, &str)], form| {
+            RateLimitInfo::read(&headers(pairs), now(), form).reset_in(now(), WaitCaps::default())
+        };
+        // X: an epoch, a delay of minutes, never decades
+        let x = [("x-rate-limit-reset", "1700000900")];
+        assert_eq!(read(&x, ResetForm::Epoch), Some(S(900)));
+        assert_eq!(read(&x, ResetForm::Auto), Some(S(900)));
+        // an epoch form never reads a small value as a delay
+        assert_eq!(
+            read(&[("x-rate-limit-reset", "900")], ResetForm::Epoch),
+            None
+        );
+        // Reddit: seconds from now, whatever the size (capped)
+        let reddit = [("x-ratelimit-reset", "542")];
+        assert_eq!(read(&reddit, ResetForm::SecondsFromNow), Some(S(542)));
+        assert_eq!(
+            read(
+                &[("x-ratelimit-reset", "1700000900")],
+                ResetForm::SecondsFromNow
+            ),
+            Some(WaitCaps::default().max_wait),
+            "a huge delta is capped, not read as a date"
+        );
+        // the form travels with the caps into announced waits
+        let caps = WaitCaps {
+            reset: ResetForm::SecondsFromNow,
+            ..WaitCaps::default()
+        };
+        assert_eq!(
+            announced_wait(
+                &headers(&[
+                    ("x-ratelimit-remaining", "0.0"),
+                    ("x-ratelimit-reset", "42")
+                ]),
+                b"",
+                now(),
+                caps
+            ),
+            Some(S(42))
+        );
+    }
+
+    #[test]
+    fn reddits_used_and_remaining_make_the_limit() {
+        let info = RateLimitInfo::read(
+            &headers(&[
+                ("x-ratelimit-used", "4"),
+                ("x-ratelimit-remaining", "996.0"),
+                ("x-ratelimit-reset", "300"),
+            ]),
+            now(),
+            ResetForm::SecondsFromNow,
+        );
+        assert_eq!(info.limit, Some(1000.0));
+        assert_eq!(info.remaining, Some(996.0));
+        // a sent limit wins
+        let info = RateLimitInfo::from_headers_at(
+            &headers(&[
+                ("x-ratelimit-limit", "600"),
+                ("x-ratelimit-used", "4"),
+                ("x-ratelimit-remaining", "5"),
+            ]),
+            now(),
+        );
+        assert_eq!(info.limit, Some(600.0));
     }
 
     #[test]

@@ -409,9 +409,16 @@ async fn record_failure(
 ) -> Result<Option<Deferral>, StoreError> {
     if let Some(until) = failure.rate_limited_until() {
         stream_store::unclaim(&shared.pool, &shared.lease, &[stream.id]).await?;
+        // the platform's words (a monthly cap spent, say), credentials scrubbed
+        let why = failure
+            .record("process_stream", stream.retries, shared.ctx.credentials())
+            .message;
         return Ok(Some(Deferral {
             until,
-            reason: format!("rate limited while processing `{}`", stream.identifier),
+            reason: format!(
+                "rate limited while processing `{}`: {why}",
+                stream.identifier
+            ),
         }));
     }
     let failures = stream.retries.saturating_add(1);

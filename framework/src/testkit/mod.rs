@@ -9,12 +9,14 @@ mod harness;
 pub mod moto;
 pub mod pg_server;
 mod scripted;
+mod token_issuer;
 
 pub use conformance::{Conformance, Refused};
 pub use fake_server::{Budget, BudgetState, Delayed, FakeServer, Fault, Reply, Request};
 pub use harness::{Harness, RunReport, first_deferral};
 pub use pg_server::PgServer;
 pub use scripted::{CallLog, ScriptedService, StreamCall};
+pub use token_issuer::{TokenIssuer, basic_auth};
 
 use std::future::Future;
 use std::time::Duration;

@@ -3,8 +3,10 @@
 mod discord;
 mod discourse;
 mod example_forum;
+mod reddit;
 mod slack;
 mod stackoverflow;
+mod x;
 
 use super::onboarding::BenchPlatform;
 
@@ -12,6 +14,8 @@ use super::onboarding::BenchPlatform;
 pub fn all() -> Vec<Box<dyn BenchPlatform>> {
     vec![
         Box::new(example_forum::Forum),
+        Box::new(reddit::Reddit),
+        Box::new(x::X),
         Box::new(discord::Discord),
         Box::new(slack::Slack),
         Box::new(discourse::Discourse),

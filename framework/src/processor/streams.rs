@@ -365,7 +365,9 @@ async fn commit(
             None => return Err(e),
         },
     };
-    if wanted_next && completed.new_streams < wanted {
+    if let Some(record) = &completed.cycle {
+        events::stream_failed(shared.lease.run_id, &stream.identifier, record, None);
+    } else if wanted_next && completed.new_streams < wanted {
         events::next_page_known(shared.lease.run_id, &stream.identifier);
     }
     if let Some(record) = &error {

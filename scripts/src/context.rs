@@ -30,8 +30,9 @@ impl CommandContext {
         tributary::db::migrate(&pool)
             .await
             .context("bringing the database schema up to date")?;
-        let registry =
+        let mut registry =
             tributary_integrations::registry().context("registering the integrations")?;
+        registry.set_http_policy(tributary::http::HttpPolicy::from_env()?);
         Ok(Self {
             pool,
             registry: Arc::new(registry),

@@ -141,6 +141,7 @@ impl Args {
             batch_size: self.fanout_batch,
         };
         config.max_tick_age = secs("max-tick-age-secs", self.max_tick_age_secs)?;
+        config.http_policy = tributary::http::HttpPolicy::from_env()?;
         Ok(config)
     }
 }

@@ -12,6 +12,7 @@ use serde::de::DeserializeOwned;
 use super::classify::transport_error;
 use super::config::{Auth, HttpConfig};
 use super::pacing::{Pacer, Pacers};
+use super::policy::{AddressGuard, AddressRefused, GuardedResolver, HttpPolicy};
 use super::waits::RateLimitInfo;
 use crate::error::IntegrationError;
 use crate::secret::Secret;
@@ -27,6 +28,8 @@ pub struct HttpClient {
     config: Arc<HttpConfig>,
     base: Url,
     pacers: Arc<Pacers>,
+    max_body_bytes: usize,
+    guard: Option<Arc<AddressGuard>>,
 }
 
 /// A successful response, decoded, with the rate-limit figures it reported.
@@ -39,8 +42,14 @@ pub struct HttpResponse<T> {
 }
 
 impl HttpClient {
-    /// Refuses a base URL that is not an absolute http(s) URL.
+    /// Refuses a base URL that is not an absolute http(s) URL. The default policy: bodies up to
+    /// 64 MiB, any address.
     pub fn new(config: HttpConfig) -> Result<Self, IntegrationError> {
+        Self::with_policy(config, &HttpPolicy::default())
+    }
+
+    /// A client held to the process's `policy` (body cap, address guard).
+    pub fn with_policy(config: HttpConfig, policy: &HttpPolicy) -> Result<Self, IntegrationError> {
         let base = Url::parse(&config.base_url)
             .ok()
             .filter(|u| matches!(u.scheme(), "http" | "https") && u.has_host())
@@ -61,7 +70,14 @@ impl HttpClient {
             })?;
             headers.insert(name, value);
         }
-        let inner = reqwest::Client::builder()
+        let guard = policy.guard.clone().map(Arc::new);
+        let mut builder = reqwest::Client::builder();
+        if let Some(guard) = &guard {
+            builder = builder.dns_resolver(Arc::new(GuardedResolver {
+                guard: guard.clone(),
+            }));
+        }
+        let inner = builder
             .timeout(config.timeout)
             .connect_timeout(config.connect_timeout)
             .user_agent(config.user_agent.clone())
@@ -86,6 +102,8 @@ impl HttpClient {
             config: Arc::new(config),
             base,
             pacers,
+            max_body_bytes: policy.max_body_bytes,
+            guard,
         })
     }
 
@@ -221,14 +239,62 @@ impl HttpClient {
                 Auth::Query(name) => request.query(&[(name.as_str(), token.expose())]),
             };
         }
-        let response = request.send().await.map_err(|e| transport_error(what, e))?;
+        // an address in the URL itself is never resolved: checked here
+        if let Some(guard) = &self.guard
+            && let Some(ip) = url
+                .host_str()
+                .and_then(|h| h.trim_matches(['[', ']']).parse::<std::net::IpAddr>().ok())
+            && let Some(why) = guard.refusal(ip)
+        {
+            let refused = AddressRefused {
+                host: ip.to_string(),
+                ip,
+                why,
+            };
+            return Err(IntegrationError::fatal(format!("{what}: {refused}")));
+        }
+        let mut response = request.send().await.map_err(|e| self.send_error(what, e))?;
         let status = response.status();
         let headers = response.headers().clone();
-        let bytes = response
-            .bytes()
+        let cap = self.max_body_bytes;
+        let too_large = |size: String| {
+            IntegrationError::fatal(format!(
+                "{what}: the response body is {size} bytes, over the {cap} a response may have \
+                 (TRIBUTARY_HTTP_MAX_BODY_BYTES)"
+            ))
+        };
+        if let Some(length) = response.content_length()
+            && length > cap as u64
+        {
+            return Err(too_large(length.to_string()));
+        }
+        let mut bytes = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
             .await
-            .map_err(|e| transport_error(what, e))?;
-        Ok((status, headers, bytes.into()))
+            .map_err(|e| transport_error(what, e))?
+        {
+            if bytes.len() + chunk.len() > cap {
+                return Err(too_large(format!("more than {cap}")));
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        Ok((status, headers, bytes))
+    }
+}
+
+impl HttpClient {
+    /// A failed send: a connection the address guard refused is fatal (retrying reaches the same
+    /// address); anything else is a transport failure.
+    fn send_error(&self, what: &str, e: reqwest::Error) -> IntegrationError {
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+        while let Some(cause) = source {
+            if let Some(refused) = cause.downcast_ref::<AddressRefused>() {
+                return IntegrationError::fatal(format!("{what}: {refused}"));
+            }
+            source = cause.source();
+        }
+        transport_error(what, e)
     }
 }
 
@@ -278,6 +344,8 @@ impl fmt::Debug for HttpClient {
         f.debug_struct("HttpClient")
             .field("config", &self.config)
             .field("pacers", &self.pacers)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("guard", &self.guard)
             .finish_non_exhaustive()
     }
 }
@@ -291,11 +359,24 @@ const MAX_CLIENTS: usize = 256;
 #[derive(Default)]
 pub struct HttpClients {
     clients: Mutex<Vec<(HttpConfig, HttpClient)>>,
+    policy: HttpPolicy,
 }
 
 impl HttpClients {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Clients held to `policy` (the process's body cap and address guard).
+    pub fn with_policy(policy: HttpPolicy) -> Self {
+        Self {
+            clients: Mutex::default(),
+            policy,
+        }
+    }
+
+    pub fn policy(&self) -> &HttpPolicy {
+        &self.policy
     }
 
     /// The client for `config`, built on first use.
@@ -304,7 +385,7 @@ impl HttpClients {
         if let Some((_, client)) = clients.iter().find(|(c, _)| *c == config) {
             return Ok(client.clone());
         }
-        let client = HttpClient::new(config.clone())?;
+        let client = HttpClient::with_policy(config.clone(), &self.policy)?;
         if clients.len() >= MAX_CLIENTS {
             clients.remove(0);
         }

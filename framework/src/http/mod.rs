@@ -30,6 +30,7 @@ mod client;
 mod config;
 mod pacing;
 mod pagination;
+pub mod policy;
 mod waits;
 
 pub use classify::{classify_response, platform_message, transport_error};
@@ -39,4 +40,5 @@ pub use pacing::{Pacer, PacerStatus, Pacers, per_second};
 pub use pagination::{
     Cursor, Direction, IdBoundary, LinkPages, PageNumber, fingerprint, link, next_link,
 };
+pub use policy::{AddressGuard, HttpPolicy};
 pub use waits::{RateLimitInfo, WaitCaps, announced_wait, body_wait, retry_after};

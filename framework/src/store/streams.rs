@@ -619,6 +619,15 @@ pub async fn progress(pool: &PgPool, run_id: Uuid) -> Result<Progress, StoreErro
     .await?)
 }
 
+/// How many streams the run has.
+pub async fn count(pool: &PgPool, run_id: Uuid) -> Result<u64, StoreError> {
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM integration_streams WHERE run_id = $1")
+        .bind(run_id)
+        .fetch_one(pool)
+        .await?;
+    Ok(u64::try_from(n).unwrap_or(0))
+}
+
 /// How many of the run's streams ended in `error`.
 pub async fn count_errored(pool: &PgPool, run_id: Uuid) -> Result<i64, StoreError> {
     Ok(sqlx::query_scalar(

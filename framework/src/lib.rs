@@ -10,6 +10,7 @@ pub mod context;
 pub mod db;
 pub mod error;
 pub mod events;
+pub mod handoff;
 pub mod http;
 pub mod keyring;
 pub mod maintenance;

@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::context::{AnyContext, HttpPool, RunContext, RunInfo};
+use crate::db;
 use crate::error::{ErrorKind, ErrorRecord};
 use crate::events;
 use crate::registry::Registry;
@@ -124,44 +125,70 @@ impl IntegrationProcessor {
     }
 
     /// Claims the run and processes it until it ends, is deferred, is released on `shutdown`, or
-    /// its lease is lost. Infrastructure errors (the database unreachable) are returned; the run
-    /// then stays leased until the lease expires and another worker rescues it.
+    /// its lease is lost.
+    ///
+    /// An outage of the database while the run is processed costs no stream a retry: the worker
+    /// waits until the database answers, hands the run back (its streams in flight pending again,
+    /// uncharged) and claims it again at once. Only when `shutdown` comes first, or the database
+    /// is unreachable at the claim, is the error returned: the run then stays leased until its
+    /// lease expires and the rescuer hands it to a worker.
     pub async fn process_run(
         &self,
         run_id: Uuid,
         shutdown: &CancellationToken,
     ) -> Result<RunOutcome, ProcessorError> {
-        let claimed = store::runs::claim(
-            &self.pool,
-            run_id,
-            &self.config.worker_id,
-            self.config.lease_duration,
-        )
-        .await?;
-        let Some(run) = claimed else {
-            let run = store::runs::get(&self.pool, run_id).await?;
-            events::run_not_claimable(&run);
-            return Ok(RunOutcome::NotClaimable {
-                state: run.state,
-                delayed_until: run.delayed_until,
-            });
-        };
-        events::run_claimed(&run);
-        let lease = run.lease();
-        let keeper = LeaseKeeper::start(
-            self.pool.clone(),
-            lease.clone(),
-            self.config.lease_duration,
-            self.config.heartbeat_interval,
-        );
-        let result = self.drive(&run, &lease, keeper.lost(), shutdown).await;
-        keeper.stop().await;
-        match result {
-            Err(ProcessorError::Store(e)) if e.is_lease_lost() => {
-                events::lease_lost(&lease);
-                Ok(RunOutcome::LeaseLost)
+        loop {
+            let claimed = store::runs::claim(
+                &self.pool,
+                run_id,
+                &self.config.worker_id,
+                self.config.lease_duration,
+            )
+            .await?;
+            let Some(run) = claimed else {
+                let run = store::runs::get(&self.pool, run_id).await?;
+                events::run_not_claimable(&run);
+                return Ok(RunOutcome::NotClaimable {
+                    state: run.state,
+                    delayed_until: run.delayed_until,
+                });
+            };
+            events::run_claimed(&run);
+            let lease = run.lease();
+            let keeper = LeaseKeeper::start(
+                self.pool.clone(),
+                lease.clone(),
+                self.config.lease_duration,
+                self.config.heartbeat_interval,
+            );
+            let result = self.drive(&run, &lease, keeper.lost(), shutdown).await;
+            let unreachable = keeper.gave_up_unreachable();
+            keeper.stop().await;
+            let outage = match result {
+                Err(ProcessorError::Store(e)) if e.is_unavailable() => e,
+                Ok(RunOutcome::LeaseLost) if unreachable => {
+                    StoreError::Database(sqlx::Error::PoolTimedOut)
+                }
+                Err(ProcessorError::Store(e)) if e.is_lease_lost() => {
+                    events::lease_lost(&lease);
+                    return Ok(RunOutcome::LeaseLost);
+                }
+                other => return other,
+            };
+            events::run_interrupted(&lease, &outage);
+            let Some(waited) = db::wait_until_reachable(&self.pool, shutdown).await else {
+                return Err(outage.into());
+            };
+            match store::runs::interrupt(&self.pool, &lease, "interrupted by a database outage")
+                .await
+            {
+                Ok(put_back) => events::run_resumes_after_outage(&lease, put_back, waited),
+                Err(e) if e.is_lease_lost() => {
+                    events::lease_lost(&lease);
+                    return Ok(RunOutcome::LeaseLost);
+                }
+                Err(e) => return Err(e.into()),
             }
-            other => other,
         }
     }
 

@@ -119,11 +119,12 @@ impl StreamLoop<'_> {
 
             if deferral.is_none() && !stopping {
                 while in_flight.len() < concurrency {
-                    // streams are claimed a batch at a time and started as slots free up
+                    // as many streams are claimed as there are free slots, in one statement,
+                    // and all of them start now: a worker that dies leaves in `processing` only
+                    // streams that ran (and only those are charged a retry)
                     if buffer.is_empty() {
-                        buffer.extend(
-                            stream_store::claim_due(self.pool, self.lease, concurrency).await?,
-                        );
+                        let free = concurrency - in_flight.len();
+                        buffer.extend(stream_store::claim_due(self.pool, self.lease, free).await?);
                     }
                     let Some(row) = buffer.pop_front() else { break };
                     if let Some((units, window)) = limit

@@ -9,7 +9,8 @@ use serde_json::Value;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-use super::{Lease, StoreError, expect_one, is_unique_violation, streams};
+use super::streams::{self, Revived};
+use super::{Lease, StoreError, error_json, expect_one, is_unique_violation};
 use crate::error::ErrorRecord;
 use crate::stream::NewStream;
 
@@ -364,6 +365,29 @@ pub async fn defer(
     expect_one(done.rows_affected(), lease)
 }
 
+/// Hands back a run whose worker was interrupted by an outage: the streams this attempt had in
+/// flight go back to pending uncharged (they were stopped by the outage, not by a fault of their
+/// own) and the run is due at once, its lease freed, for any worker (this one first). One
+/// transaction, guarded by the attempt alone: an expired lease that no other worker has claimed
+/// yet is still this attempt's to hand back.
+pub async fn interrupt(pool: &PgPool, lease: &Lease, reason: &str) -> Result<u64, StoreError> {
+    let mut tx = pool.begin().await?;
+    let streams = streams::unclaim_attempt(&mut tx, lease).await?;
+    let done = sqlx::query(
+        "UPDATE integration_runs SET state = 'delayed', delayed_until = now(), delay_reason = $3,
+             lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
+         WHERE id = $1 AND attempt = $2 AND state = 'processing'",
+    )
+    .bind(lease.run_id)
+    .bind(lease.attempt)
+    .bind(reason)
+    .execute(&mut *tx)
+    .await?;
+    expect_one(done.rows_affected(), lease)?;
+    tx.commit().await?;
+    Ok(streams)
+}
+
 /// How a run ends.
 #[derive(Debug, Clone)]
 pub enum RunEnd<'a> {
@@ -463,15 +487,6 @@ pub async fn cancel(pool: &PgPool, run_id: Uuid) -> Result<Run, StoreError> {
     }
 }
 
-/// What `continue-run` did to a run's streams.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Revived {
-    /// Errored streams made pending again, retries reset.
-    pub errored: u64,
-    /// Pending streams whose retry backoff was cut short.
-    pub waiting: u64,
-}
-
 /// Resumes a run (`continue-run`): errored streams become pending with their retries reset,
 /// waiting streams become due now, and the run becomes pending so that any worker takes it.
 /// Refused for a run that is processed, or processing under a live lease.
@@ -544,11 +559,4 @@ pub async fn resume(pool: &PgPool, run_id: Uuid) -> Result<(Run, Revived), Store
     }
     tx.commit().await?;
     Ok((resumed, revived))
-}
-
-/// An error record as stored: without NUL (an error may quote what a platform sent).
-pub(crate) fn error_json(record: &ErrorRecord) -> Value {
-    let mut value = serde_json::to_value(record).unwrap_or(Value::Null);
-    super::storable::strip_nul_value(&mut value);
-    value
 }

@@ -406,7 +406,7 @@ async fn complete_in(
     .bind(clamp(counts.activities_updated))
     .bind(&completion.last_record)
     .bind(completion.last_record_timestamp)
-    .bind(error.as_ref().map(super::runs::error_json))
+    .bind(error.as_ref().map(super::error_json))
     .execute(&mut *conn)
     .await?;
     expect_one(done.rows_affected(), lease)?;
@@ -461,7 +461,7 @@ pub async fn fail(
     .bind(stream_id)
     .bind(lease.run_id)
     .bind(lease.attempt)
-    .bind(super::runs::error_json(error))
+    .bind(super::error_json(error))
     .bind(retry_at)
     .bind(i32::try_from(error.failures).unwrap_or(i32::MAX))
     .execute(pool)
@@ -487,6 +487,22 @@ pub async fn unclaim(pool: &PgPool, lease: &Lease, stream_ids: &[Uuid]) -> Resul
     .execute(pool)
     .await?;
     Ok(done.rows_affected())
+}
+
+/// Puts the streams `lease`'s attempt has in flight back to pending, uncharged.
+pub(crate) async fn unclaim_attempt(
+    conn: &mut PgConnection,
+    lease: &Lease,
+) -> Result<u64, StoreError> {
+    Ok(sqlx::query(
+        "UPDATE integration_streams SET state = 'pending', claimed_attempt = NULL, updated_at = now()
+         WHERE run_id = $1 AND state = 'processing' AND claimed_attempt = $2",
+    )
+    .bind(lease.run_id)
+    .bind(lease.attempt)
+    .execute(conn)
+    .await?
+    .rows_affected())
 }
 
 /// Puts every stream in flight back to pending (the run is being cancelled).
@@ -523,7 +539,7 @@ pub async fn rescue_abandoned(
     .bind(lease.run_id)
     .bind(lease.attempt)
     .bind(i32::try_from(max_retries).unwrap_or(i32::MAX))
-    .bind(super::runs::error_json(error))
+    .bind(super::error_json(error))
     .execute(pool)
     .await?;
     Ok(done.rows_affected())
@@ -556,11 +572,17 @@ pub async fn pending_wait(pool: &PgPool, run_id: Uuid) -> Result<PendingWait, St
     })
 }
 
+/// What `continue-run` did to a run's streams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Revived {
+    /// Errored streams made pending again, retries reset.
+    pub errored: u64,
+    /// Pending streams whose retry backoff was cut short.
+    pub waiting: u64,
+}
+
 /// Errored streams become pending with retries reset; waiting ones become due now.
-pub(crate) async fn revive(
-    conn: &mut PgConnection,
-    run_id: Uuid,
-) -> Result<super::runs::Revived, StoreError> {
+pub(crate) async fn revive(conn: &mut PgConnection, run_id: Uuid) -> Result<Revived, StoreError> {
     let errored = sqlx::query(
         "UPDATE integration_streams SET state = 'pending', retries = 0, delayed_until = NULL,
              finished_at = NULL, updated_at = now()
@@ -578,7 +600,7 @@ pub(crate) async fn revive(
     .execute(&mut *conn)
     .await?
     .rows_affected();
-    Ok(super::runs::Revived { errored, waiting })
+    Ok(Revived { errored, waiting })
 }
 
 /// Live figures of a run, summed from its streams.

@@ -379,7 +379,8 @@ async fn complete_in(
     if let Some(page) = next_page {
         let inserted = insert_many(conn, lease.run_id, std::slice::from_ref(page)).await?;
         new_streams += inserted;
-        if inserted == 0 {
+        // (a child of this same outcome with that identifier is the page, not a cycle)
+        if inserted == 0 && !children.iter().any(|c| c.identifier == page.identifier) {
             cycle = Some(cycle_error(page));
         }
     }

@@ -66,6 +66,12 @@ impl Registry {
     }
 
     /// The HTTP clients every integration of this registry shares.
+    /// Holds every HTTP client of this registry's integrations to `policy` (body cap, address
+    /// guard). Call before processing starts.
+    pub fn set_http_policy(&mut self, policy: crate::http::HttpPolicy) {
+        self.http = Arc::new(HttpClients::with_policy(policy));
+    }
+
     pub fn http(&self) -> &Arc<HttpClients> {
         &self.http
     }

@@ -301,6 +301,12 @@ pub struct ServiceConfig {
     /// records a platform indexes late, or stamps with a skewed clock, are not missed (what is
     /// read twice is a no-op). See [`RunContext::window`].
     pub check_overlap: Duration,
+    /// An outcome that would give its run more streams than this ends its stream in `error`
+    /// (checked before the commit: concurrent streams may pass it by a few).
+    pub max_streams_per_run: u64,
+    /// An outcome with more records (members and activities) than this ends its stream in
+    /// `error`: a page that large is a platform misbehaving.
+    pub max_records_per_outcome: usize,
 }
 
 impl Default for ServiceConfig {
@@ -319,6 +325,8 @@ impl Default for ServiceConfig {
             hook_timeout: Duration::from_secs(300),
             max_pages_per_stream: 10_000,
             check_overlap: Duration::from_secs(600),
+            max_streams_per_run: 1_000_000,
+            max_records_per_outcome: 100_000,
         }
     }
 }

@@ -261,3 +261,44 @@ async fn a_root_identifier_too_long_ends_the_run_in_error_at_once(pool: PgPool) 
     assert_eq!((run.state, run.attempt), (RunState::Error, 1));
     assert!(h.streams(run.id).await.is_empty());
 }
+
+#[sqlx::test(migrator = "tributary::MIGRATOR")]
+async fn outcomes_over_the_caps_end_only_their_stream(pool: PgPool) {
+    let service = ScriptedService::new(PLATFORM, roots(&["big", "fan", "ok"]), |call| async move {
+        let id = call.stream.identifier.clone();
+        Ok(match id.as_str() {
+            "big" => StreamOutcome::new()
+                .activities((0..11).map(|i| activity(&format!("big-{i}"), "ada"))),
+            "fan" => StreamOutcome::new()
+                .children((0..5).map(|i| NewStream::new(format!("fan-{i}"), json!({})))),
+            _ => StreamOutcome::new().activity(activity(&id, "ada")),
+        })
+    })
+    .config(tributary::ServiceConfig {
+        max_records_per_outcome: 10,
+        max_streams_per_run: 6,
+        ..fast_config()
+    });
+    let h = harness(pool, service);
+    let (integration, run) = h.connect(PLATFORM, json!({}), json!({})).await.unwrap();
+    let (_, run) = h.run_to_end(run.id).await;
+    assert_eq!((run.state, run.attempt), (RunState::Error, 1));
+    let streams = h.streams(run.id).await;
+    assert_eq!(streams.len(), 3, "no child stored");
+    let error = |id: &str| {
+        let s = streams.iter().find(|s| s.identifier == id).unwrap();
+        assert_eq!(s.state, StreamState::Error, "{id}");
+        s.error_record().unwrap().message
+    };
+    assert!(
+        error("big").contains("11 records, over the 10"),
+        "{}",
+        error("big")
+    );
+    assert!(
+        error("fan").contains("over the 6 a run may have"),
+        "{}",
+        error("fan")
+    );
+    assert_eq!(source_ids(&h.activities(integration.id).await), ["act-ok"]);
+}

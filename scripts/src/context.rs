@@ -17,21 +17,18 @@ pub struct CommandContext {
 impl CommandContext {
     /// Connects to `DATABASE_URL`, brings the schema up to date, registers every integration.
     pub async fn from_env() -> anyhow::Result<Self> {
-        let keys = tributary::keyring::init_from_env().context("loading the credentials key")?;
-        if keys.is_plaintext() {
-            tracing::warn!(
-                "no {} set: credentials are stored in the clear",
-                tributary::keyring::KEY_ENV
-            );
-        }
+        // without a key, credentials are stored in the clear (the worker refuses to start so
+        // unless told to); a malformed key stops the command here
+        tributary::keyring::init_from_env().context("loading the credentials key")?;
         let url = std::env::var("DATABASE_URL")
             .context("DATABASE_URL is not set (the scripts in scripts/ set it for you)")?;
         let pool = tributary::db::connect(&url, 10).await?;
         tributary::db::migrate(&pool)
             .await
             .context("bringing the database schema up to date")?;
-        let registry =
+        let mut registry =
             tributary_integrations::registry().context("registering the integrations")?;
+        registry.set_http_policy(tributary::http::HttpPolicy::from_env()?);
         Ok(Self {
             pool,
             registry: Arc::new(registry),

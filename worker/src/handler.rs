@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use tributary::IntegrationProcessor;
@@ -224,20 +224,65 @@ impl MessageHandler {
     /// A tick: check runs for the due platforms (unless the tick is stale), then the rescue of
     /// runs that need a message.
     async fn tick(&self, slot: TickSlot) -> Result<(), Failure> {
-        let now = Utc::now();
-        if slot.start() > now + chrono::Duration::from_std(MAX_TICK_SKEW).unwrap_or_default() {
-            return Err(Failure::Refused(format!(
-                "tick slot {slot} is in the future (now is {})",
-                TickSlot::containing(now)
-            )));
-        }
-        let age = TickScheduler::age(slot);
-        if age > self.max_tick_age {
-            events::stale_tick(slot, age);
-        } else {
-            self.scheduler.run_once(slot).await?;
+        // the database's clock, not this host's: workers whose clocks drift agree on every tick
+        let now = tributary::store::clock::now(&self.pool).await?;
+        match judge_tick(slot, now, self.max_tick_age) {
+            TickVerdict::Future => {
+                return Err(Failure::Refused(format!(
+                    "tick slot {slot} is in the future (the database's clock says {})",
+                    TickSlot::containing(now)
+                )));
+            }
+            TickVerdict::Stale(age) => events::stale_tick(slot, age),
+            TickVerdict::Due => {
+                self.scheduler.run_once(slot).await?;
+            }
         }
         self.rescuer.run_once().await?;
         Ok(())
+    }
+}
+
+/// What a tick calls for, judged by the database's clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TickVerdict {
+    /// Check runs for its due platforms.
+    Due,
+    /// Older than the maximum age: no check runs (only the rescue).
+    Stale(Duration),
+    /// Further ahead than the allowed skew: a producer's clock is wrong.
+    Future,
+}
+
+fn judge_tick(slot: TickSlot, now: DateTime<Utc>, max_age: Duration) -> TickVerdict {
+    if slot.start() > now + chrono::Duration::from_std(MAX_TICK_SKEW).unwrap_or_default() {
+        return TickVerdict::Future;
+    }
+    let age = (now - slot.start()).to_std().unwrap_or_default();
+    if age > max_age {
+        TickVerdict::Stale(age)
+    } else {
+        TickVerdict::Due
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ticks_are_judged_by_the_clock_given_not_the_hosts() {
+        let max_age = Duration::from_secs(300);
+        // a host 5 minutes ahead or 2 minutes behind the database changes nothing
+        let db_now = Utc::now() - chrono::Duration::minutes(30);
+        let slot = TickSlot::containing(db_now);
+        assert_eq!(judge_tick(slot, db_now, max_age), TickVerdict::Due);
+        let later = TickSlot::containing(db_now + chrono::Duration::minutes(3));
+        assert_eq!(judge_tick(later, db_now, max_age), TickVerdict::Future);
+        let old = TickSlot::containing(db_now - chrono::Duration::minutes(6));
+        assert!(matches!(
+            judge_tick(old, db_now, max_age),
+            TickVerdict::Stale(age) if age > max_age
+        ));
     }
 }

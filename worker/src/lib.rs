@@ -84,6 +84,9 @@ pub struct WorkerConfig {
     pub scheduler: TickSchedulerConfig,
     /// A tick older than this makes no check runs (after a backlog, its slot is past).
     pub max_tick_age: Duration,
+    /// What the integrations' HTTP clients may do: body cap, address guard
+    /// (`HttpPolicy::from_env`).
+    pub http_policy: tributary::http::HttpPolicy,
     /// After shutdown is requested, the worker exits within this.
     pub shutdown_timeout: Duration,
 }
@@ -106,6 +109,7 @@ impl WorkerConfig {
             rescuer: RunRescuerConfig::default(),
             scheduler: TickSchedulerConfig::default(),
             max_tick_age: Duration::from_secs(300),
+            http_policy: tributary::http::HttpPolicy::default(),
         }
     }
 
@@ -146,7 +150,8 @@ pub enum WorkerError {
 
 /// Runs a worker with every integration of `tributary-integrations` until `shutdown`.
 pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> Result<(), WorkerError> {
-    let registry = tributary_integrations::registry()?;
+    let mut registry = tributary_integrations::registry()?;
+    registry.set_http_policy(config.http_policy.clone());
     run_with_registry(config, Arc::new(registry), shutdown).await
 }
 

@@ -161,6 +161,7 @@ impl Args {
             spread: self.check_spread,
         };
         config.max_tick_age = secs("max-tick-age-secs", self.max_tick_age_secs)?;
+        config.http_policy = tributary::http::HttpPolicy::from_env()?;
         Ok(config)
     }
 }

@@ -16,6 +16,7 @@ use super::classify::transport_error;
 use super::config::{Auth, HttpConfig};
 use super::oauth2::Tokens;
 use super::pacing::{Pacer, Pacers};
+use super::policy::{AddressGuard, AddressRefused, GuardedResolver, HttpPolicy};
 use super::waits::RateLimitInfo;
 use crate::error::IntegrationError;
 use crate::secret::Secret;
@@ -33,6 +34,8 @@ pub struct HttpClient {
     pacers: Arc<Pacers>,
     /// OAuth2 access tokens ([`Auth::ClientCredentials`]).
     tokens: Arc<Tokens>,
+    max_body_bytes: usize,
+    guard: Option<Arc<AddressGuard>>,
     /// The process's shared budgets, when it shares them and the client names its platform.
     shared: Option<SharedBudgets>,
     /// Route buckets and invalid-request counts, when the configuration asks for them.
@@ -50,12 +53,22 @@ pub struct HttpResponse<T> {
 }
 
 impl HttpClient {
-    /// Refuses a base URL that is not an absolute http(s) URL.
+    /// Refuses a base URL that is not an absolute http(s) URL. The default policy: bodies up to
+    /// 64 MiB, any address.
     pub fn new(config: HttpConfig) -> Result<Self, IntegrationError> {
-        Self::build(config, None)
+        Self::build(config, None, &HttpPolicy::default())
     }
 
-    fn build(config: HttpConfig, shared: Option<SharedBudgets>) -> Result<Self, IntegrationError> {
+    /// A client held to the process's `policy` (body cap, address guard).
+    pub fn with_policy(config: HttpConfig, policy: &HttpPolicy) -> Result<Self, IntegrationError> {
+        Self::build(config, None, policy)
+    }
+
+    fn build(
+        config: HttpConfig,
+        shared: Option<SharedBudgets>,
+        policy: &HttpPolicy,
+    ) -> Result<Self, IntegrationError> {
         let base = http_url(&config.base_url, "base URL")?;
         let mut headers = HeaderMap::new();
         for (name, value) in &config.headers {
@@ -68,7 +81,14 @@ impl HttpClient {
             })?;
             headers.insert(name, value);
         }
-        let inner = reqwest::Client::builder()
+        let guard = policy.guard.clone().map(Arc::new);
+        let mut builder = reqwest::Client::builder();
+        if let Some(guard) = &guard {
+            builder = builder.dns_resolver(Arc::new(GuardedResolver {
+                guard: guard.clone(),
+            }));
+        }
+        let inner = builder
             .timeout(config.timeout)
             .connect_timeout(config.connect_timeout)
             .user_agent(config.user_agent.clone())
@@ -97,6 +117,8 @@ impl HttpClient {
             base,
             pacers,
             tokens: Arc::new(Tokens::new()),
+            max_body_bytes: policy.max_body_bytes,
+            guard,
             shared,
             books,
         })
@@ -321,14 +343,62 @@ impl HttpClient {
                 }
             };
         }
-        let response = request.send().await.map_err(|e| transport_error(what, e))?;
+        // an address in the URL itself is never resolved: checked here
+        if let Some(guard) = &self.guard
+            && let Some(ip) = url
+                .host_str()
+                .and_then(|h| h.trim_matches(['[', ']']).parse::<std::net::IpAddr>().ok())
+            && let Some(why) = guard.refusal(ip)
+        {
+            let refused = AddressRefused {
+                host: ip.to_string(),
+                ip,
+                why,
+            };
+            return Err(IntegrationError::fatal(format!("{what}: {refused}")));
+        }
+        let mut response = request.send().await.map_err(|e| self.send_error(what, e))?;
         let status = response.status();
         let headers = response.headers().clone();
-        let bytes = response
-            .bytes()
+        let cap = self.max_body_bytes;
+        let too_large = |size: String| {
+            IntegrationError::fatal(format!(
+                "{what}: the response body is {size} bytes, over the {cap} a response may have \
+                 (TRIBUTARY_HTTP_MAX_BODY_BYTES)"
+            ))
+        };
+        if let Some(length) = response.content_length()
+            && length > cap as u64
+        {
+            return Err(too_large(length.to_string()));
+        }
+        let mut bytes = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
             .await
-            .map_err(|e| transport_error(what, e))?;
+            .map_err(|e| transport_error(what, e))?
+        {
+            if bytes.len() + chunk.len() > cap {
+                return Err(too_large(format!("more than {cap}")));
+            }
+            bytes.extend_from_slice(&chunk);
+        }
         Ok((status, headers, bytes.into(), bearer))
+    }
+}
+
+impl HttpClient {
+    /// A failed send: a connection the address guard refused is fatal (retrying reaches the same
+    /// address); anything else is a transport failure.
+    fn send_error(&self, what: &str, e: reqwest::Error) -> IntegrationError {
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+        while let Some(cause) = source {
+            if let Some(refused) = cause.downcast_ref::<AddressRefused>() {
+                return IntegrationError::fatal(format!("{what}: {refused}"));
+            }
+            source = cause.source();
+        }
+        transport_error(what, e)
     }
 }
 
@@ -388,6 +458,8 @@ impl fmt::Debug for HttpClient {
         f.debug_struct("HttpClient")
             .field("config", &self.config)
             .field("pacers", &self.pacers)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("guard", &self.guard)
             .finish_non_exhaustive()
     }
 }
@@ -401,12 +473,25 @@ const MAX_CLIENTS: usize = 256;
 #[derive(Default)]
 pub struct HttpClients {
     clients: Mutex<Vec<(HttpConfig, HttpClient)>>,
+    policy: HttpPolicy,
     shared: OnceLock<SharedBudgets>,
 }
 
 impl HttpClients {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Clients held to `policy` (the process's body cap and address guard).
+    pub fn with_policy(policy: HttpPolicy) -> Self {
+        Self {
+            policy,
+            ..Self::default()
+        }
+    }
+
+    pub fn policy(&self) -> &HttpPolicy {
+        &self.policy
     }
 
     /// Opts this process in to budgets shared in PostgreSQL ([`SharedBudgets`]): every client it
@@ -428,7 +513,7 @@ impl HttpClients {
         if let Some((_, client)) = clients.iter().find(|(c, _)| *c == config) {
             return Ok(client.clone());
         }
-        let client = HttpClient::build(config.clone(), self.shared.get().cloned())?;
+        let client = HttpClient::build(config.clone(), self.shared.get().cloned(), &self.policy)?;
         if clients.len() >= MAX_CLIENTS {
             clients.remove(0);
         }

@@ -53,6 +53,7 @@ mod config;
 pub mod oauth2;
 mod pacing;
 mod pagination;
+pub mod policy;
 mod waits;
 
 pub use backoff::{MethodBackoffs, method_of};
@@ -68,4 +69,5 @@ pub use pacing::{Pacer, PacerStatus, Pacers, per_second};
 pub use pagination::{
     Cursor, Direction, IdBoundary, LinkPages, PageNumber, fingerprint, link, next_link,
 };
+pub use policy::{AddressGuard, HttpPolicy};
 pub use waits::{RateLimitInfo, ResetForm, WaitCaps, announced_wait, body_wait, retry_after};

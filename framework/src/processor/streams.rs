@@ -347,6 +347,9 @@ async fn commit(
         error: error.as_ref(),
     };
     super::scrub::completion(credentials, &mut completion);
+    if let Some(reason) = over_caps(shared, &completion).await? {
+        return refuse_outcome(shared, stream, reason).await;
+    }
     let mut tries = 0;
     let written = match completion.make_storable() {
         Err(refused) => Err(StoreError::from(refused)),
@@ -366,13 +369,43 @@ async fn commit(
             None => return Err(e),
         },
     };
-    if wanted_next && completed.new_streams < wanted {
+    if let Some(record) = &completed.cycle {
+        events::stream_failed(shared.lease.run_id, &stream.identifier, record, None);
+    } else if wanted_next && completed.new_streams < wanted {
         events::next_page_known(shared.lease.run_id, &stream.identifier);
     }
     if let Some(record) = &error {
         events::stream_failed(shared.lease.run_id, &stream.identifier, record, None);
     }
     Ok(())
+}
+
+/// Why an outcome is over the service's caps (records per outcome, streams per run), if it is.
+async fn over_caps(
+    shared: &Shared,
+    completion: &Completion<'_>,
+) -> Result<Option<String>, StoreError> {
+    let records = completion.members.len() + completion.activities.len();
+    let max_records = shared.config.max_records_per_outcome;
+    if records > max_records {
+        return Ok(Some(format!(
+            "it has {records} records, over the {max_records} an outcome may have \
+             (max_records_per_outcome)"
+        )));
+    }
+    if completion.new_streams.is_empty() {
+        return Ok(None);
+    }
+    let max_streams = shared.config.max_streams_per_run;
+    let existing = stream_store::count(&shared.pool, shared.lease.run_id).await?;
+    let total = existing.saturating_add(completion.new_streams.len() as u64);
+    Ok((total > max_streams).then(|| {
+        format!(
+            "its {} new stream(s) would give the run {total}, over the {max_streams} a run may \
+             have (max_streams_per_run)",
+            completion.new_streams.len()
+        )
+    }))
 }
 
 /// An outcome the database cannot store (nothing of it was written): the stream ends in `error`

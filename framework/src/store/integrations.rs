@@ -164,14 +164,19 @@ pub async fn disconnect(pool: &PgPool, id: Uuid) -> Result<(), StoreError> {
             id,
         });
     }
-    sqlx::query(
+    let cancelled: Vec<Uuid> = sqlx::query_scalar(
         "UPDATE integration_runs SET state = 'cancelled', finished_at = now(), updated_at = now(),
              delayed_until = NULL, lease_owner = NULL, lease_expires_at = NULL
-         WHERE integration_id = $1 AND state IN ('pending', 'processing', 'delayed')",
+         WHERE integration_id = $1 AND state IN ('pending', 'processing', 'delayed')
+         RETURNING id",
     )
     .bind(id)
-    .execute(&mut *tx)
+    .fetch_all(&mut *tx)
     .await?;
+    // streams in flight go back to pending, as a cancel leaves them: none stays `processing`
+    for run_id in cancelled {
+        super::streams::unclaim_all(&mut tx, run_id).await?;
+    }
     tx.commit().await?;
     Ok(())
 }

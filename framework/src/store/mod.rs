@@ -8,6 +8,7 @@
 //! the old attempt match no row ([`StoreError::LeaseLost`]).
 
 pub mod checkpoints;
+pub mod clock;
 pub mod integrations;
 pub mod limits;
 pub mod records;

@@ -500,6 +500,17 @@ pub async fn resume(pool: &PgPool, run_id: Uuid) -> Result<(Run, Revived), Store
             what: "run",
             id: run_id,
         })?;
+    let status: Option<String> =
+        sqlx::query_scalar("SELECT status FROM integrations WHERE id = $1 FOR SHARE")
+            .bind(run.integration_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+    if status.as_deref() == Some("disconnected") {
+        return Err(StoreError::Refused(format!(
+            "run {run_id} cannot resume: its integration {} is disconnected",
+            run.integration_id
+        )));
+    }
     match run.state {
         RunState::Processed => {
             return Err(StoreError::Refused(format!(

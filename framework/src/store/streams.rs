@@ -324,11 +324,13 @@ impl Completion<'_> {
 }
 
 /// What committing an outcome wrote.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Completed {
     pub records: UpsertCounts,
     /// Child streams and next pages that were new to the run.
     pub new_streams: u64,
+    /// Set when the next page had already been fetched in this run: the stream ended in `error`.
+    pub cycle: Option<ErrorRecord>,
 }
 
 /// Commits a stream's outcome in one transaction: members and activities upserted, new streams
@@ -366,7 +368,23 @@ async fn complete_in(
         &completion.activities,
     )
     .await?;
-    let new_streams = insert_many(conn, lease.run_id, &completion.new_streams).await?;
+    // the next page, if any, is last: a page the chain already fetched in this run is a cycle
+    // (A → B → A), which ends the stream in `error` with its records kept
+    let (children, next_page) = match completion.new_streams.split_last() {
+        Some((last, children)) if last.page.is_some() => (children, Some(last)),
+        _ => (completion.new_streams.as_slice(), None),
+    };
+    let mut new_streams = insert_many(conn, lease.run_id, children).await?;
+    let mut cycle = None;
+    if let Some(page) = next_page {
+        let inserted = insert_many(conn, lease.run_id, std::slice::from_ref(page)).await?;
+        new_streams += inserted;
+        // (a child of this same outcome with that identifier is the page, not a cycle)
+        if inserted == 0 && !children.iter().any(|c| c.identifier == page.identifier) {
+            cycle = Some(cycle_error(page));
+        }
+    }
+    let error = completion.error.cloned().or(cycle);
     let records_total =
         i32::try_from(completion.members.len() + completion.activities.len()).unwrap_or(i32::MAX);
     let done = sqlx::query(
@@ -389,14 +407,34 @@ async fn complete_in(
     .bind(clamp(counts.activities_updated))
     .bind(&completion.last_record)
     .bind(completion.last_record_timestamp)
-    .bind(completion.error.map(super::error_json))
+    .bind(error.as_ref().map(super::error_json))
     .execute(&mut *conn)
     .await?;
     expect_one(done.rows_affected(), lease)?;
     Ok(Completed {
         records: counts,
         new_streams,
+        cycle: error.filter(|_| completion.error.is_none()),
     })
+}
+
+fn cycle_error(page: &StreamInsert) -> ErrorRecord {
+    let message = format!(
+        "pagination cycles: the next page of `{}` ({}) was already fetched in this run",
+        page.chain_identifier,
+        page.page
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default()
+    );
+    ErrorRecord {
+        kind: crate::error::ErrorKind::Fatal,
+        hook: "processor".to_owned(),
+        chain: vec![message.clone()],
+        message,
+        failures: 1,
+        at: chrono::Utc::now(),
+    }
 }
 
 fn clamp(n: u64) -> i32 {
@@ -602,6 +640,15 @@ pub async fn progress(pool: &PgPool, run_id: Uuid) -> Result<Progress, StoreErro
     .bind(run_id)
     .fetch_one(pool)
     .await?)
+}
+
+/// How many streams the run has.
+pub async fn count(pool: &PgPool, run_id: Uuid) -> Result<u64, StoreError> {
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM integration_streams WHERE run_id = $1")
+        .bind(run_id)
+        .fetch_one(pool)
+        .await?;
+    Ok(u64::try_from(n).unwrap_or(0))
 }
 
 /// How many of the run's streams ended in `error`.

@@ -25,6 +25,10 @@ impl CommandContext {
             .context("bringing the database schema up to date")?;
         let registry =
             tributary_integrations::registry().context("registering the integrations")?;
+        if tributary::http::shared_budgets_from_env() {
+            // a run processed here (`--inline`) spends the same budgets as the workers
+            registry.http().share_budgets(pool.clone());
+        }
         Ok(Self {
             pool,
             registry: Arc::new(registry),

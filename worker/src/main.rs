@@ -87,6 +87,11 @@ struct Args {
     /// Integrations per transaction of a tick's fan-out.
     #[arg(long, env = "TRIBUTARY_FANOUT_BATCH", default_value_t = 5_000)]
     fanout_batch: usize,
+    /// Pace every credential from its rate-limit budget shared in PostgreSQL with the other
+    /// workers and the commands (true or false).
+    #[arg(long, env = "TRIBUTARY_SHARED_BUDGETS", default_value_t = true, action = clap::ArgAction::Set,
+          value_parser = clap::builder::BoolishValueParser::new())]
+    shared_budgets: bool,
     /// PostgreSQL connections (default: 6 per concurrent message + 5).
     #[arg(long, env = "TRIBUTARY_DB_MAX_CONNECTIONS")]
     max_connections: Option<u32>,
@@ -144,6 +149,7 @@ impl Args {
             batch_size: self.fanout_batch,
         };
         config.max_tick_age = secs("max-tick-age-secs", self.max_tick_age_secs)?;
+        config.shared_budgets = self.shared_budgets;
         Ok(config)
     }
 }

@@ -35,7 +35,9 @@ mod pacing;
 mod pagination;
 mod waits;
 
-pub use budgets::{BudgetKey, SharedBudgets, Turn, credential_fingerprint};
+pub use budgets::{
+    BudgetKey, SharedBudgets, Turn, credential_fingerprint, shared_budgets_from_env,
+};
 pub use classify::{classify_response, platform_message, transport_error};
 pub use client::{HttpClient, HttpClients, HttpResponse, decode};
 pub use config::{Auth, HttpConfig, Pacing, RequestRate};

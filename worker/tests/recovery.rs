@@ -224,9 +224,11 @@ async fn a_killed_workers_run_resumes_within_its_lease(pool: PgPool) {
         tokio::spawn(worker.run(None, CancellationToken::new()))
     };
     let first = start();
-    eventually(Duration::from_secs(30), "the run's stream running", || async {
-        (started.load(Ordering::SeqCst) >= 1).then_some(())
-    })
+    eventually(
+        Duration::from_secs(30),
+        "the run's stream running",
+        || async { (started.load(Ordering::SeqCst) >= 1).then_some(()) },
+    )
     .await;
     hang.store(false, Ordering::SeqCst);
     let second = start();

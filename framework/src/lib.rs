@@ -12,6 +12,7 @@ pub mod error;
 pub mod events;
 pub mod handoff;
 pub mod http;
+pub mod keyring;
 pub mod maintenance;
 pub mod messages;
 pub mod processor;

@@ -133,6 +133,7 @@ async fn measure(
         queue,
         TickSchedulerConfig {
             batch_size: bench.batch_size,
+            ..TickSchedulerConfig::default()
         },
     );
     let slot = TickSlot::containing(Utc::now());

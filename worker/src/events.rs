@@ -12,10 +12,24 @@ use tributary::store::runs::Run;
 use tributary::{RunOutcome, db};
 use uuid::Uuid;
 
-pub fn started(worker_id: &str, queue: &str, concurrency: usize, database_url: &str) {
+pub fn started(
+    worker_id: &str,
+    queue: &str,
+    concurrency: usize,
+    max_concurrency: usize,
+    database_url: &str,
+) {
     tracing::info!(
-        worker_id, queue, concurrency, database = %db::redact_url(database_url),
+        worker_id, queue, concurrency, max_concurrency, database = %db::redact_url(database_url),
         "worker started"
+    );
+}
+
+pub fn concurrency_changed(now: usize, received: usize) {
+    tracing::debug!(
+        concurrency = now,
+        received,
+        "messages handled at once: {now}"
     );
 }
 

@@ -22,6 +22,7 @@
 mod events;
 pub mod handler;
 mod health;
+mod slots;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -29,7 +30,6 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use sqlx::PgPool;
-use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -65,8 +65,11 @@ pub struct WorkerConfig {
     /// Connections of the worker's pool (default: enough for `concurrency` runs).
     pub max_connections: Option<u32>,
     pub queue: QueueConfig,
-    /// Messages (runs, ticks) handled at once.
+    /// Messages (runs, ticks) handled at once while the queue has no backlog.
     pub concurrency: usize,
+    /// Messages handled at once at most: on a backlog the worker doubles its concurrency up to
+    /// this, and halves it back when the queue is empty (see `slots`).
+    pub max_concurrency: usize,
     /// Leases, heartbeats, shutdown grace: see [`ProcessorConfig`].
     pub processor: ProcessorConfig,
     /// A received message stays invisible this long, and is extended while it is handled.
@@ -96,6 +99,7 @@ impl WorkerConfig {
             max_connections: None,
             queue: QueueConfig::default(),
             concurrency: 4,
+            max_concurrency: 32,
             shutdown_timeout: processor.shutdown_grace + Duration::from_secs(10),
             processor,
             visibility_timeout: Duration::from_secs(60),
@@ -111,8 +115,17 @@ impl WorkerConfig {
 
     fn pool_size(&self) -> u32 {
         self.max_connections.unwrap_or_else(|| {
-            // per run: its streams, the heartbeat, the claim; plus listener, rescuer, health
-            u32::try_from(self.concurrency.saturating_mul(6).saturating_add(5)).unwrap_or(100)
+            // per run: its streams, the heartbeat, the claim; plus listener, rescuer, health. The
+            // runs beyond `concurrency` (a backlog, mostly checks waiting on their platform) hold
+            // a connection only while they write: one more each
+            let extra = self.max_concurrency.saturating_sub(self.concurrency);
+            u32::try_from(
+                self.concurrency
+                    .saturating_mul(6)
+                    .saturating_add(extra)
+                    .saturating_add(5),
+            )
+            .unwrap_or(100)
         })
     }
 }
@@ -155,6 +168,12 @@ pub async fn run_with_registry(
         return Err(WorkerError::Config(
             "concurrency must be at least 1".to_owned(),
         ));
+    }
+    if config.max_concurrency < config.concurrency {
+        return Err(WorkerError::Config(format!(
+            "the maximum concurrency ({}) is below the concurrency ({})",
+            config.max_concurrency, config.concurrency
+        )));
     }
     if config.receive_wait > MAX_WAIT {
         return Err(WorkerError::Config(format!(
@@ -337,6 +356,7 @@ impl Worker {
             &config.processor.worker_id,
             &self.queue.describe(),
             config.concurrency,
+            config.max_concurrency,
             &config.database_url,
         );
         // background services, stopped after the drain
@@ -361,7 +381,7 @@ impl Worker {
             );
         }
 
-        let slots = Arc::new(Semaphore::new(config.concurrency));
+        let mut slots = slots::Slots::new(config.concurrency, config.max_concurrency);
         let mut tasks: JoinSet<()> = JoinSet::new();
         let mut receive_failures = 0u32;
         loop {
@@ -371,20 +391,13 @@ impl Worker {
                 }
             }
             // wait for a free slot, then take as many as are free (at most a batch)
-            let first = tokio::select! {
+            let mut permits = tokio::select! {
                 () = shutdown.cancelled() => break,
-                permit = slots.clone().acquire_owned() => match permit {
-                    Ok(permit) => permit,
+                permits = slots.take(MAX_BATCH) => match permits {
+                    Ok(permits) => permits,
                     Err(_) => break,
                 },
             };
-            let mut permits = vec![first];
-            while permits.len() < MAX_BATCH {
-                match slots.clone().try_acquire_owned() {
-                    Ok(permit) => permits.push(permit),
-                    Err(_) => break,
-                }
-            }
             let request = ReceiveRequest {
                 max_messages: permits.len(),
                 wait: config.receive_wait,
@@ -397,6 +410,9 @@ impl Worker {
             let messages = match received {
                 Ok(messages) => {
                     receive_failures = 0;
+                    if let Some(now) = slots.follow(request.max_messages, messages.len()) {
+                        events::concurrency_changed(now, messages.len());
+                    }
                     messages
                 }
                 Err(e) => {

@@ -36,9 +36,13 @@ struct Args {
     /// Receives before the postgres backend dead-letters a message (SQS: the RedrivePolicy).
     #[arg(long, env = "TRIBUTARY_QUEUE_MAX_RECEIVES", default_value_t = tributary::queue::DEFAULT_MAX_RECEIVES)]
     max_receives: u32,
-    /// Messages (runs, ticks) handled at once.
+    /// Messages (runs, ticks) handled at once while the queue has no backlog.
     #[arg(long, env = "TRIBUTARY_WORKER_CONCURRENCY", default_value_t = 4)]
     concurrency: usize,
+    /// Messages handled at once at most: on a backlog the worker doubles its concurrency up to
+    /// this, and halves it back when the queue is empty (default: 32, at least --concurrency).
+    #[arg(long, env = "TRIBUTARY_WORKER_MAX_CONCURRENCY")]
+    max_concurrency: Option<usize>,
     /// Names this worker in leases (default: host-pid-random).
     #[arg(long, env = "TRIBUTARY_WORKER_ID")]
     worker_id: Option<String>,
@@ -92,6 +96,10 @@ struct Args {
     #[arg(long, env = "TRIBUTARY_SHARED_BUDGETS", default_value_t = true, action = clap::ArgAction::Set,
           value_parser = clap::builder::BoolishValueParser::new())]
     shared_budgets: bool,
+    /// Share (0 to 1) of a platform's check interval over which its integrations' checks are
+    /// spread, each at a fixed offset of its own, so load is flat (0: all at the tick).
+    #[arg(long, env = "TRIBUTARY_CHECK_SPREAD", default_value_t = 0.8)]
+    check_spread: f64,
     /// PostgreSQL connections (default: 6 per concurrent message + 5).
     #[arg(long, env = "TRIBUTARY_DB_MAX_CONNECTIONS")]
     max_connections: Option<u32>,
@@ -122,6 +130,9 @@ impl Args {
             sqs_dead_letter_queue_url: self.sqs_dead_letter_queue_url,
         };
         config.concurrency = self.concurrency;
+        config.max_concurrency = self
+            .max_concurrency
+            .unwrap_or(config.max_concurrency.max(self.concurrency));
         config.processor = ProcessorConfig {
             worker_id: self.worker_id.unwrap_or_else(default_worker_id),
             lease_duration: secs("lease-secs", self.lease_secs)?,
@@ -145,8 +156,14 @@ impl Args {
             )?,
             ..RunRescuerConfig::default()
         };
+        anyhow::ensure!(
+            (0.0..=1.0).contains(&self.check_spread),
+            "--check-spread must be between 0 and 1, not {}",
+            self.check_spread
+        );
         config.scheduler = TickSchedulerConfig {
             batch_size: self.fanout_batch,
+            spread: self.check_spread,
         };
         config.max_tick_age = secs("max-tick-age-secs", self.max_tick_age_secs)?;
         config.shared_budgets = self.shared_budgets;
@@ -159,6 +176,13 @@ impl Args {
 async fn main() -> anyhow::Result<()> {
     tributary::runtime::init_tracing("info,sqlx=warn");
     let config = Args::parse().config()?;
+    let keys = tributary::keyring::init_from_env().context("loading the credentials key")?;
+    tributary::keyring::require_key(keys, tributary::keyring::plaintext_allowed())?;
+    if keys.is_plaintext() {
+        tracing::warn!(
+            "credentials are stored in the clear (TRIBUTARY_ALLOW_PLAINTEXT_CREDENTIALS)"
+        );
+    }
     let mut signals = ShutdownSignals::listen().context("cannot listen for SIGTERM/SIGINT")?;
     let shutdown = CancellationToken::new();
     let worker = tributary_worker::run(config, shutdown.clone());

@@ -3,6 +3,7 @@
 
 mod hooks;
 mod lease;
+mod scrub;
 mod streams;
 
 use std::sync::Arc;
@@ -222,7 +223,11 @@ impl IntegrationProcessor {
         }
 
         let checkpoints = store::checkpoints::load(&self.pool, integration.id).await?;
-        let raw = self.run_context(&integration, run, &config, checkpoints);
+        let credentials = integration
+            .credentials
+            .clone()
+            .with_plain_fields(service.plain_credential_fields());
+        let raw = self.run_context(&integration, run, &config, checkpoints, credentials.clone());
         let mut ctx = match service.open(&raw) {
             Ok(ctx) => ctx,
             Err(e) => {
@@ -234,16 +239,25 @@ impl IntegrationProcessor {
         };
         if !run.preprocessed {
             match preprocess(&service, ctx, &config).await {
-                Ok(done) => {
+                Ok(mut done) => {
                     ctx = done.ctx;
-                    store::runs::save_preprocessed(
+                    // what the hooks wrote is stored without the secrets it may carry
+                    scrub::roots(&credentials, &mut done.roots);
+                    let pipeline_data = scrub::value(&credentials, ctx.pipeline_data());
+                    let settings = done.settings.map(|s| scrub::value(&credentials, &s));
+                    let saved = store::runs::save_preprocessed(
                         &self.pool,
                         lease,
-                        ctx.pipeline_data(),
-                        done.settings.as_ref(),
+                        &pipeline_data,
+                        settings.as_ref(),
                         &done.roots,
                     )
-                    .await?;
+                    .await;
+                    if let Err(e) = saved {
+                        return self
+                            .unstorable_or(lease, "get_streams", e, &credentials)
+                            .await;
+                    }
                 }
                 Err((hook, failure)) => {
                     return self
@@ -300,6 +314,7 @@ impl IntegrationProcessor {
         };
         match hook {
             Ok(settings) => {
+                let settings = settings.map(|s| scrub::value(&credentials, &s));
                 let finished = store::runs::finish(
                     &self.pool,
                     lease,
@@ -307,9 +322,17 @@ impl IntegrationProcessor {
                         settings: settings.as_ref(),
                     },
                 )
-                .await?;
-                events::run_finished(&finished);
-                Ok(RunOutcome::Processed)
+                .await;
+                match finished {
+                    Ok(finished) => {
+                        events::run_finished(&finished);
+                        Ok(RunOutcome::Processed)
+                    }
+                    Err(e) => {
+                        self.unstorable_or(lease, "postprocess", e, &credentials)
+                            .await
+                    }
+                }
             }
             Err(failure) => {
                 self.hook_failed(lease, run, &config, &integration, "postprocess", failure)
@@ -325,6 +348,7 @@ impl IntegrationProcessor {
         run: &Run,
         config: &ServiceConfig,
         checkpoints: std::collections::HashMap<String, DateTime<Utc>>,
+        credentials: crate::secret::Credentials,
     ) -> RunContext {
         RunContext::new(
             RunInfo {
@@ -333,7 +357,7 @@ impl IntegrationProcessor {
                 platform: integration.platform.clone(),
                 run_id: run.id,
                 onboarding: run.onboarding,
-                credentials: integration.credentials.clone(),
+                credentials,
                 last_processed_at: integration.last_processed_at,
                 checkpoints,
                 check_overlap: config.check_overlap,
@@ -360,7 +384,13 @@ impl IntegrationProcessor {
                 .await;
         }
         let failures = u32::try_from(run.retries).unwrap_or(0).saturating_add(1);
-        let record = failure.record(hook, failures, &integration.credentials);
+        let credentials = integration.credentials.clone().with_plain_fields(
+            self.registry
+                .get(&integration.platform)
+                .map(|s| s.plain_credential_fields())
+                .unwrap_or_default(),
+        );
+        let record = failure.record(hook, failures, &credentials);
         if failure.is_retryable() && failures <= config.max_retries {
             let until = Utc::now() + to_chrono(config.retry_backoff.delay(failures));
             store::runs::defer(
@@ -378,6 +408,29 @@ impl IntegrationProcessor {
             });
         }
         self.fail(lease, &record).await
+    }
+
+    /// A run-level write failed: what the database can never store ends the run in `error` at
+    /// once (trying again would fail the same way); anything else is returned.
+    async fn unstorable_or(
+        &self,
+        lease: &Lease,
+        hook: &str,
+        error: StoreError,
+        credentials: &crate::secret::Credentials,
+    ) -> Result<RunOutcome, ProcessorError> {
+        match error.unstorable() {
+            Some(reason) => {
+                let record = framework_error(
+                    hook,
+                    credentials.scrub(&format!(
+                        "what `{hook}` produced cannot be stored: {reason}"
+                    )),
+                );
+                self.fail(lease, &record).await
+            }
+            None => Err(error.into()),
+        }
     }
 
     async fn defer(

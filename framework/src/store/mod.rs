@@ -13,6 +13,7 @@ pub mod limits;
 pub mod records;
 pub mod runs;
 pub mod schedule;
+pub mod storable;
 pub mod streams;
 pub mod ticks;
 
@@ -42,6 +43,12 @@ pub enum StoreError {
     NotFound { what: &'static str, id: Uuid },
     #[error("{0}")]
     Refused(String),
+    /// A value the store will not write ([`storable`]).
+    #[error(transparent)]
+    Unstorable(#[from] storable::Unstorable),
+    /// Credentials that cannot be sealed or opened with this process's keys.
+    #[error(transparent)]
+    Credentials(#[from] crate::keyring::KeyError),
 }
 
 impl StoreError {
@@ -111,9 +118,12 @@ pub(crate) fn is_unique_violation(err: &sqlx::Error, constraint: &str) -> bool {
     }
 }
 
-/// An error record as stored in a run's or a stream's `error` column.
+/// An error record as stored in a run's or a stream's `error` column: without NUL (an error may
+/// quote what a platform sent).
 pub(crate) fn error_json(record: &ErrorRecord) -> Value {
-    serde_json::to_value(record).unwrap_or(Value::Null)
+    let mut value = serde_json::to_value(record).unwrap_or(Value::Null);
+    storable::strip_nul_value(&mut value);
+    value
 }
 
 #[cfg(test)]

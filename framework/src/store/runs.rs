@@ -283,6 +283,8 @@ pub async fn save_preprocessed(
     settings: Option<&Value>,
     roots: &[NewStream],
 ) -> Result<u64, StoreError> {
+    let roots = storable_roots(roots)?;
+    let pipeline_data = super::storable::without_nul(pipeline_data);
     let mut tx = pool.begin().await?;
     let done = sqlx::query(
         "UPDATE integration_runs SET preprocessed = true, pipeline_data = $3, retries = 0,
@@ -291,16 +293,27 @@ pub async fn save_preprocessed(
     )
     .bind(lease.run_id)
     .bind(lease.attempt)
-    .bind(pipeline_data)
+    .bind(pipeline_data.as_ref())
     .execute(&mut *tx)
     .await?;
     expect_one(done.rows_affected(), lease)?;
     if let Some(settings) = settings {
         update_settings(&mut tx, lease.run_id, settings).await?;
     }
-    let inserted = streams::insert_roots(&mut tx, lease.run_id, roots).await?;
+    let inserted = streams::insert_many(&mut tx, lease.run_id, &roots).await?;
     tx.commit().await?;
     Ok(inserted)
+}
+
+/// The roots as stored: NUL stripped, identifiers short enough for their index.
+fn storable_roots(roots: &[NewStream]) -> Result<Vec<streams::StreamInsert>, StoreError> {
+    let mut rows = Vec::with_capacity(roots.len());
+    for (i, root) in roots.iter().enumerate() {
+        let mut row = streams::StreamInsert::root(root);
+        row.make_storable(|| format!("roots[{i}].identifier"))?;
+        rows.push(row);
+    }
+    Ok(rows)
 }
 
 async fn update_settings(
@@ -313,7 +326,7 @@ async fn update_settings(
          WHERE id = (SELECT integration_id FROM integration_runs WHERE id = $1)",
     )
     .bind(run_id)
-    .bind(settings)
+    .bind(super::storable::without_nul(settings).as_ref())
     .execute(conn)
     .await?;
     Ok(())

@@ -3,9 +3,12 @@
 
 mod baseline;
 pub mod budget;
+pub mod checks;
 pub mod github;
 mod memory;
 mod noop;
+pub mod onboarding;
+mod platforms;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -29,6 +29,10 @@ impl CommandContext {
         let mut registry =
             tributary_integrations::registry().context("registering the integrations")?;
         registry.set_http_policy(tributary::http::HttpPolicy::from_env()?);
+        if tributary::http::shared_budgets_from_env() {
+            // a run processed here (`--inline`) spends the same budgets as the workers
+            registry.http().share_budgets(pool.clone());
+        }
         Ok(Self {
             pool,
             registry: Arc::new(registry),

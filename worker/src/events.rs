@@ -121,7 +121,7 @@ pub fn handed_off(run_id: Uuid, handed: &HandOff) {
             %run_id, %until,
             "delayed beyond the queue's longest delay; the rescuer sends it once due"
         ),
-        HandOff::Now => tracing::info!(%run_id, "run handed to the next worker"),
+        HandOff::Now => tracing::info!(%run_id, "released run handed to the next worker"),
     }
 }
 

@@ -89,6 +89,9 @@ pub struct WorkerConfig {
     pub http_policy: tributary::http::HttpPolicy,
     /// After shutdown is requested, the worker exits within this.
     pub shutdown_timeout: Duration,
+    /// Pace every credential from its budget shared in PostgreSQL (`rate_limit_budgets`) with
+    /// the other workers and the commands.
+    pub shared_budgets: bool,
 }
 
 impl WorkerConfig {
@@ -110,6 +113,7 @@ impl WorkerConfig {
             scheduler: TickSchedulerConfig::default(),
             max_tick_age: Duration::from_secs(300),
             http_policy: tributary::http::HttpPolicy::default(),
+            shared_budgets: true,
         }
     }
 
@@ -310,6 +314,9 @@ impl Worker {
         queue: Arc<dyn Queue>,
         config: WorkerConfig,
     ) -> Self {
+        if config.shared_budgets {
+            registry.http().share_budgets(pool.clone());
+        }
         let processor =
             IntegrationProcessor::new(pool.clone(), registry.clone(), config.processor.clone());
         let scheduler = TickScheduler::new(

@@ -91,6 +91,11 @@ struct Args {
     /// Integrations per transaction of a tick's fan-out.
     #[arg(long, env = "TRIBUTARY_FANOUT_BATCH", default_value_t = 5_000)]
     fanout_batch: usize,
+    /// Pace every credential from its rate-limit budget shared in PostgreSQL with the other
+    /// workers and the commands (true or false).
+    #[arg(long, env = "TRIBUTARY_SHARED_BUDGETS", default_value_t = true, action = clap::ArgAction::Set,
+          value_parser = clap::builder::BoolishValueParser::new())]
+    shared_budgets: bool,
     /// Share (0 to 1) of a platform's check interval over which its integrations' checks are
     /// spread, each at a fixed offset of its own, so load is flat (0: all at the tick).
     #[arg(long, env = "TRIBUTARY_CHECK_SPREAD", default_value_t = 0.8)]
@@ -162,6 +167,7 @@ impl Args {
         };
         config.max_tick_age = secs("max-tick-age-secs", self.max_tick_age_secs)?;
         config.http_policy = tributary::http::HttpPolicy::from_env()?;
+        config.shared_budgets = self.shared_budgets;
         Ok(config)
     }
 }

@@ -194,3 +194,55 @@ async fn five_crashes_of_a_healthy_run_leave_no_dead_letter(pool: PgPool) {
     let dead = queue.peek_dead_letters(10).await.unwrap();
     assert!(dead.is_empty(), "dead letters: {dead:?}");
 }
+
+/// At the rescuer's default interval (60 s), a killed worker's run is resumed by another worker
+/// within its lease plus a few seconds.
+#[sqlx::test(migrator = "tributary::MIGRATOR")]
+async fn a_killed_workers_run_resumes_within_its_lease(pool: PgPool) {
+    let hang = Arc::new(AtomicBool::new(true));
+    let started = Arc::new(AtomicU32::new(0));
+    let mut registry = Registry::new();
+    registry
+        .register(service(hang.clone(), started.clone()))
+        .unwrap();
+    let h = Harness::new(pool.clone(), registry);
+    let (_, run) = h.connect(PLATFORM, json!({}), json!({})).await.unwrap();
+    let queue = Arc::new(PgQueue::new(pool.clone(), PgQueueConfig::default()));
+    queue
+        .send((&Message::continue_run(run.id)).into())
+        .await
+        .unwrap();
+    let lease = Duration::from_secs(2);
+    let start = || {
+        let mut config = config("postgres://unused");
+        config.processor.lease_duration = lease;
+        config.processor.heartbeat_interval = Duration::from_millis(500);
+        // the defaults: neither the message's redelivery nor the rescuer's interval may decide
+        config.visibility_timeout = Duration::from_secs(60);
+        config.rescuer = RunRescuerConfig::default();
+        let worker = Worker::new(pool.clone(), h.registry.clone(), queue.clone(), config);
+        tokio::spawn(worker.run(None, CancellationToken::new()))
+    };
+    let first = start();
+    eventually(
+        Duration::from_secs(30),
+        "the run's stream running",
+        || async { (started.load(Ordering::SeqCst) >= 1).then_some(()) },
+    )
+    .await;
+    hang.store(false, Ordering::SeqCst);
+    let second = start();
+    first.abort();
+    let killed = tokio::time::Instant::now();
+    let _ = first.await;
+    eventually(Duration::from_secs(30), "the run processed", || async {
+        (h.run(run.id).await.state == RunState::Processed).then_some(())
+    })
+    .await;
+    let took = killed.elapsed();
+    second.abort();
+    assert!(
+        took <= lease + Duration::from_secs(4),
+        "resumed {took:?} after the kill (lease {lease:?})"
+    );
+}

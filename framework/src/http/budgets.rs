@@ -27,6 +27,17 @@ use crate::secret::Secret;
 /// window has come back) is asked again after this.
 const UNKNOWN_RESET_WAIT: Duration = Duration::from_millis(250);
 
+/// Whether `TRIBUTARY_SHARED_BUDGETS` asks for shared budgets: on unless it is `off`, `false`,
+/// `no` or `0`. The worker (`--shared-budgets`) and the operator commands read it.
+pub fn shared_budgets_from_env() -> bool {
+    std::env::var("TRIBUTARY_SHARED_BUDGETS").map_or(true, |v| {
+        !matches!(
+            v.trim().to_ascii_lowercase().as_str(),
+            "off" | "false" | "no" | "0"
+        )
+    })
+}
+
 /// The budgets of every credential, in PostgreSQL.
 #[derive(Debug, Clone)]
 pub struct SharedBudgets {

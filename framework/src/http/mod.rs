@@ -60,7 +60,9 @@ pub use backoff::{MethodBackoffs, method_of};
 pub use body::{Answer, BodyClassifier, Verdict, classify_answer};
 pub use body_limits::{daily_quota, is_body_rate_limit, stated_wait};
 pub use buckets::{Book, Books, InvalidRequestLimit, Route, RouteBuckets};
-pub use budgets::{BudgetKey, SharedBudgets, Turn, credential_fingerprint};
+pub use budgets::{
+    BudgetKey, SharedBudgets, Turn, credential_fingerprint, shared_budgets_from_env,
+};
 pub use classify::{classify_response, platform_message, transport_error};
 pub use client::{HttpClient, HttpClients, HttpResponse, decode};
 pub use config::{Auth, HttpConfig, Pacing, RequestRate};

@@ -11,9 +11,11 @@ use tributary::Registry;
 use tributary::registry::RegistryError;
 
 pub use devto::DevtoIntegration;
+pub use discord::DiscordIntegration;
 pub use example_forum::ExampleForumIntegration;
 pub use github::GithubIntegration;
 pub use hackernews::HackerNewsIntegration;
+pub use slack::SlackIntegration;
 
 /// Registers every integration of this crate.
 pub fn register_all(registry: &mut Registry) -> Result<(), RegistryError> {
@@ -21,8 +23,8 @@ pub fn register_all(registry: &mut Registry) -> Result<(), RegistryError> {
     registry.register(DevtoIntegration::new())?;
     registry.register(GithubIntegration::new())?;
     registry.register(HackerNewsIntegration::new())?;
-    registry.register(discord::DiscordIntegration)?;
-    registry.register(slack::SlackIntegration::default())?;
+    registry.register(DiscordIntegration)?;
+    registry.register(SlackIntegration::default())?;
     Ok(())
 }
 

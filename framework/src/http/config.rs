@@ -92,6 +92,9 @@ pub struct HttpConfig {
     pub buckets: Option<RouteBuckets>,
     /// Stop sending for a credential before the platform bans it for invalid requests.
     pub invalid_requests: Option<InvalidRequestLimit>,
+    /// The platform whose shared budgets (`rate_limit_budgets`) this client's requests count
+    /// against, when its process shares them; set by [`crate::RunContext::client`].
+    pub platform: Option<String>,
 }
 
 impl HttpConfig {
@@ -110,6 +113,7 @@ impl HttpConfig {
             classifier: None,
             buckets: None,
             invalid_requests: None,
+            platform: None,
         }
     }
 
@@ -140,6 +144,13 @@ impl HttpConfig {
 
     pub fn waits(mut self, waits: WaitCaps) -> Self {
         self.waits = waits;
+        self
+    }
+
+    /// Counts this client's requests against `platform`'s shared budgets (if its process shares
+    /// them: [`super::HttpClients::share_budgets`]).
+    pub fn platform(mut self, platform: impl Into<String>) -> Self {
+        self.platform = Some(platform.into());
         self
     }
 

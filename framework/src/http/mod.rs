@@ -18,6 +18,8 @@
 //!   (`Retry-After`, reset epochs and deltas, float counts, JSON `retry_after` / `backoff`).
 //! * [`Pacer`]: per-credential pacing with `governor`, fed by the reported budget; waits up to
 //!   `max_inline_wait` are slept, longer ones come back as `RateLimited` (a deferral of the run).
+//! * [`SharedBudgets`]: each credential's budget in PostgreSQL, shared by every worker and
+//!   command of a deployment that opts in ([`HttpClients::share_budgets`]).
 //! * [`PageNumber`], [`Cursor`], [`LinkPages`], [`IdBoundary`]: page tokens with loop detection.
 //!
 //! A typical `process_stream`:
@@ -33,6 +35,7 @@
 
 mod body;
 mod buckets;
+mod budgets;
 mod classify;
 mod client;
 mod config;
@@ -42,6 +45,7 @@ mod waits;
 
 pub use body::{Answer, BodyClassifier, Verdict, classify_answer};
 pub use buckets::{Book, Books, InvalidRequestLimit, Route, RouteBuckets};
+pub use budgets::{BudgetKey, SharedBudgets, Turn, credential_fingerprint};
 pub use classify::{classify_response, platform_message, transport_error};
 pub use client::{HttpClient, HttpClients, HttpResponse, decode};
 pub use config::{Auth, HttpConfig, Pacing, RequestRate};

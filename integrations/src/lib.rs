@@ -15,10 +15,12 @@ use tributary::Registry;
 use tributary::registry::RegistryError;
 
 pub use devto::DevtoIntegration;
+pub use discord::DiscordIntegration;
 pub use example_forum::ExampleForumIntegration;
 pub use github::GithubIntegration;
 pub use hackernews::HackerNewsIntegration;
 pub use reddit::RedditIntegration;
+pub use slack::SlackIntegration;
 pub use x::XIntegration;
 
 /// Registers every integration of this crate.
@@ -29,8 +31,8 @@ pub fn register_all(registry: &mut Registry) -> Result<(), RegistryError> {
     registry.register(HackerNewsIntegration::new())?;
     registry.register(RedditIntegration)?;
     registry.register(XIntegration)?;
-    registry.register(discord::DiscordIntegration)?;
-    registry.register(slack::SlackIntegration::default())?;
+    registry.register(DiscordIntegration)?;
+    registry.register(SlackIntegration::default())?;
     registry.register(discourse::DiscourseIntegration)?;
     registry.register(stackoverflow::StackoverflowIntegration)?;
     Ok(())

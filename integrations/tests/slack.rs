@@ -138,7 +138,7 @@ async fn onboard(fixture: &Fixture, h: &Harness) -> RunReport {
 }
 
 #[sqlx::test(migrator = "tributary::MIGRATOR")]
-async fn threads_joins_bots_and_users_looked_up_once(pool: PgPool) {
+async fn threads_joins_bots_and_the_workspace_listed_once(pool: PgPool) {
     let fixture = Fixture::start().await;
     let h = Harness::with_service(pool, SlackIntegration::default());
     let report = onboard(&fixture, &h).await;
@@ -181,17 +181,9 @@ async fn threads_joins_bots_and_users_looked_up_once(pool: PgPool) {
         "channel_joined"
     );
 
-    // users.info once per user in the run, whatever the number of their messages
-    let lookups: Vec<String> = fixture
-        .server()
-        .requests()
-        .iter()
-        .filter(|r| r.path == "/users.info")
-        .map(|r| r.query("user").unwrap().to_owned())
-        .collect();
-    let distinct: BTreeSet<&String> = lookups.iter().collect();
-    assert_eq!(distinct.len(), lookups.len(), "{lookups:?}");
-    assert_eq!(distinct.len(), SPEC.users);
+    // an onboarding lists the workspace's users once instead of looking each author up
+    assert_eq!(fixture.server().requests_to("/users.list"), 1);
+    assert_eq!(fixture.server().requests_to("/users.info"), 0);
     let requests = fixture.server().requests();
     assert!(
         requests
@@ -240,9 +232,21 @@ async fn an_edited_or_deleted_message_updates_its_activity(pool: PgPool) {
         d.delete_now("C000", &deleted);
         (edited, deleted)
     });
+    fixture.server().clear_requests();
     let check = h.check_to_end(onboarding.integration.id).await;
     check.assert_processed();
     assert_eq!(check.run.activities_created, 0);
+    // a check looks up the authors it meets, once each: the two changed messages' authors
+    let lookups: Vec<String> = fixture
+        .server()
+        .requests()
+        .iter()
+        .filter(|r| r.path == "/users.info")
+        .map(|r| r.query("user").unwrap().to_owned())
+        .collect();
+    assert_eq!(lookups.len(), 2, "{lookups:?}");
+    assert_ne!(lookups[0], lookups[1]);
+    assert_eq!(fixture.server().requests_to("/users.list"), 0);
     assert_eq!(check.run.activities_updated, 2);
     let stored = check.activity(&format!("message:C000:{edited}"));
     assert_eq!(stored.body.as_deref(), Some("now with the right link"));

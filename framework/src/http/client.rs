@@ -36,10 +36,10 @@ pub struct HttpClient {
     tokens: Arc<Tokens>,
     max_body_bytes: usize,
     guard: Option<Arc<AddressGuard>>,
-    /// The process's shared budgets, when it shares them and the client names its platform.
-    shared: Option<SharedBudgets>,
     /// Route buckets and invalid-request counts, when the configuration asks for them.
     books: Option<Arc<Books>>,
+    /// The process's shared budgets, when it shares them and the client names its platform.
+    shared: Option<SharedBudgets>,
 }
 
 /// A successful response, decoded, with the rate-limit figures it reported (its headers', else a
@@ -108,9 +108,9 @@ impl HttpClient {
             .build()
             .map_err(|e| IntegrationError::fatal("cannot build the HTTP client").with_source(e))?;
         let pacers = Arc::new(Pacers::new(config.pacing, config.waits));
-        let shared = shared.filter(|_| config.platform.is_some());
         let books = (config.buckets.is_some() || config.invalid_requests.is_some())
             .then(|| Arc::new(Books::new(config.pacing, config.waits)));
+        let shared = shared.filter(|_| config.platform.is_some());
         Ok(Self {
             inner,
             config: Arc::new(config),
@@ -119,8 +119,8 @@ impl HttpClient {
             tokens: Arc::new(Tokens::new()),
             max_body_bytes: policy.max_body_bytes,
             guard,
-            shared,
             books,
+            shared,
         })
     }
 
@@ -218,9 +218,9 @@ impl HttpClient {
         // the path only: a query string or a full URL may carry a credential
         let what = format!("GET {}", url.path());
         let pacer = self.pacers.get(token);
+        let book = self.books.as_ref().map(|b| b.get(token));
         let shared = self.shared.as_ref().zip(self.config.platform.as_deref());
         let key = shared.map(|(_, platform)| BudgetKey::new(platform, token));
-        let book = self.books.as_ref().map(|b| b.get(token));
         let mut refusals = 0;
         let mut refreshed = false;
         let (status, headers, bytes) = loop {
@@ -259,7 +259,9 @@ impl HttpClient {
                 ),
                 None => pacer.learn_with(classifier, &what, status, &headers, &bytes, now),
             };
-            if let (Some((budgets, _)), Some(key)) = (shared, &key) {
+            // a route bucket's figures are not the credential's: only an unbucketed client
+            // shares its budget across processes
+            if let (Some((budgets, _)), Some(key), None) = (shared, &key, &self.config.buckets) {
                 let blocked = match &error {
                     Some(IntegrationError::RateLimited { until, .. }) => Some(*until),
                     _ => None,

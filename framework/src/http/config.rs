@@ -89,9 +89,6 @@ pub struct HttpConfig {
     pub headers: Vec<(String, String)>,
     pub waits: WaitCaps,
     pub pacing: Pacing,
-    /// The platform whose shared budgets (`rate_limit_budgets`) this client's requests count
-    /// against, when its process shares them; set by [`crate::RunContext::client`].
-    pub platform: Option<String>,
     /// The platform's own reading of its answers (Slack's `200` with `ok: false`), before the
     /// standard classification.
     pub classifier: Option<BodyClassifier>,
@@ -99,6 +96,9 @@ pub struct HttpConfig {
     pub buckets: Option<RouteBuckets>,
     /// Stop sending for a credential before the platform bans it for invalid requests.
     pub invalid_requests: Option<InvalidRequestLimit>,
+    /// The platform whose shared budgets (`rate_limit_budgets`) this client's requests count
+    /// against, when its process shares them; set by [`crate::RunContext::client`].
+    pub platform: Option<String>,
 }
 
 impl HttpConfig {
@@ -114,10 +114,10 @@ impl HttpConfig {
             headers: Vec::new(),
             waits: WaitCaps::default(),
             pacing: Pacing::default(),
-            platform: None,
             classifier: None,
             buckets: None,
             invalid_requests: None,
+            platform: None,
         }
     }
 

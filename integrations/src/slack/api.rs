@@ -82,6 +82,14 @@ pub struct Edited {
     pub ts: String,
 }
 
+/// `users.list`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UserList {
+    pub members: Vec<User>,
+    #[serde(default)]
+    pub response_metadata: Option<ResponseMetadata>,
+}
+
 /// `users.info`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct UserInfo {
@@ -157,6 +165,9 @@ mod tests {
             user.user.profile.unwrap().real_name.as_deref(),
             Some("Egon Spengler")
         );
+        let list: UserList = serde_json::from_str(r#"{"ok": true, "cache_ts": 1498777272, "members": [{"id": "W07QCRPA4", "name": "glinda", "deleted": false, "profile": {"display_name": "Glinda the Fairly Good", "image_192": null}}]}"#).unwrap();
+        assert_eq!(list.members[0].profile.as_ref().unwrap().image_192, None);
+        assert!(list.response_metadata.is_none());
         // the smallest answers Slack gives
         let bare: MessageList = serde_json::from_str(r#"{"ok": true, "messages": []}"#).unwrap();
         assert!(bare.response_metadata.is_none());

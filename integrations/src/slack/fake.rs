@@ -1,7 +1,7 @@
 //! A fake Slack (feature `fakes`) on the testkit's [`FakeServer`], following the published Web
 //! API description: `conversations.list` (types, exclude_archived, cursor), `conversations.history`
 //! (oldest, newest first, cursor, `has_more`), `conversations.replies` (the parent first),
-//! `users.info`; errors as Slack gives them, `200` with `{"ok": false, "error": …}`
+//! `users.list`, `users.info`; errors as Slack gives them, `200` with `{"ok": false, "error": …}`
 //! (`not_authed`, `invalid_auth`, `not_in_channel`, `channel_not_found`, `user_not_found`,
 //! `invalid_cursor`). Edits and deletions leave `message_changed` / `message_deleted` entries in
 //! the history, as Slack's events do. Faults, latency and 429s come from the testkit.
@@ -256,8 +256,8 @@ impl SlackData {
     }
 
     /// The requests an onboarding needs at `per_page`: the channel list's pages, each readable
-    /// channel's history pages, each thread's reply pages (the parent included), and one
-    /// `users.info` per author.
+    /// channel's history pages, each thread's reply pages (the parent included), and the pages of
+    /// `users.list`.
     pub fn expected_requests(&self, per_page: usize) -> usize {
         let pages = |n: usize| n.div_ceil(per_page).max(1);
         let public = self
@@ -277,12 +277,7 @@ impl SlackData {
                 total += pages(1 + m.reply_count.unwrap_or(0) as usize);
             }
         }
-        let users = self
-            .expected_members()
-            .iter()
-            .filter(|id| id.starts_with('U'))
-            .count();
-        total + users
+        total + pages(self.users.len())
     }
 
     /// A channel's history: everything but thread replies, newest first.
@@ -413,6 +408,7 @@ fn answer(data: &SlackData, request: &Request) -> Reply {
             thread.sort_by(|a, b| (a.ts != ts, &a.ts).cmp(&(b.ts != ts, &b.ts)));
             page("messages", &thread, offset, limit)
         }
+        "/users.list" => page("members", &data.users, offset, limit),
         "/users.info" => match data
             .users
             .iter()

@@ -4,8 +4,8 @@
 //! API (Web API, `https://slack.com/api`, `Authorization: Bearer xoxb-…`, base URL
 //! configurable): `conversations.list?types=public_channel&exclude_archived=true` (cursor
 //! paging), `conversations.history?channel=C&oldest=TS` (newest first, cursor paging),
-//! `conversations.replies?channel=C&ts=THREAD&oldest=TS` and `users.info?user=U` (once per run
-//! and user; Slack puts only the user id in a message). Slack answers most errors with `200`
+//! `conversations.replies?channel=C&ts=THREAD&oldest=TS` and `users.list` (an onboarding, once) or `users.info?user=U`
+//! (a check, once per run and user; Slack puts only the user id in a message). Slack answers most errors with `200`
 //! and `{"ok": false, "error": …}`: the toolkit's body classifier reads them (`ratelimited` is a
 //! rate limit; `invalid_auth`, `not_in_channel`, `channel_not_found` end with a message that says
 //! what to do; `internal_error` is retried). Each method is paced at its documented tier (list:
@@ -29,8 +29,9 @@ pub mod fake;
 mod settings;
 mod users;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::num::NonZeroU32;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -43,7 +44,7 @@ use tributary::{
 
 pub use api::{
     Channel, ChannelList, Edited, Message, MessageList, Profile, ResponseMetadata, User, UserInfo,
-    time_ts, ts_time,
+    UserList, time_ts, ts_time,
 };
 pub use settings::{DEFAULT_BASE_URL, SlackSettings};
 
@@ -55,6 +56,8 @@ pub const PLATFORM: &str = "slack";
 const TIER_2: u32 = 20;
 const TIER_3: u32 = 50;
 const TIER_4: u32 = 100;
+/// Pages of `users.list` an onboarding reads at most.
+const MAX_USER_PAGES: usize = 20;
 
 /// The Slack integration.
 #[derive(Debug, Default)]
@@ -300,6 +303,13 @@ impl Reader<'_> {
 
     async fn member(&self, id: &str, site: Option<&str>) -> Result<Member, IntegrationError> {
         let run = self.ctx.run_id().to_string();
+        if self.ctx.is_onboarding() {
+            // an onboarding meets most of the workspace: one list is cheaper than a lookup each
+            let everyone = self.users.everyone(&run, || self.list_users()).await?;
+            if let Some(user) = everyone.get(id) {
+                return Ok(activities::member(id, Some(user), site));
+            }
+        }
         let client = self.client(TIER_4)?;
         let user = self
             .users
@@ -312,6 +322,33 @@ impl Reader<'_> {
             })
             .await?;
         Ok(activities::member(id, user.as_ref(), site))
+    }
+}
+
+impl Reader<'_> {
+    /// `users.list`, every page (at most [`MAX_USER_PAGES`]: a larger workspace is looked up a
+    /// user at a time past them).
+    async fn list_users(&self) -> Result<users::Everyone, IntegrationError> {
+        let client = self.client(TIER_2)?;
+        let mut everyone = HashMap::new();
+        let mut cursor: Option<String> = None;
+        for _ in 0..MAX_USER_PAGES {
+            let mut query = vec![("limit", self.page_size())];
+            if let Some(cursor) = &cursor {
+                query.push(("cursor", cursor.clone()));
+            }
+            let page: UserList = client
+                .get_json("/users.list", &query, self.token)
+                .await?
+                .body;
+            everyone.extend(page.members.into_iter().map(|u| (u.id.clone(), u)));
+            let next = next_cursor(page.response_metadata.as_ref()).map(str::to_owned);
+            if next.is_none() || next == cursor {
+                break;
+            }
+            cursor = next;
+        }
+        Ok(Arc::new(everyone))
     }
 }
 

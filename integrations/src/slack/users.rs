@@ -14,8 +14,18 @@ use super::api::User;
 const KEEP: Duration = Duration::from_secs(3600);
 
 type Slot = Arc<OnceCell<Option<User>>>;
-/// A run's lookups: when it last asked, and its users.
-type RunUsers = (Instant, HashMap<String, Slot>);
+/// The workspace's users by id, listed once.
+pub(super) type Everyone = Arc<HashMap<String, User>>;
+
+/// A run's lookups.
+#[derive(Debug, Default)]
+struct RunUsers {
+    touched: Option<Instant>,
+    /// `users.info` answers, by user id.
+    users: HashMap<String, Slot>,
+    /// `users.list`, read whole once.
+    everyone: Arc<OnceCell<Everyone>>,
+}
 
 /// The users looked up by each run of this process.
 #[derive(Debug, Default)]
@@ -24,15 +34,28 @@ pub(super) struct Directory {
 }
 
 impl Directory {
-    fn slot(&self, run: &str, user: &str) -> Slot {
+    fn with_run<T>(&self, run: &str, f: impl FnOnce(&mut RunUsers) -> T) -> T {
         let mut runs = self.runs.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
-        runs.retain(|_, (touched, _)| now.duration_since(*touched) < KEEP);
-        let (touched, users) = runs
-            .entry(run.to_owned())
-            .or_insert_with(|| (now, HashMap::new()));
-        *touched = now;
-        users.entry(user.to_owned()).or_default().clone()
+        runs.retain(|_, r| r.touched.is_some_and(|t| now.duration_since(t) < KEEP));
+        let entry = runs.entry(run.to_owned()).or_default();
+        entry.touched = Some(now);
+        f(entry)
+    }
+
+    fn slot(&self, run: &str, user: &str) -> Slot {
+        self.with_run(run, |r| r.users.entry(user.to_owned()).or_default().clone())
+    }
+
+    /// Every user of the workspace for `run`: `fetch` (`users.list`, all pages) is called once
+    /// per run, even by streams running at the same time.
+    pub async fn everyone<F, Fut>(&self, run: &str, fetch: F) -> Result<Everyone, IntegrationError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Everyone, IntegrationError>>,
+    {
+        let cell = self.with_run(run, |r| r.everyone.clone());
+        cell.get_or_try_init(fetch).await.cloned()
     }
 
     /// The user `id` for `run`: `fetch` is called once per run and user, even by streams
@@ -96,5 +119,21 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(again.unwrap().id, "U2", "a failure is not kept");
+    }
+
+    #[tokio::test]
+    async fn the_workspace_is_listed_once_per_run() {
+        let directory = Directory::default();
+        let calls = AtomicU32::new(0);
+        let fetch = || async {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Ok(Arc::new(HashMap::from([("U1".to_owned(), user("U1"))])))
+        };
+        let (a, b) = tokio::join!(
+            directory.everyone("r", fetch),
+            directory.everyone("r", fetch)
+        );
+        assert!(a.unwrap().contains_key("U1") && b.unwrap().contains_key("U1"));
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
     }
 }

@@ -2,7 +2,7 @@
 //! inline and long ones turned into deferrals, bodies decoded with the path of any bad field.
 
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use chrono::Utc;
 use reqwest::header::HeaderMap;
@@ -10,6 +10,7 @@ use reqwest::{Method, StatusCode, Url, redirect};
 use serde::de::DeserializeOwned;
 
 use super::body_limits::daily_quota;
+use super::budgets::{BudgetKey, SharedBudgets};
 use super::classify::transport_error;
 use super::config::{Auth, HttpConfig};
 use super::pacing::{Pacer, Pacers};
@@ -28,6 +29,8 @@ pub struct HttpClient {
     config: Arc<HttpConfig>,
     base: Url,
     pacers: Arc<Pacers>,
+    /// The process's shared budgets, when it shares them and the client names its platform.
+    shared: Option<SharedBudgets>,
 }
 
 /// A successful response, decoded, with the rate-limit figures it reported (its headers', else a
@@ -43,6 +46,10 @@ pub struct HttpResponse<T> {
 impl HttpClient {
     /// Refuses a base URL that is not an absolute http(s) URL.
     pub fn new(config: HttpConfig) -> Result<Self, IntegrationError> {
+        Self::build(config, None)
+    }
+
+    fn build(config: HttpConfig, shared: Option<SharedBudgets>) -> Result<Self, IntegrationError> {
         let base = Url::parse(&config.base_url)
             .ok()
             .filter(|u| matches!(u.scheme(), "http" | "https") && u.has_host())
@@ -83,11 +90,13 @@ impl HttpClient {
             .build()
             .map_err(|e| IntegrationError::fatal("cannot build the HTTP client").with_source(e))?;
         let pacers = Arc::new(Pacers::new(config.pacing, config.waits));
+        let shared = shared.filter(|_| config.platform.is_some());
         Ok(Self {
             inner,
             config: Arc::new(config),
             base,
             pacers,
+            shared,
         })
     }
 
@@ -175,12 +184,34 @@ impl HttpClient {
         // the path only: a query string or a full URL may carry a credential
         let what = format!("GET {}", url.path());
         let pacer = self.pacers.get(token);
+        let shared = self.shared.as_ref().zip(self.config.platform.as_deref());
+        let key = shared.map(|(_, platform)| BudgetKey::new(platform, token));
         let mut refusals = 0;
         let (status, headers, bytes) = loop {
             pacer.acquire_for(&what).await?;
+            if let (Some((budgets, _)), Some(key)) = (shared, &key) {
+                budgets.acquire(key, pacer.max_inline_wait()).await?;
+            }
             let (status, headers, bytes) = self.exchange(&url, query, extra, token, &what).await?;
             let now = Utc::now();
-            let Some(error) = pacer.learn(&what, status, &headers, &bytes, now) else {
+            let error = pacer.learn(&what, status, &headers, &bytes, now);
+            if let (Some((budgets, _)), Some(key)) = (shared, &key) {
+                let blocked = match &error {
+                    Some(IntegrationError::RateLimited { until, .. }) => Some(*until),
+                    _ => None,
+                };
+                let mut info = RateLimitInfo::from_headers_at(&headers, now);
+                if !info.is_reported()
+                    && let Some(quota) = daily_quota(&bytes, now)
+                {
+                    // a daily quota stated in the body (Stack Exchange) is the budget shown
+                    info = quota;
+                }
+                if let Err(e) = budgets.record(key, &info, blocked).await {
+                    tracing::debug!(error = %crate::error::ErrorChain(&e), "recording the shared budget failed");
+                }
+            }
+            let Some(error) = error else {
                 break (status, headers, bytes);
             };
             let IntegrationError::RateLimited { until, .. } = &error else {
@@ -299,11 +330,25 @@ const MAX_CLIENTS: usize = 256;
 #[derive(Default)]
 pub struct HttpClients {
     clients: Mutex<Vec<(HttpConfig, HttpClient)>>,
+    shared: OnceLock<SharedBudgets>,
 }
 
 impl HttpClients {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Opts this process in to budgets shared in PostgreSQL ([`SharedBudgets`]): every client it
+    /// builds from then on for a configuration that names its platform (every client of a run's
+    /// context does) paces from `rate_limit_budgets` too. Once per process; later calls are
+    /// ignored.
+    pub fn share_budgets(&self, pool: sqlx::PgPool) {
+        let _ = self.shared.set(SharedBudgets::new(pool));
+    }
+
+    /// Whether this process shares its budgets.
+    pub fn shares_budgets(&self) -> bool {
+        self.shared.get().is_some()
     }
 
     /// The client for `config`, built on first use.
@@ -312,7 +357,7 @@ impl HttpClients {
         if let Some((_, client)) = clients.iter().find(|(c, _)| *c == config) {
             return Ok(client.clone());
         }
-        let client = HttpClient::new(config.clone())?;
+        let client = HttpClient::build(config.clone(), self.shared.get().cloned())?;
         if clients.len() >= MAX_CLIENTS {
             clients.remove(0);
         }

@@ -81,6 +81,9 @@ pub struct HttpConfig {
     pub headers: Vec<(String, String)>,
     pub waits: WaitCaps,
     pub pacing: Pacing,
+    /// The platform whose shared budgets (`rate_limit_budgets`) this client's requests count
+    /// against, when its process shares them; set by [`crate::RunContext::client`].
+    pub platform: Option<String>,
 }
 
 impl HttpConfig {
@@ -96,6 +99,7 @@ impl HttpConfig {
             headers: Vec::new(),
             waits: WaitCaps::default(),
             pacing: Pacing::default(),
+            platform: None,
         }
     }
 
@@ -126,6 +130,13 @@ impl HttpConfig {
 
     pub fn waits(mut self, waits: WaitCaps) -> Self {
         self.waits = waits;
+        self
+    }
+
+    /// Counts this client's requests against `platform`'s shared budgets (if its process shares
+    /// them: [`super::HttpClients::share_budgets`]).
+    pub fn platform(mut self, platform: impl Into<String>) -> Self {
+        self.platform = Some(platform.into());
         self
     }
 

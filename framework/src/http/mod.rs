@@ -17,6 +17,8 @@
 //!   from every stream of the process, while other methods go on.
 //! * [`Pacer`]: per-credential pacing with `governor`, fed by the reported budget; waits up to
 //!   `max_inline_wait` are slept, longer ones come back as `RateLimited` (a deferral of the run).
+//! * [`SharedBudgets`]: each credential's budget in PostgreSQL, shared by every worker and
+//!   command of a deployment that opts in ([`HttpClients::share_budgets`]).
 //! * [`PageNumber`], [`Cursor`], [`LinkPages`], [`IdBoundary`]: page tokens with loop detection.
 //!
 //! A typical `process_stream`:
@@ -32,6 +34,7 @@
 
 mod backoff;
 mod body_limits;
+mod budgets;
 mod classify;
 mod client;
 mod config;
@@ -41,6 +44,7 @@ mod waits;
 
 pub use backoff::{MethodBackoffs, method_of};
 pub use body_limits::{daily_quota, is_body_rate_limit, stated_wait};
+pub use budgets::{BudgetKey, SharedBudgets, Turn, credential_fingerprint};
 pub use classify::{classify_response, platform_message, transport_error};
 pub use client::{HttpClient, HttpClients, HttpResponse, decode};
 pub use config::{Auth, HttpConfig, Pacing, RequestRate};

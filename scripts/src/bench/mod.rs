@@ -2,6 +2,7 @@
 //! and its memory as a run grows.
 
 mod baseline;
+pub mod checks;
 pub mod github;
 mod memory;
 mod noop;

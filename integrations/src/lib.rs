@@ -1,10 +1,12 @@
 //! Tributary's integrations, one module per platform.
 
 pub mod devto;
+pub mod discord;
 pub mod discourse;
 pub mod example_forum;
 pub mod github;
 pub mod hackernews;
+pub mod slack;
 pub mod stackoverflow;
 
 use tributary::Registry;
@@ -21,6 +23,8 @@ pub fn register_all(registry: &mut Registry) -> Result<(), RegistryError> {
     registry.register(DevtoIntegration::new())?;
     registry.register(GithubIntegration::new())?;
     registry.register(HackerNewsIntegration::new())?;
+    registry.register(discord::DiscordIntegration)?;
+    registry.register(slack::SlackIntegration::default())?;
     registry.register(discourse::DiscourseIntegration)?;
     registry.register(stackoverflow::StackoverflowIntegration)?;
     Ok(())

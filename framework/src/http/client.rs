@@ -10,6 +10,7 @@ use reqwest::{Method, StatusCode, Url, redirect};
 use serde::de::DeserializeOwned;
 
 use super::body_limits::daily_quota;
+use super::buckets::{Book, Books};
 use super::budgets::{BudgetKey, SharedBudgets};
 use super::classify::transport_error;
 use super::config::{Auth, HttpConfig};
@@ -31,6 +32,8 @@ pub struct HttpClient {
     pacers: Arc<Pacers>,
     /// The process's shared budgets, when it shares them and the client names its platform.
     shared: Option<SharedBudgets>,
+    /// Route buckets and invalid-request counts, when the configuration asks for them.
+    books: Option<Arc<Books>>,
 }
 
 /// A successful response, decoded, with the rate-limit figures it reported (its headers', else a
@@ -91,12 +94,15 @@ impl HttpClient {
             .map_err(|e| IntegrationError::fatal("cannot build the HTTP client").with_source(e))?;
         let pacers = Arc::new(Pacers::new(config.pacing, config.waits));
         let shared = shared.filter(|_| config.platform.is_some());
+        let books = (config.buckets.is_some() || config.invalid_requests.is_some())
+            .then(|| Arc::new(Books::new(config.pacing, config.waits)));
         Ok(Self {
             inner,
             config: Arc::new(config),
             base,
             pacers,
             shared,
+            books,
         })
     }
 
@@ -112,6 +118,11 @@ impl HttpClient {
     /// The pacer of a credential (what it is waiting for, for diagnostics and tests).
     pub fn pacer(&self, token: Option<&Secret>) -> Arc<Pacer> {
         self.pacers.get(token)
+    }
+
+    /// The route buckets and invalid-request count of a credential, when configured.
+    pub fn book(&self, token: Option<&Secret>) -> Option<Arc<Book>> {
+        self.books.as_ref().map(|b| b.get(token))
     }
 
     /// GETs `path` (under the base URL) with `query`, and decodes its JSON body as `T`.
@@ -186,15 +197,43 @@ impl HttpClient {
         let pacer = self.pacers.get(token);
         let shared = self.shared.as_ref().zip(self.config.platform.as_deref());
         let key = shared.map(|(_, platform)| BudgetKey::new(platform, token));
+        let book = self.books.as_ref().map(|b| b.get(token));
         let mut refusals = 0;
         let (status, headers, bytes) = loop {
+            if let Some(book) = &book {
+                book.check_invalid(self.config.invalid_requests, &what)?;
+            }
             pacer.acquire_for(&what).await?;
             if let (Some((budgets, _)), Some(key)) = (shared, &key) {
                 budgets.acquire(key, pacer.max_inline_wait()).await?;
             }
+            let bucket = book
+                .as_ref()
+                .zip(self.config.buckets.as_ref())
+                .map(|(book, buckets)| book.bucket(buckets, url.path()));
+            if let Some(bucket) = &bucket {
+                bucket.acquire().await?;
+            }
             let (status, headers, bytes) = self.exchange(&url, query, extra, token, &what).await?;
             let now = Utc::now();
-            let error = pacer.learn(&what, status, &headers, &bytes, now);
+            let classifier = self.config.classifier.as_ref();
+            if let Some(book) = &book {
+                book.count(status, &headers);
+            }
+            let error = match book.as_ref().zip(self.config.buckets.as_ref()) {
+                Some((book, buckets)) => book.learn(
+                    buckets,
+                    &pacer,
+                    classifier,
+                    &what,
+                    url.path(),
+                    status,
+                    &headers,
+                    &bytes,
+                    now,
+                ),
+                None => pacer.learn_with(classifier, &what, status, &headers, &bytes, now),
+            };
             if let (Some((budgets, _)), Some(key)) = (shared, &key) {
                 let blocked = match &error {
                     Some(IntegrationError::RateLimited { until, .. }) => Some(*until),
@@ -257,6 +296,10 @@ impl HttpClient {
             request = match &self.config.auth {
                 Auth::Bearer => request.bearer_auth(token.expose()),
                 Auth::Header(name) => request.header(name.as_str(), token.expose()),
+                Auth::Scheme(scheme) => request.header(
+                    reqwest::header::AUTHORIZATION,
+                    format!("{scheme} {}", token.expose()),
+                ),
                 Auth::Query(name) => request.query(&[(name.as_str(), token.expose())]),
             };
         }

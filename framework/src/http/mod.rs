@@ -8,11 +8,18 @@
 //! * [`classify_response`]: 429, GitHub's 403s (primary and secondary limits) → `RateLimited`;
 //!   5xx, 408 and transport failures → `Retryable`; other 4xx → `Fatal` with the platform's
 //!   message. Errors carry the method and path only, never a query string or a credential.
+//! * [`BodyClassifier`] (`HttpConfig::classify_body`): a platform's own reading of an answer's
+//!   body before the standard classification (Slack's `200` with `ok: false`, Discourse's
+//!   `extras.wait_seconds`), as a [`Verdict`]: success, rate limit, retryable or fatal.
+//! * [`RouteBuckets`] (`HttpConfig::route_buckets`): per-route buckets (`X-RateLimit-Bucket`)
+//!   shared by every stream of a credential, global 429s (`"global": true`) blocking the
+//!   credential; [`InvalidRequestLimit`]: stop before a ban for too many 401/403/429 answers.
 //! * [`announced_wait`], [`RateLimitInfo`]: every form of announced wait and budget
 //!   (`Retry-After`, reset epochs and deltas, float counts, JSON `retry_after` / `backoff` /
-//!   `extras.wait_seconds`); body-level limits ([`is_body_rate_limit`]: Stack Exchange's 400
-//!   `throttle_violation`; [`daily_quota`]: `quota_remaining`, surfaced as the answer's
-//!   [`RateLimitInfo`], deferring the run to midnight UTC once spent).
+//!   `extras.wait_seconds`); body-level limits ([`STACK_EXCHANGE`], a [`BodyClassifier`]: Stack
+//!   Exchange's 400 `throttle_violation` a rate limit for the wait it states; [`daily_quota`]:
+//!   `quota_remaining`, surfaced as the answer's [`RateLimitInfo`], deferring the run to midnight
+//!   UTC once spent).
 //! * [`MethodBackoffs`]: a `backoff` holds back the next call of the same method ([`method_of`]),
 //!   from every stream of the process, while other methods go on.
 //! * [`Pacer`]: per-credential pacing with `governor`, fed by the reported budget; waits up to
@@ -33,7 +40,9 @@
 //! ```
 
 mod backoff;
+mod body;
 mod body_limits;
+mod buckets;
 mod budgets;
 mod classify;
 mod client;
@@ -43,7 +52,9 @@ mod pagination;
 mod waits;
 
 pub use backoff::{MethodBackoffs, method_of};
-pub use body_limits::{daily_quota, is_body_rate_limit, stated_wait};
+pub use body::{Answer, BodyClassifier, Verdict, classify_answer};
+pub use body_limits::{STACK_EXCHANGE, daily_quota, is_body_rate_limit, stated_wait};
+pub use buckets::{Book, Books, InvalidRequestLimit, Route, RouteBuckets};
 pub use budgets::{BudgetKey, SharedBudgets, Turn, credential_fingerprint};
 pub use classify::{classify_response, platform_message, transport_error};
 pub use client::{HttpClient, HttpClients, HttpResponse, decode};

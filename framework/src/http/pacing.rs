@@ -34,8 +34,8 @@ use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
 
 use super::backoff::{MethodBackoffs, method_of};
+use super::body::{BodyClassifier, classify_answer};
 use super::body_limits::daily_quota;
-use super::classify::classify_response;
 use super::config::{Pacing, RequestRate};
 use super::waits::{RateLimitInfo, WaitCaps, after, body_wait};
 use crate::error::IntegrationError;
@@ -236,8 +236,21 @@ impl Pacer {
         body: &[u8],
         now: DateTime<Utc>,
     ) -> Option<IntegrationError> {
+        self.learn_with(None, what, status, headers, body, now)
+    }
+
+    /// [`Pacer::learn`], the answer read first by a platform's [`BodyClassifier`].
+    pub fn learn_with(
+        &self,
+        classifier: Option<&BodyClassifier>,
+        what: &str,
+        status: StatusCode,
+        headers: &HeaderMap,
+        body: &[u8],
+        now: DateTime<Utc>,
+    ) -> Option<IntegrationError> {
         self.observe(&RateLimitInfo::from_headers_at(headers, now), now);
-        let error = classify_response(what, status, headers, body, now, self.caps);
+        let error = classify_answer(classifier, what, status, headers, body, now, self.caps);
         match &error {
             Some(IntegrationError::RateLimited { until, .. }) => {
                 // every stream of this credential now waits, without asking again

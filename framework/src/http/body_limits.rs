@@ -21,7 +21,7 @@ use serde_json::Value;
 
 use super::body::{Answer, BodyClassifier, Verdict};
 use super::classify::platform_message;
-use super::waits::RateLimitInfo;
+use super::waits::{RateLimitInfo, WaitCaps};
 
 /// Stack Exchange's reading of its answers: a `throttle_violation` is a rate limit for the wait
 /// its message states (else the client's default wait).
@@ -85,6 +85,26 @@ pub fn daily_quota(body: &[u8], now: DateTime<Utc>) -> Option<RateLimitInfo> {
         remaining: Some(remaining.max(0.0)),
         reset_at: midnight,
     })
+}
+
+/// When a body reports its daily quota spent: how long until it comes back, and why the credential
+/// waits (for the deferral's message).
+pub(super) fn spent_quota(
+    body: &[u8],
+    now: DateTime<Utc>,
+    caps: WaitCaps,
+) -> Option<(Duration, String)> {
+    let quota = daily_quota(body, now).filter(RateLimitInfo::exhausted)?;
+    tracing::warn!(reset_at = ?quota.reset_at, "the daily quota is spent");
+    let left = quota.reset_in(now, caps)?;
+    let reset = quota.reset_at?;
+    let max = quota
+        .limit
+        .map_or_else(String::new, |l| format!(" of {l} requests"));
+    Some((
+        left,
+        format!("the daily quota{max} is spent; it comes back at {reset} (midnight UTC)"),
+    ))
 }
 
 fn mentions(body: &[u8], needle: &[u8]) -> bool {

@@ -332,3 +332,34 @@ async fn a_throttle_violation_defers_the_run_for_the_wait_it_states(pool: PgPool
         "a rate limit costs no retry"
     );
 }
+
+#[sqlx::test(migrator = "tributary::MIGRATOR")]
+async fn keyword_searches_read_their_questions_and_threads(pool: PgPool) {
+    let site = Site::start().await;
+    let h = Harness::with_service(pool, StackoverflowIntegration);
+    // "serde" is no configured tag: its questions come from the search only
+    let settings = json!({"base_url": site.0.base_url(), "keywords": ["use serde"],
+                          "page_size": PAGE_SIZE});
+    let report = h.onboard(PLATFORM, settings, site.credentials()).await;
+    report.assert_processed();
+    assert_eq!(
+        report.activity_ids(),
+        site.0.edit(|d| d.expected_activities(&[], &["use serde"]))
+    );
+    let searches: Vec<_> = site
+        .server()
+        .requests()
+        .into_iter()
+        .filter(|r| r.path == "/search/advanced")
+        .collect();
+    assert!(searches.len() >= 2, "several pages");
+    assert!(searches.iter().all(|r| r.query("q") == Some("use serde")
+        && r.query("sort") == Some("activity")
+        && r.query("min").is_none()));
+    assert!(
+        report
+            .activities
+            .iter()
+            .all(|a| a.activity_type != "question" || a.attributes["tags"][0] == "serde")
+    );
+}

@@ -10,7 +10,12 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use chrono::Utc;
 use tokio::time::Instant;
+
+use super::pacing::Pacer;
+use super::waits::after;
+use crate::error::IntegrationError;
 
 /// The method of a request described as `GET /path`: path segments made of ids (digits joined by
 /// `;` or `,`, before an optional `.json`) become `{}`; the query is dropped.
@@ -66,6 +71,27 @@ impl MethodBackoffs {
         map.retain(|_, until| *until > now);
         map.get(method)
             .map_or(Duration::ZERO, |until| until.saturating_duration_since(now))
+    }
+}
+
+impl Pacer {
+    /// [`Pacer::acquire`] for a request described as `GET /path`: first waits out a `backoff`
+    /// its method was given (inline when short, else [`IntegrationError::RateLimited`]).
+    pub async fn acquire_for(&self, what: &str) -> Result<(), IntegrationError> {
+        let method = method_of(what);
+        let wait = self.backoffs.remaining(&method);
+        if !wait.is_zero() {
+            if wait > self.max_inline_wait() {
+                return Err(IntegrationError::rate_limited(
+                    after(Utc::now(), wait),
+                    format!(
+                        "`{method}` was asked to back off: it may be called again in {wait:.1?}"
+                    ),
+                ));
+            }
+            tokio::time::sleep(wait).await;
+        }
+        self.acquire().await
     }
 }
 

@@ -3,7 +3,9 @@
 //! * Stack Exchange refuses a throttled request with HTTP **400** and
 //!   `{"error_id": 502, "error_name": "throttle_violation", "error_message": "too many requests
 //!   from this IP, more requests available in 82475 seconds"}`: a rate limit, not a bad request
-//!   ([`is_body_rate_limit`]), whose wait is the one its message states ([`stated_wait`]);
+//!   ([`is_body_rate_limit`]), whose wait is the one its message states ([`stated_wait`]). The
+//!   toolkit's [`STACK_EXCHANGE`] body classifier says so: a Stack Exchange client is configured
+//!   with `HttpConfig::classify_body(STACK_EXCHANGE)`;
 //! * Stack Exchange's daily quota, `quota_max` / `quota_remaining` on every answer, which comes
 //!   back at midnight UTC ([`daily_quota`]): surfaced as the answer's [`RateLimitInfo`], and once
 //!   spent the credential waits for the reset (the run is deferred to it).
@@ -17,7 +19,21 @@ use chrono::{DateTime, Days, Utc};
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use super::waits::RateLimitInfo;
+use super::body::{Answer, BodyClassifier, Verdict};
+use super::classify::platform_message;
+use super::waits::{RateLimitInfo, WaitCaps};
+
+/// Stack Exchange's reading of its answers: a `throttle_violation` is a rate limit for the wait
+/// its message states (else the client's default wait).
+pub const STACK_EXCHANGE: BodyClassifier = BodyClassifier::new("stack-exchange", stack_exchange);
+
+fn stack_exchange(answer: &Answer<'_>) -> Option<Verdict> {
+    if !is_body_rate_limit(answer.status, answer.body) {
+        return None;
+    }
+    let message = platform_message(answer.body);
+    Some(Verdict::rate_limited(stated_wait(&message), message))
+}
 
 /// Stack Exchange's `error_id` for a throttle violation.
 const THROTTLE_VIOLATION_ID: u64 = 502;
@@ -71,6 +87,26 @@ pub fn daily_quota(body: &[u8], now: DateTime<Utc>) -> Option<RateLimitInfo> {
     })
 }
 
+/// When a body reports its daily quota spent: how long until it comes back, and why the credential
+/// waits (for the deferral's message).
+pub(super) fn spent_quota(
+    body: &[u8],
+    now: DateTime<Utc>,
+    caps: WaitCaps,
+) -> Option<(Duration, String)> {
+    let quota = daily_quota(body, now).filter(RateLimitInfo::exhausted)?;
+    tracing::warn!(reset_at = ?quota.reset_at, "the daily quota is spent");
+    let left = quota.reset_in(now, caps)?;
+    let reset = quota.reset_at?;
+    let max = quota
+        .limit
+        .map_or_else(String::new, |l| format!(" of {l} requests"));
+    Some((
+        left,
+        format!("the daily quota{max} is spent; it comes back at {reset} (midnight UTC)"),
+    ))
+}
+
 fn mentions(body: &[u8], needle: &[u8]) -> bool {
     body.windows(needle.len()).any(|w| w == needle)
 }
@@ -101,6 +137,46 @@ mod tests {
             StatusCode::BAD_REQUEST,
             b"502 bad gateway"
         ));
+    }
+
+    #[test]
+    fn the_stack_exchange_classifier_defers_a_throttle_violation_for_what_it_states() {
+        use super::super::{WaitCaps, classify_answer};
+        use crate::error::IntegrationError;
+        let now = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        let classify = |status: u16, body: &str| {
+            classify_answer(
+                Some(&STACK_EXCHANGE),
+                "GET /questions",
+                StatusCode::from_u16(status).unwrap(),
+                &reqwest::header::HeaderMap::new(),
+                body.as_bytes(),
+                now,
+                WaitCaps::default(),
+            )
+        };
+        let wait = |e: Option<IntegrationError>| match e {
+            Some(IntegrationError::RateLimited { until, .. }) => (until - now).num_seconds(),
+            other => panic!("not rate limited: {other:?}"),
+        };
+        assert_eq!(wait(classify(400, THROTTLED)), 82475);
+        assert_eq!(
+            wait(classify(
+                400,
+                r#"{"error_id": 502, "error_message": "too many requests", "error_name": "throttle_violation"}"#
+            )),
+            60,
+            "the default wait"
+        );
+        let fatal = classify(
+            400,
+            r#"{"error_id": 400, "error_name": "bad_parameter", "error_message": "key"}"#,
+        );
+        assert_eq!(
+            fatal.unwrap().to_string(),
+            "GET /questions: 400 Bad Request: key"
+        );
+        assert!(classify(200, r#"{"items": [], "backoff": 5}"#).is_none());
     }
 
     #[test]

@@ -4,7 +4,6 @@
 //! | answer | kind |
 //! | --- | --- |
 //! | 429 | `RateLimited` until the announced wait (or `default_wait`) |
-//! | 400 with Stack Exchange's `throttle_violation` (`error_id` 502) in the body | `RateLimited` until the wait its message states |
 //! | 403 with an exhausted budget (`x-ratelimit-remaining: 0`), a `Retry-After`, or a message about a rate limit / GitHub's *secondary rate limit* / abuse detection | `RateLimited` |
 //! | 5xx, 408, a timeout, a refused or reset connection | `Retryable` |
 //! | any other 4xx (and unexpected 1xx/3xx) | `Fatal`, with the platform's own message |
@@ -16,7 +15,6 @@ use chrono::{DateTime, Utc};
 use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
 
-use super::body_limits::{is_body_rate_limit, stated_wait};
 use super::waits::{RateLimitInfo, WaitCaps, after, announced_wait};
 use crate::error::IntegrationError;
 
@@ -34,11 +32,10 @@ pub fn classify_response(
     }
     let message = platform_message(body);
     let text = format!("{what}: {status}: {message}");
-    if is_rate_limited(status, headers, &message) || is_body_rate_limit(status, body) {
+    if is_rate_limited(status, headers, &message) {
         let info = RateLimitInfo::read(headers, now, caps.reset);
         let wait = announced_wait(headers, body, now, caps)
             .or_else(|| info.reset_in(now, caps))
-            .or_else(|| stated_wait(&message).map(|w| w.min(caps.max_wait)))
             .unwrap_or(caps.default_wait);
         return Some(IntegrationError::rate_limited(
             after(now, caps.bound(wait)),
@@ -242,19 +239,7 @@ mod tests {
     }
 
     #[test]
-    fn stack_exchanges_throttle_violation_is_a_rate_limit_for_what_it_states() {
-        let e = classify(
-            400,
-            &[],
-            r#"{"error_id": 502, "error_message": "too many requests from this IP, more requests available in 3600 seconds", "error_name": "throttle_violation"}"#,
-        );
-        assert_eq!(until(&e), Duration::from_secs(3600));
-        let e = classify(
-            400,
-            &[],
-            r#"{"error_id": 502, "error_message": "too many requests", "error_name": "throttle_violation"}"#,
-        );
-        assert_eq!(until(&e), Duration::from_secs(60), "default wait");
+    fn discourses_waits_in_errors_and_extras() {
         let e = classify(
             429,
             &[("Retry-After", "39")],

@@ -266,7 +266,13 @@ impl HttpClient {
                     Some(IntegrationError::RateLimited { until, .. }) => Some(*until),
                     _ => None,
                 };
-                let info = RateLimitInfo::read(&headers, now, self.config.waits.reset);
+                let mut info = RateLimitInfo::read(&headers, now, self.config.waits.reset);
+                if !info.is_reported()
+                    && let Some(quota) = daily_quota(&bytes, now)
+                {
+                    // a daily quota stated in the body (Stack Exchange) is the budget shown
+                    info = quota;
+                }
                 if let Err(e) = budgets.record(key, &info, blocked).await {
                     tracing::debug!(error = %crate::error::ErrorChain(&e), "recording the shared budget failed");
                 }

@@ -16,9 +16,10 @@
 //!   credential; [`InvalidRequestLimit`]: stop before a ban for too many 401/403/429 answers.
 //! * [`announced_wait`], [`RateLimitInfo`]: every form of announced wait and budget
 //!   (`Retry-After`, reset epochs and deltas, float counts, JSON `retry_after` / `backoff` /
-//!   `extras.wait_seconds`); body-level limits ([`is_body_rate_limit`]: Stack Exchange's 400
-//!   `throttle_violation`; [`daily_quota`]: `quota_remaining`, surfaced as the answer's
-//!   [`RateLimitInfo`], deferring the run to midnight UTC once spent).
+//!   `extras.wait_seconds`); body-level limits ([`STACK_EXCHANGE`], a [`BodyClassifier`]: Stack
+//!   Exchange's 400 `throttle_violation` a rate limit for the wait it states; [`daily_quota`]:
+//!   `quota_remaining`, surfaced as the answer's [`RateLimitInfo`], deferring the run to midnight
+//!   UTC once spent).
 //! * [`MethodBackoffs`]: a `backoff` holds back the next call of the same method ([`method_of`]),
 //!   from every stream of the process, while other methods go on.
 //! * [`Auth::ClientCredentials`] ([`oauth2`]): OAuth2 client credentials, the token fetched once,
@@ -58,7 +59,7 @@ mod waits;
 
 pub use backoff::{MethodBackoffs, method_of};
 pub use body::{Answer, BodyClassifier, Verdict, classify_answer};
-pub use body_limits::{daily_quota, is_body_rate_limit, stated_wait};
+pub use body_limits::{STACK_EXCHANGE, daily_quota, is_body_rate_limit, stated_wait};
 pub use buckets::{Book, Books, InvalidRequestLimit, Route, RouteBuckets};
 pub use budgets::{
     BudgetKey, SharedBudgets, Turn, credential_fingerprint, shared_budgets_from_env,

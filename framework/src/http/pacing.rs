@@ -35,7 +35,7 @@ use reqwest::header::HeaderMap;
 
 use super::backoff::{MethodBackoffs, method_of};
 use super::body::{BodyClassifier, classify_answer};
-use super::body_limits::daily_quota;
+use super::body_limits::spent_quota;
 use super::config::{Pacing, RequestRate};
 use super::waits::{RateLimitInfo, WaitCaps, after, body_wait};
 use crate::error::IntegrationError;
@@ -63,7 +63,7 @@ pub struct Pacer {
     caps: WaitCaps,
     clock: TokioClock,
     state: Mutex<State>,
-    backoffs: MethodBackoffs,
+    pub(super) backoffs: MethodBackoffs,
 }
 
 struct State {
@@ -141,25 +141,6 @@ impl Pacer {
             }
             tokio::time::sleep(wait).await;
         }
-    }
-
-    /// [`Pacer::acquire`] for a request described as `GET /path`: first waits out a `backoff`
-    /// its method was given (inline when short, else [`IntegrationError::RateLimited`]).
-    pub async fn acquire_for(&self, what: &str) -> Result<(), IntegrationError> {
-        let method = method_of(what);
-        let wait = self.backoffs.remaining(&method);
-        if !wait.is_zero() {
-            if wait > self.pacing.max_inline_wait {
-                return Err(IntegrationError::rate_limited(
-                    after(Utc::now(), wait),
-                    format!(
-                        "`{method}` was asked to back off: it may be called again in {wait:.1?}"
-                    ),
-                ));
-            }
-            tokio::time::sleep(wait).await;
-        }
-        self.acquire().await
     }
 
     /// Takes a turn if one is free now; else says how long until one may be.
@@ -263,23 +244,8 @@ impl Pacer {
                     self.backoffs
                         .block(&method_of(what), backoff.min(self.caps.max_wait));
                 }
-                if let Some(quota) = daily_quota(body, now).filter(RateLimitInfo::exhausted) {
-                    tracing::warn!(reset_at = ?quota.reset_at, "the daily quota is spent");
-                    if let (Some(left), Some(reset)) =
-                        (quota.reset_in(now, self.caps), quota.reset_at)
-                    {
-                        let mut state = self.state();
-                        block(&mut state, left);
-                        let max = quota
-                            .limit
-                            .map_or_else(String::new, |l| format!(" of {l} requests"));
-                        state.why = Some((
-                            Instant::now() + left,
-                            format!(
-                                "the daily quota{max} is spent; it comes back at {reset} (midnight UTC)"
-                            ),
-                        ));
-                    }
+                if let Some((left, why)) = spent_quota(body, now, self.caps) {
+                    self.block_because(left, why);
                 }
             }
         }
@@ -289,6 +255,13 @@ impl Pacer {
     /// The longest wait this pacer sleeps inline.
     pub fn max_inline_wait(&self) -> Duration {
         self.pacing.max_inline_wait
+    }
+
+    /// Blocks the credential for `wait`, saying why (the deferral's message tells it).
+    pub fn block_because(&self, wait: Duration, why: String) {
+        let mut state = self.state();
+        block(&mut state, wait);
+        state.why = Some((Instant::now() + wait, why));
     }
 
     /// Blocks the credential for `wait` (a refusal): nothing goes out before.

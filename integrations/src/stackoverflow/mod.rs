@@ -34,7 +34,7 @@ use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use tributary::http::{Auth, HttpClient, HttpConfig, PageNumber, fingerprint};
+use tributary::http::{Auth, HttpClient, HttpConfig, PageNumber, STACK_EXCHANGE, fingerprint};
 use tributary::{
     Activity, IntegrationError, IntegrationService, Member, NewStream, RunContext, Secret, Stream,
     StreamOutcome, Window,
@@ -193,6 +193,7 @@ impl IntegrationService for StackoverflowIntegration {
             client: ctx.client(
                 HttpConfig::new(&settings.base_url)
                     .auth(Auth::Query("key".to_owned()))
+                    .classify_body(STACK_EXCHANGE)
                     .requests_per_second(settings.max_requests_per_second),
             )?,
             key: ctx.credentials().secret("key"),

@@ -2,11 +2,13 @@
 
 pub mod devto;
 pub mod discord;
+pub mod discourse;
 pub mod example_forum;
 pub mod github;
 pub mod hackernews;
 pub mod reddit;
 pub mod slack;
+pub mod stackoverflow;
 pub mod x;
 
 use tributary::Registry;
@@ -29,6 +31,8 @@ pub fn register_all(registry: &mut Registry) -> Result<(), RegistryError> {
     registry.register(XIntegration)?;
     registry.register(discord::DiscordIntegration)?;
     registry.register(slack::SlackIntegration::default())?;
+    registry.register(discourse::DiscourseIntegration)?;
+    registry.register(stackoverflow::StackoverflowIntegration)?;
     Ok(())
 }
 

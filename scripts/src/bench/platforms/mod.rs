@@ -1,9 +1,11 @@
 //! The platforms taking part in the onboarding benchmark, one module each.
 
 mod discord;
+mod discourse;
 mod example_forum;
 mod reddit;
 mod slack;
+mod stackoverflow;
 mod x;
 
 use super::onboarding::BenchPlatform;
@@ -16,5 +18,7 @@ pub fn all() -> Vec<Box<dyn BenchPlatform>> {
         Box::new(x::X),
         Box::new(discord::Discord),
         Box::new(slack::Slack),
+        Box::new(discourse::Discourse),
+        Box::new(stackoverflow::StackOverflow),
     ]
 }

@@ -168,6 +168,13 @@ pub async fn disconnect(pool: &PgPool, id: Uuid) -> Result<(), StoreError> {
     .bind(id)
     .execute(&mut *tx)
     .await?;
+    super::events::insert_for_integration(
+        &mut tx,
+        id,
+        super::events::types::INTEGRATION_DISCONNECTED,
+        &serde_json::json!({ "integration_id": id }),
+    )
+    .await?;
     tx.commit().await?;
     Ok(())
 }

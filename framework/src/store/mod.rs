@@ -8,12 +8,15 @@
 //! the old attempt match no row ([`StoreError::LeaseLost`]).
 
 pub mod checkpoints;
+pub mod deliveries;
+pub mod events;
 pub mod integrations;
 pub mod limits;
 pub mod records;
 pub mod runs;
 pub mod schedule;
 pub mod streams;
+pub mod subscriptions;
 pub mod ticks;
 
 use uuid::Uuid;

@@ -6,11 +6,13 @@ pub mod conformance;
 mod fake_server;
 mod harness;
 pub mod moto;
+mod receiver;
 mod scripted;
 
 pub use conformance::{Conformance, Refused};
 pub use fake_server::{Budget, BudgetState, Delayed, FakeServer, Fault, Reply, Request};
 pub use harness::{Harness, RunReport, first_deferral};
+pub use receiver::{Answer, Received, WebhookReceiver};
 pub use scripted::{CallLog, ScriptedService, StreamCall};
 
 use std::future::Future;

@@ -2,8 +2,10 @@
 
 pub mod connect;
 pub mod continue_run;
+pub mod dispatch;
 pub mod handoff;
 pub mod process;
+pub mod subscriptions;
 
 use tributary::admin::AdminError;
 

@@ -14,7 +14,7 @@ use uuid::Uuid;
 use super::StoreError;
 
 /// The advisory lock key of the sequencer ("tribseq").
-pub const SEQUENCER_LOCK: i64 = 0x7472_6962_7365_71;
+pub const SEQUENCER_LOCK: i64 = 0x0074_7269_6273_6571;
 
 /// Event types, as written to `events.event_type` and delivered.
 pub mod types {

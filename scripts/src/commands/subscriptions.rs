@@ -28,7 +28,7 @@ pub struct SubscriptionsArgs {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Create a subscription; prints its id and, for a webhook, its signing secret (shown once).
-    Create(CreateArgs),
+    Create(Box<CreateArgs>),
     /// List subscriptions (secrets are never shown).
     List {
         #[arg(long)]
@@ -131,7 +131,7 @@ pub async fn run(args: SubscriptionsArgs, pool: &sqlx::PgPool) -> anyhow::Result
 
 async fn execute(command: Command, pool: &sqlx::PgPool) -> Result<(), SubscriptionError> {
     match command {
-        Command::Create(args) => create(args, pool).await?,
+        Command::Create(args) => create(*args, pool).await?,
         Command::List { tenant } => {
             for sub in subscriptions::list(pool, tenant).await? {
                 println!("{}", describe(&sub));

@@ -200,6 +200,16 @@ async fn a_dispatcher_killed_mid_batch_loses_nothing_and_its_batch_is_delivered_
         assert!(Instant::now() < until, "{:?}", receiver.received());
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    // the last acknowledgement is written after the receiver answered
+    while subscriptions::get(&pool, created.subscription.id)
+        .await
+        .unwrap()
+        .cursor_seq
+        < 12
+    {
+        assert!(Instant::now() < until, "the cursor never reached 12");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     second.start_kill().unwrap();
     second.wait().await.unwrap();
 

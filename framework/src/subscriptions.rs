@@ -1,6 +1,7 @@
 //! Managing subscriptions: the one implementation behind the operator commands
 //! (`scripts/subscriptions`) and the admin API. Requests are validated here; secrets are shown
-//! once, when created or rotated, and never listed.
+//! once, when created or rotated, never listed, and stored sealed with the credentials key
+//! ([`crate::keyring`]).
 
 use std::time::Duration;
 
@@ -21,6 +22,37 @@ pub enum SubscriptionError {
     Invalid(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("a signing secret cannot be sealed or opened")]
+    Key(#[from] crate::keyring::KeyError),
+}
+
+/// A signing secret as stored: sealed with the process's credentials key (bound to the
+/// subscription's id) as credentials are, or in the clear without a key; JSON text.
+fn seal_secret(id: Uuid, secret: &Secret) -> Result<String, SubscriptionError> {
+    let sealed =
+        crate::keyring::current().seal(id, &serde_json::json!({ "secret": secret.expose() }))?;
+    Ok(sealed.to_string())
+}
+
+fn open_secret(id: Uuid, stored: &str) -> Result<String, SubscriptionError> {
+    let Ok(value) = serde_json::from_str::<serde_json::Value>(stored) else {
+        return Ok(stored.to_owned());
+    };
+    let opened = crate::keyring::current().open(id, &value)?;
+    opened["secret"].as_str().map(str::to_owned).ok_or_else(|| {
+        invalid(format!(
+            "subscription {id}: its stored signing secret has no `secret`"
+        ))
+    })
+}
+
+/// The secrets a delivery to this subscription is signed with (current first), opened.
+pub async fn signing_secrets(pool: &PgPool, id: Uuid) -> Result<Vec<String>, SubscriptionError> {
+    store::signing_secrets(pool, id)
+        .await?
+        .iter()
+        .map(|stored| open_secret(id, stored))
+        .collect()
 }
 
 /// Where a subscription's events go.
@@ -154,7 +186,10 @@ pub async fn create(
         ),
         Target::Sqs { queue_url } => ("sqs", queue_url, None),
     };
+    let id = Uuid::new_v4();
+    let stored_secret = secret.as_ref().map(|s| seal_secret(id, s)).transpose()?;
     let new = NewSubscription {
+        id,
         tenant_id: request.tenant_id,
         name: request.name,
         platforms: request.platforms,
@@ -163,7 +198,7 @@ pub async fn create(
         channels: request.channels,
         target_kind: kind,
         target_url: url,
-        secret: secret.as_ref().map(|s| s.expose().to_owned()),
+        secret: stored_secret,
         batch_size: i32::try_from(request.batch_size).unwrap_or(100),
         linger_ms: i32::try_from(request.linger.as_millis())
             .map_err(|_| invalid("the linger is too long"))?,
@@ -220,7 +255,7 @@ pub async fn rotate_secret(
             sub.target_kind
         )));
     }
-    store::rotate_secret(pool, id, secret.expose(), overlap).await?;
+    store::rotate_secret(pool, id, &seal_secret(id, &secret)?, overlap).await?;
     Ok(secret)
 }
 

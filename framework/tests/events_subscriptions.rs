@@ -306,3 +306,47 @@ async fn the_sqs_target_sends_one_message_per_event_read_back_with_the_aws_cli(p
     got.sort_unstable();
     assert_eq!(got, (1..=12).collect::<Vec<_>>());
 }
+
+#[sqlx::test(migrator = "tributary::MIGRATOR")]
+async fn signing_secrets_are_stored_sealed_with_the_credentials_key(pool: PgPool) {
+    use tributary::keyring::{self, Keyring};
+    let key = Keyring::generate_key();
+    keyring::install(Keyring::new(&key, &[]).unwrap());
+    let created = subscriptions::create(&pool, webhook("https://crm.example/hook"))
+        .await
+        .unwrap();
+    let secret = created.secret.unwrap();
+    let id = created.subscription.id;
+    let stored: String = sqlx::query_scalar("SELECT secret FROM subscriptions WHERE id = $1")
+        .bind(id)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert!(!stored.contains(secret.expose()), "{stored}");
+    assert!(stored.contains("$encrypted"), "{stored}");
+    assert_eq!(
+        subscriptions::signing_secrets(&pool, id).await.unwrap(),
+        [secret.expose().to_owned()]
+    );
+    let new = subscriptions::rotate_secret(&pool, id, None, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(
+        subscriptions::signing_secrets(&pool, id).await.unwrap(),
+        [new.expose().to_owned(), secret.expose().to_owned()]
+    );
+    // a sealed secret copied to another subscription does not open there
+    let other = subscriptions::create(&pool, webhook("https://crm.example/other"))
+        .await
+        .unwrap();
+    sqlx::query("UPDATE subscriptions SET secret = $1 WHERE id = $2")
+        .bind(&stored)
+        .bind(other.subscription.id)
+        .execute(&pool)
+        .await
+        .unwrap();
+    let error = subscriptions::signing_secrets(&pool, other.subscription.id)
+        .await
+        .unwrap_err();
+    assert!(matches!(error, SubscriptionError::Key(_)), "{error:?}");
+}

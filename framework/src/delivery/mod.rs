@@ -389,7 +389,7 @@ impl Inner {
                 Some(client) => targets::send_sqs(client, &sub.target_url, batch).await,
                 None => failed("this dispatcher has no SQS client (set the AWS variables)"),
             },
-            _ => match subscriptions::signing_secrets(&self.pool, sub.id).await {
+            _ => match crate::subscriptions::signing_secrets(&self.pool, sub.id).await {
                 Ok(secrets) => {
                     targets::post_webhook(&self.http, &sub.target_url, &secrets, sub.id, batch)
                         .await

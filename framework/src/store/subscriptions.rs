@@ -55,6 +55,7 @@ const COLUMNS: &str = "id, tenant_id, name, state, paused_reason, platforms, eve
 /// A new subscription, validated by [`crate::subscriptions`].
 #[derive(Debug, Clone)]
 pub struct NewSubscription {
+    pub id: Uuid,
     pub tenant_id: Uuid,
     pub name: String,
     pub platforms: Vec<String>,
@@ -63,6 +64,7 @@ pub struct NewSubscription {
     pub channels: Vec<String>,
     pub target_kind: &'static str,
     pub target_url: String,
+    /// The signing secret in its stored (sealed) form.
     pub secret: Option<String>,
     pub batch_size: i32,
     pub linger_ms: i32,
@@ -100,7 +102,7 @@ pub async fn create(pool: &PgPool, new: &NewSubscription) -> Result<Subscription
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
          RETURNING {COLUMNS}"
     )))
-    .bind(Uuid::new_v4())
+    .bind(new.id)
     .bind(new.tenant_id)
     .bind(&new.name)
     .bind(&new.platforms)
@@ -195,7 +197,7 @@ pub async fn delete(pool: &PgPool, id: Uuid) -> Result<(), StoreError> {
     found(rows, id)
 }
 
-/// Makes `secret` the signing secret; the old one stays valid (deliveries carry both
+/// Makes `secret` (in its stored form) the signing secret; the old one stays valid (deliveries carry both
 /// signatures) for `overlap`.
 pub async fn rotate_secret(
     pool: &PgPool,
@@ -217,7 +219,8 @@ pub async fn rotate_secret(
     found(rows, id)
 }
 
-/// The secrets a delivery is signed with: the current one, and the previous one while it is valid.
+/// The stored forms of the secrets a delivery is signed with: the current one, and the previous
+/// one while it is valid.
 pub async fn signing_secrets(pool: &PgPool, id: Uuid) -> Result<Vec<String>, StoreError> {
     let row: Option<(Option<String>, Option<String>)> = sqlx::query_as(
         "SELECT secret, CASE WHEN previous_secret_expires_at > now() THEN previous_secret END

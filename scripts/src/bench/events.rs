@@ -120,7 +120,8 @@ pub async fn run(args: EventsBenchArgs) -> anyhow::Result<()> {
         args.activities_per_stream,
     )
     .await?;
-    let no_outbox = f64::from(args.activity_streams * args.activities_per_stream) / elapsed.as_secs_f64();
+    let no_outbox =
+        f64::from(args.activity_streams * args.activities_per_stream) / elapsed.as_secs_f64();
     sqlx::raw_sql("DROP TRIGGER bench_discard ON events; DROP FUNCTION bench_discard();")
         .execute(&pool)
         .await?;

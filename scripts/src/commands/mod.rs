@@ -5,6 +5,7 @@ pub mod continue_run;
 pub mod dispatch;
 pub mod handoff;
 pub mod process;
+pub mod rotate_key;
 pub mod subscriptions;
 
 use tributary::admin::AdminError;

@@ -96,3 +96,52 @@ pub fn run_resumes_after_outage(lease: &Lease, streams: u64, waited: std::time::
         waited_ms = waited.as_millis() as u64, "database answers again: resuming the run"
     );
 }
+
+// --- event delivery (crate::delivery) ---
+
+pub fn dispatcher_started(owner: &str) {
+    tracing::info!(owner, "event dispatcher started");
+}
+
+pub fn dispatcher_failed(error: &crate::delivery::DispatchError) {
+    tracing::warn!(error = %error, source = ?std::error::Error::source(error), "event dispatch pass failed; retrying");
+}
+
+pub fn dispatcher_task_panicked(error: &tokio::task::JoinError) {
+    tracing::error!(error = %error, "a delivery task panicked");
+}
+
+pub fn subscription_lease_lost(error: &StoreError) {
+    tracing::info!(error = %error, "subscription lease taken over; its new holder delivers the batch");
+}
+
+pub fn delivery_failed(
+    sub: &crate::store::subscriptions::Subscription,
+    failure: &crate::store::deliveries::FailedDelivery,
+    after: &crate::store::deliveries::AfterFailure,
+) {
+    use crate::store::deliveries::AfterFailure;
+    match after {
+        AfterFailure::RetryAt(at) => tracing::info!(
+            subscription_id = %sub.id, status = ?failure.status, error = %failure.error,
+            failures = sub.failures + 1, retry_at = %at, "delivery failed; will retry"
+        ),
+        AfterFailure::DeadLetter { events, .. } => tracing::warn!(
+            subscription_id = %sub.id, status = ?failure.status, error = %failure.error,
+            events = events.len(), "delivery failed for good; events dead-lettered"
+        ),
+        AfterFailure::Pause(reason) => tracing::warn!(
+            subscription_id = %sub.id, status = ?failure.status, reason = %reason, "delivery refused"
+        ),
+    }
+}
+
+pub fn subscription_paused(
+    sub: &crate::store::subscriptions::Subscription,
+    failure: &crate::store::deliveries::FailedDelivery,
+) {
+    tracing::error!(
+        subscription_id = %sub.id, tenant_id = %sub.tenant_id, name = %sub.name,
+        error = %failure.error, "subscription paused; resume it with `scripts/subscriptions resume`"
+    );
+}

@@ -8,6 +8,7 @@
 pub mod admin;
 pub mod context;
 pub mod db;
+pub mod delivery;
 pub mod error;
 pub mod events;
 pub mod handoff;
@@ -25,6 +26,7 @@ pub mod service;
 pub mod settings;
 pub mod store;
 pub mod stream;
+pub mod subscriptions;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 

@@ -177,6 +177,13 @@ pub async fn disconnect(pool: &PgPool, id: Uuid) -> Result<(), StoreError> {
     for run_id in cancelled {
         super::streams::unclaim_all(&mut tx, run_id).await?;
     }
+    super::events::insert_for_integration(
+        &mut tx,
+        id,
+        super::events::types::INTEGRATION_DISCONNECTED,
+        &serde_json::json!({ "integration_id": id }),
+    )
+    .await?;
     tx.commit().await?;
     Ok(())
 }

@@ -9,6 +9,8 @@
 
 pub mod checkpoints;
 pub mod clock;
+pub mod deliveries;
+pub mod events;
 pub mod integrations;
 pub mod limits;
 pub mod records;
@@ -16,6 +18,7 @@ pub mod runs;
 pub mod schedule;
 pub mod storable;
 pub mod streams;
+pub mod subscriptions;
 pub mod ticks;
 
 use serde_json::Value;

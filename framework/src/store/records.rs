@@ -1,5 +1,7 @@
 //! `members` and `activities`: bulk upserts keyed by the platform's stable ids. Writing the same
-//! records twice changes nothing (not even `updated_at`).
+//! records twice changes nothing (not even `updated_at`). Every row a statement creates or changes
+//! writes its outbox event (`events`) in that same statement, so an event exists if and only if
+//! its change committed, and an unchanged record writes none.
 
 use std::collections::HashMap;
 
@@ -119,15 +121,20 @@ async fn upsert_members(
         .collect();
     // New members first: DO NOTHING takes no lock on existing rows, so concurrent streams that
     // mention the same (unchanged) member never wait for each other.
+    // Each statement writes its outbox events (one per row it changed) in the same statement.
     let created = sqlx::query(
-        "INSERT INTO members
-             (tenant_id, platform, integration_id, source_id, username, display_name, url, joined_at, attributes)
-         SELECT $1, $2, $3, u.* FROM UNNEST($4::text[], $5::text[], $6::text[], $7::text[],
-                                            $8::timestamptz[], $9::jsonb[])
-             AS u(source_id, username, display_name, url, joined_at, attributes)
-         -- one lock order for every transaction: concurrent inserts never deadlock
-         ORDER BY u.source_id
-         ON CONFLICT (tenant_id, platform, source_id) DO NOTHING",
+        "WITH ins AS (
+             INSERT INTO members
+                 (tenant_id, platform, integration_id, source_id, username, display_name, url, joined_at, attributes)
+             SELECT $1, $2, $3, u.* FROM UNNEST($4::text[], $5::text[], $6::text[], $7::text[],
+                                                $8::timestamptz[], $9::jsonb[])
+                 AS u(source_id, username, display_name, url, joined_at, attributes)
+             -- one lock order for every transaction: concurrent inserts never deadlock
+             ORDER BY u.source_id
+             ON CONFLICT (tenant_id, platform, source_id) DO NOTHING
+             RETURNING *)
+         INSERT INTO events (tenant_id, platform, integration_id, event_type, data)
+         SELECT tenant_id, platform, integration_id, 'member.created', to_jsonb(ins) FROM ins",
     )
     .bind(scope.tenant_id)
     .bind(&scope.platform)
@@ -144,7 +151,7 @@ async fn upsert_members(
     // Then only the members whose fields changed are updated (and locked). Missing fields keep
     // their known values.
     let updated = sqlx::query(
-        "UPDATE members AS m SET
+        "WITH up AS (UPDATE members AS m SET
              username = u.username,
              display_name = coalesce(u.display_name, m.display_name),
              url = coalesce(u.url, m.url),
@@ -157,7 +164,10 @@ async fn upsert_members(
            AND (m.username, m.display_name, m.url, m.joined_at, m.attributes)
                IS DISTINCT FROM
                (u.username, coalesce(u.display_name, m.display_name), coalesce(u.url, m.url),
-                coalesce(u.joined_at, m.joined_at), m.attributes || u.attributes)",
+                coalesce(u.joined_at, m.joined_at), m.attributes || u.attributes)
+             RETURNING m.*)
+         INSERT INTO events (tenant_id, platform, integration_id, event_type, data)
+         SELECT tenant_id, platform, integration_id, 'member.updated', to_jsonb(up) FROM up",
     )
     .bind(scope.tenant_id)
     .bind(&scope.platform)
@@ -202,7 +212,7 @@ async fn upsert_activities(
         attributes.push(object_or_empty(&a.attributes));
     }
     let flags: Vec<bool> = sqlx::query_scalar(
-        "INSERT INTO activities AS a
+        "WITH up AS (INSERT INTO activities AS a
              (tenant_id, platform, integration_id, source_id, activity_type, occurred_at,
               member_source_id, source_parent_id, channel, title, body, url, attributes)
          SELECT $1, $2, $3, u.* FROM UNNEST($4::text[], $5::text[], $6::timestamptz[], $7::text[],
@@ -223,7 +233,14 @@ async fn upsert_activities(
                (EXCLUDED.activity_type, EXCLUDED.occurred_at, EXCLUDED.member_source_id,
                 EXCLUDED.source_parent_id, EXCLUDED.channel, EXCLUDED.title, EXCLUDED.body,
                 EXCLUDED.url, EXCLUDED.attributes)
-         RETURNING (xmax = 0)",
+         RETURNING a.*, (a.xmax = 0) AS created),
+         outbox AS (
+             INSERT INTO events (tenant_id, platform, integration_id, event_type, channel, data)
+             SELECT tenant_id, platform, integration_id,
+                    CASE WHEN created THEN 'activity.created' ELSE 'activity.updated' END,
+                    channel, to_jsonb(up) - 'created'
+             FROM up)
+         SELECT created FROM up",
     )
     .bind(scope.tenant_id)
     .bind(&scope.platform)

@@ -438,6 +438,17 @@ pub async fn finish(pool: &PgPool, lease: &Lease, end: RunEnd<'_>) -> Result<Run
         update_settings(&mut tx, run.id, settings).await?;
     }
     super::checkpoints::advance(&mut tx, run.id).await?;
+    let event_type = match end {
+        RunEnd::Processed { .. } => super::events::types::RUN_PROCESSED,
+        RunEnd::Failed { .. } => super::events::types::RUN_FAILED,
+    };
+    super::events::insert_for_integration(
+        &mut tx,
+        run.integration_id,
+        event_type,
+        &run_event(&run),
+    )
+    .await?;
     let (status, processed) = match end {
         RunEnd::Processed { .. } => ("done", true),
         RunEnd::Failed { .. } => ("error", false),
@@ -457,6 +468,24 @@ pub async fn finish(pool: &PgPool, lease: &Lease, end: RunEnd<'_>) -> Result<Run
     .await?;
     tx.commit().await?;
     Ok(run)
+}
+
+/// What a run event carries: the run's figures and, for a failed run, its error (the reason).
+fn run_event(run: &Run) -> serde_json::Value {
+    serde_json::json!({
+        "run_id": run.id,
+        "integration_id": run.integration_id,
+        "onboarding": run.onboarding,
+        "state": run.state.to_string(),
+        "error": run.error,
+        "streams_processed": run.streams_processed,
+        "streams_errored": run.streams_errored,
+        "members_created": run.members_created,
+        "activities_created": run.activities_created,
+        "activities_updated": run.activities_updated,
+        "started_at": run.started_at,
+        "finished_at": run.finished_at,
+    })
 }
 
 /// Cancels an active run; streams in flight go back to pending. A worker processing it loses its

@@ -8,6 +8,7 @@ mod fake_server;
 mod harness;
 pub mod moto;
 pub mod pg_server;
+mod receiver;
 mod scripted;
 mod token_issuer;
 
@@ -15,6 +16,7 @@ pub use conformance::{Conformance, Refused};
 pub use fake_server::{Budget, BudgetState, Delayed, FakeServer, Fault, Reply, Request};
 pub use harness::{Harness, RunReport, first_deferral};
 pub use pg_server::PgServer;
+pub use receiver::{Answer, Received, WebhookReceiver};
 pub use scripted::{CallLog, ScriptedService, StreamCall};
 pub use token_issuer::{TokenIssuer, basic_auth};
 

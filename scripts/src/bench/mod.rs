@@ -4,6 +4,7 @@
 mod baseline;
 pub mod budget;
 pub mod checks;
+pub mod events;
 pub mod github;
 mod memory;
 mod noop;
@@ -155,16 +156,25 @@ async fn processor_run(
     streams: u32,
     activities: u32,
 ) -> anyhow::Result<Duration> {
+    processor_run_for(pool, args.concurrency, Uuid::new_v4(), streams, activities).await
+}
+
+/// [`processor_run`] for a given tenant.
+pub(crate) async fn processor_run_for(
+    pool: &PgPool,
+    concurrency: usize,
+    tenant_id: Uuid,
+    streams: u32,
+    activities: u32,
+) -> anyhow::Result<Duration> {
     let mut registry = Registry::new();
-    registry.register(NoopIntegration {
-        concurrency: args.concurrency,
-    })?;
+    registry.register(NoopIntegration { concurrency })?;
     let registry = Arc::new(registry);
     let (_, run) = admin::connect(
         pool,
         &registry,
         ConnectRequest {
-            tenant_id: Uuid::new_v4(),
+            tenant_id,
             platform: noop::PLATFORM.to_owned(),
             settings: json!({"streams": streams, "activities_per_stream": activities, "members": 5000}),
             credentials: Credentials::default(),

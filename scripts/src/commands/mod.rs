@@ -2,9 +2,11 @@
 
 pub mod connect;
 pub mod continue_run;
+pub mod dispatch;
 pub mod handoff;
 pub mod process;
 pub mod rotate_key;
+pub mod subscriptions;
 
 use tributary::admin::AdminError;
 

@@ -221,8 +221,12 @@ impl HttpClient {
                 Auth::Query(name) => request.query(&[(name.as_str(), token.expose())]),
             };
         }
-        let response = request.send().await.map_err(|e| transport_error(what, e))?;
+        let response = request.send().await.map_err(|e| {
+            crate::telemetry::http_request(0);
+            transport_error(what, e)
+        })?;
         let status = response.status();
+        crate::telemetry::http_request(status.as_u16());
         let headers = response.headers().clone();
         let bytes = response
             .bytes()

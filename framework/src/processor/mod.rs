@@ -328,6 +328,7 @@ impl IntegrationProcessor {
         failure: HookFailure,
     ) -> Result<RunOutcome, ProcessorError> {
         if let Some(until) = failure.rate_limited_until() {
+            crate::telemetry::rate_limit_deferral(&integration.platform);
             return self
                 .defer(lease, until, &format!("rate limited in {hook}"))
                 .await;

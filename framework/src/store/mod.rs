@@ -10,11 +10,13 @@
 pub mod checkpoints;
 pub mod integrations;
 pub mod limits;
+pub mod overview;
 pub mod records;
 pub mod runs;
 pub mod schedule;
 pub mod streams;
 pub mod ticks;
+pub mod tokens;
 
 use uuid::Uuid;
 

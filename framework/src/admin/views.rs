@@ -11,8 +11,8 @@ use super::AdminError;
 use super::quotas::{self, QuotaView};
 use crate::queue::Queue;
 use crate::store::overview::{
-    self, ActivityRate, IntegrationFilter, IntegrationSummary, RunFilter, RunSummary, StatusCount,
-    StreamSummary, TickSummary,
+    self, ActivityRate, IntegrationFilter, IntegrationSummary, RunFilter, RunProgress, RunSummary,
+    StatusCount, StreamSummary, TickSummary,
 };
 use crate::store::streams;
 
@@ -181,6 +181,8 @@ pub struct Overview {
     pub integrations: Vec<StatusCount>,
     pub activity_rates: Vec<ActivityRate>,
     pub runs_in_flight: Vec<RunSummary>,
+    /// The live figures of the runs in flight.
+    pub progress: Vec<RunProgress>,
     pub dead_letters: u64,
     pub queue_backend: String,
 }
@@ -197,11 +199,14 @@ pub async fn overview(pool: &PgPool, queue: &dyn Queue) -> Result<Overview, Admi
         },
     )
     .await?;
+    let ids: Vec<Uuid> = runs_in_flight.iter().map(|r| r.id).collect();
+    let progress = overview::live_progress(pool, &ids).await?;
     let dead_letters = queue.stats().await?.dead_letters;
     Ok(Overview {
         integrations,
         activity_rates,
         runs_in_flight,
+        progress,
         dead_letters,
         queue_backend: queue.backend().to_owned(),
     })

@@ -295,7 +295,8 @@ pub async fn activity_rates(pool: &PgPool, minutes: i32) -> Result<Vec<ActivityR
 }
 
 /// A credential's budget as its platform last reported it (`rate_limit_budgets`), and the runs
-/// of that platform deferred by a rate limit until about its reset.
+/// of that platform deferred by a rate limit until within a minute of its reset or block (runs
+/// do not record which credential deferred them: the platform and the time tie them).
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct BudgetRow {
     pub platform: String,
@@ -318,7 +319,8 @@ pub async fn budgets(pool: &PgPool, platform: Option<&str>) -> Result<Vec<Budget
                 (SELECT count(*) FROM integration_runs r JOIN integrations i ON i.id = r.integration_id
                  WHERE r.state = 'delayed' AND i.platform = b.platform
                    AND r.delay_reason LIKE 'rate limited%'
-                   AND r.delayed_until <= greatest(b.reset_at, b.blocked_until) + interval '1 minute'
+                   AND (abs(extract(epoch FROM r.delayed_until - b.reset_at)) <= 60
+                        OR abs(extract(epoch FROM r.delayed_until - b.blocked_until)) <= 60)
                 ) AS runs_waiting
          FROM rate_limit_budgets b
          WHERE $1::text IS NULL OR b.platform = $1
@@ -336,4 +338,31 @@ pub async fn run_state_counts(pool: &PgPool) -> Result<Vec<(String, i64)>, Store
             .fetch_all(pool)
             .await?,
     )
+}
+
+/// Live figures of runs in flight, summed from their streams.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, ToSchema)]
+pub struct RunProgress {
+    pub run_id: Uuid,
+    pub streams_total: i64,
+    /// Processed or in error.
+    pub streams_done: i64,
+    pub activities_new: i64,
+    pub activities_updated: i64,
+}
+
+pub async fn live_progress(
+    pool: &PgPool,
+    run_ids: &[Uuid],
+) -> Result<Vec<RunProgress>, StoreError> {
+    Ok(sqlx::query_as(
+        "SELECT run_id, count(*) AS streams_total,
+                count(*) FILTER (WHERE state IN ('processed', 'error')) AS streams_done,
+                coalesce(sum(activities_created), 0)::int8 AS activities_new,
+                coalesce(sum(activities_updated), 0)::int8 AS activities_updated
+         FROM integration_streams WHERE run_id = ANY($1) GROUP BY run_id",
+    )
+    .bind(run_ids)
+    .fetch_all(pool)
+    .await?)
 }

@@ -27,6 +27,8 @@ pub const QUEUE_OLDEST_AGE: &str = "tributary_queue_oldest_message_age_seconds";
 pub const DEAD_LETTERS: &str = "tributary_dead_letters";
 pub const LEASE_RESCUES: &str = "tributary_lease_rescues_total";
 pub const TICK_LAG: &str = "tributary_tick_lag_seconds";
+pub const TICKS_EMITTED: &str = "tributary_ticks_emitted_total";
+pub const TICKS_SKIPPED: &str = "tributary_tick_slots_skipped_total";
 
 tokio::task_local! {
     /// The platform whose hook is running: HTTP requests are counted under it.
@@ -86,6 +88,11 @@ fn describe() {
     describe_gauge!(DEAD_LETTERS, "Messages in the dead-letter queue");
     describe_counter!(LEASE_RESCUES, "Runs whose expired lease was rescued");
     describe_gauge!(TICK_LAG, "Seconds since the latest emitted tick slot began");
+    describe_counter!(TICKS_EMITTED, "Ticks this generator emitted");
+    describe_counter!(
+        TICKS_SKIPPED,
+        "Slots missed while no generator ran (skipped, not replayed)"
+    );
 }
 
 /// A stream's outcome committed.
@@ -117,6 +124,11 @@ pub fn run_finished(state: &str) {
 
 pub fn rate_limit_deferral(platform: &str) {
     counter!(RATE_LIMIT_DEFERRALS, "platform" => platform.to_owned()).increment(1);
+}
+
+pub fn tick_emitted(skipped: i64) {
+    counter!(TICKS_EMITTED).increment(1);
+    counter!(TICKS_SKIPPED).increment(u64::try_from(skipped).unwrap_or(0));
 }
 
 pub fn lease_rescues(count: u64) {

@@ -139,3 +139,11 @@ pub fn drain_timed_out(left: usize) {
 pub fn stopped() {
     tracing::info!("worker stopped");
 }
+
+pub fn metrics_failed(error: &tributary::store::StoreError) {
+    tracing::warn!(error = %error, "sampling metrics failed");
+}
+
+pub fn metrics_unavailable(error: &str) {
+    tracing::warn!(error, "no /metrics: the recorder could not be installed");
+}

@@ -1,5 +1,6 @@
 //! The health endpoint: `GET /health` answers 200 while the worker takes messages and reaches
-//! PostgreSQL, 503 otherwise (shutting down, database unreachable), with figures in JSON.
+//! PostgreSQL, 503 otherwise (shutting down, database unreachable), with figures in JSON; and
+//! `GET /metrics` in Prometheus format.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -11,10 +12,12 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tributary::queue::Queue;
 
 use crate::events;
 
@@ -32,7 +35,28 @@ struct Health {
     pool: PgPool,
     stats: Arc<Stats>,
     worker_id: String,
-    queue: String,
+    queue: Arc<dyn Queue>,
+    metrics: Option<PrometheusHandle>,
+}
+
+async fn metrics(State(health): State<Arc<Health>>) -> Response {
+    let Some(handle) = &health.metrics else {
+        return (StatusCode::NOT_FOUND, "metrics are not recorded").into_response();
+    };
+    match tributary::telemetry::render(handle, &health.pool, Some(health.queue.as_ref())).await {
+        Ok(text) => (
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "text/plain; version=0.0.4",
+            )],
+            text,
+        )
+            .into_response(),
+        Err(e) => {
+            events::metrics_failed(&e);
+            StatusCode::SERVICE_UNAVAILABLE.into_response()
+        }
+    }
 }
 
 async fn health(State(health): State<Arc<Health>>) -> Response {
@@ -57,7 +81,7 @@ async fn health(State(health): State<Arc<Health>>) -> Response {
     let body = json!({
         "status": status,
         "worker_id": health.worker_id,
-        "queue": health.queue,
+        "queue": health.queue.describe(),
         "database": database,
         "in_flight": stats.in_flight.load(Ordering::Relaxed),
         "messages_handled": stats.handled.load(Ordering::Relaxed),
@@ -73,7 +97,7 @@ pub async fn serve(
     pool: PgPool,
     stats: Arc<Stats>,
     worker_id: String,
-    queue: String,
+    queue: Arc<dyn Queue>,
     stop: CancellationToken,
 ) {
     let state = Arc::new(Health {
@@ -81,9 +105,13 @@ pub async fn serve(
         stats,
         worker_id,
         queue,
+        metrics: tributary::telemetry::install()
+            .inspect_err(|e| events::metrics_unavailable(e))
+            .ok(),
     });
     let app = Router::new()
         .route("/health", get(health))
+        .route("/metrics", get(metrics))
         .with_state(state);
     if let Err(e) = axum::serve(listener, app)
         .with_graceful_shutdown(stop.cancelled_owned())

@@ -257,7 +257,7 @@ impl Worker {
                     self.pool.clone(),
                     self.stats.clone(),
                     config.processor.worker_id.clone(),
-                    self.queue.describe(),
+                    self.queue.clone(),
                     services_stop.clone(),
                 )
                 .instrument(tracing::info_span!("health")),

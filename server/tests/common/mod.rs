@@ -155,3 +155,44 @@ pub fn start_worker(pool: &PgPool) -> CancellationToken {
     });
     stop
 }
+
+/// The demo's forum: 3 channels, 120 posts, 360 replies, 25 members (49 streams to onboard).
+pub const FORUM: tributary_integrations::example_forum::fake::DatasetSpec =
+    tributary_integrations::example_forum::fake::DatasetSpec {
+        channels: 3,
+        posts_per_channel: 40,
+        replies_per_post: 3,
+        members: 25,
+    };
+
+/// The fake forum, answering each request after `latency`.
+pub async fn start_forum(
+    latency: Duration,
+) -> tributary_integrations::example_forum::fake::FakeForum {
+    use tributary_integrations::example_forum::fake::{FakeForum, ForumData, ForumOptions};
+    FakeForum::start(
+        ForumData::generate(FORUM),
+        ForumOptions {
+            latency,
+            ..ForumOptions::default()
+        },
+    )
+    .await
+    .unwrap()
+}
+
+/// Connects a forum integration through the API: (integration id, run id).
+pub async fn connect_forum(server: &TestServer, base_url: &str, token: &str) -> (String, String) {
+    let (status, started) = server
+        .post(
+            "/api/v1/integrations",
+            Some(serde_json::json!({"platform": "example-forum",
+                "settings": {"base_url": base_url}, "credentials": {"token": token}})),
+        )
+        .await;
+    assert_eq!(status, 201, "{started}");
+    (
+        started["integration_id"].as_str().unwrap().to_owned(),
+        started["run_id"].as_str().unwrap().to_owned(),
+    )
+}

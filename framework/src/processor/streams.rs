@@ -145,7 +145,13 @@ impl StreamLoop<'_> {
                         break;
                     }
                     let stream_id = row.id;
-                    let handle = in_flight.spawn(process_one(shared.clone(), row));
+                    let span = tracing::info_span!(
+                        "stream", stream = %row.identifier, stream_id = %row.id
+                    );
+                    let handle = in_flight.spawn(tracing::Instrument::instrument(
+                        process_one(shared.clone(), row),
+                        span,
+                    ));
                     in_flight_ids.insert(handle.id(), stream_id);
                 }
             }

@@ -329,7 +329,10 @@ async fn a_dead_letter_is_redriven_or_discarded_by_its_id(backend: &impl Backend
     assert!(queue.redrive_dead_letter(&first).await.unwrap());
     let back = receive_one(queue.as_ref(), 30, Duration::from_secs(10)).await;
     assert_eq!(back.body, "first");
-    assert_eq!(back.receive_count, 1, "a redriven message starts its receives again");
+    assert_eq!(
+        back.receive_count, 1,
+        "a redriven message starts its receives again"
+    );
     queue.delete(&back.receipt).await.unwrap();
 
     assert!(queue.discard_dead_letter(&second).await.unwrap());

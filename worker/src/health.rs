@@ -1,9 +1,14 @@
-//! The health endpoint: `GET /health` answers 200 while the worker takes messages and reaches
-//! PostgreSQL, 503 otherwise (shutting down, database unreachable), with figures in JSON; and
-//! `GET /metrics` in Prometheus format.
+//! The health endpoint, with figures in JSON:
+//!
+//! * `GET /health/live`: 200 as long as the process runs and answers, whatever the database or
+//!   the queue do (a liveness probe must not restart a worker that waits out an outage);
+//! * `GET /health/ready` (and `GET /health`): 200 while the worker takes messages and reaches
+//!   PostgreSQL; 503 while it starts (waiting for the database or the queue), while the database
+//!   is unreachable, and while it shuts down;
+//! * `GET /metrics`: Prometheus exposition (see `tributary::telemetry`).
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use axum::Json;
@@ -31,19 +36,45 @@ pub struct Stats {
     pub stopping: AtomicBool,
 }
 
-struct Health {
-    pool: PgPool,
+/// What the endpoint reads. The pool and the queue are set once the worker has them.
+pub struct Health {
+    pool: OnceLock<PgPool>,
+    queue: OnceLock<Arc<dyn Queue>>,
+    metrics: Option<PrometheusHandle>,
     stats: Arc<Stats>,
     worker_id: String,
-    queue: Arc<dyn Queue>,
-    metrics: Option<PrometheusHandle>,
+}
+
+impl Health {
+    pub fn new(stats: Arc<Stats>, worker_id: String) -> Arc<Self> {
+        Arc::new(Self {
+            pool: OnceLock::new(),
+            queue: OnceLock::new(),
+            metrics: tributary::telemetry::install()
+                .inspect_err(|e| events::metrics_unavailable(e))
+                .ok(),
+            stats,
+            worker_id,
+        })
+    }
+
+    /// The worker is connected: readiness now follows the database.
+    pub fn connected(&self, pool: PgPool, queue: Arc<dyn Queue>) {
+        let _ = self.pool.set(pool);
+        let _ = self.queue.set(queue);
+    }
 }
 
 async fn metrics(State(health): State<Arc<Health>>) -> Response {
-    let Some(handle) = &health.metrics else {
-        return (StatusCode::NOT_FOUND, "metrics are not recorded").into_response();
+    let (Some(handle), Some(pool)) = (&health.metrics, health.pool.get()) else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "metrics are not available yet",
+        )
+            .into_response();
     };
-    match tributary::telemetry::render(handle, &health.pool, Some(health.queue.as_ref())).await {
+    let queue = health.queue.get().map(|q| q.as_ref());
+    match tributary::telemetry::render(handle, pool, queue).await {
         Ok(text) => (
             [(
                 axum::http::header::CONTENT_TYPE,
@@ -59,19 +90,32 @@ async fn metrics(State(health): State<Arc<Health>>) -> Response {
     }
 }
 
-async fn health(State(health): State<Arc<Health>>) -> Response {
-    let database = tokio::time::timeout(
-        Duration::from_secs(2),
-        sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(&health.pool),
-    )
-    .await
-    .is_ok_and(|r| r.is_ok());
+async fn live(State(health): State<Arc<Health>>) -> Response {
+    let body = json!({
+        "status": "alive",
+        "worker_id": health.worker_id,
+        "in_flight": health.stats.in_flight.load(Ordering::Relaxed),
+    });
+    (StatusCode::OK, Json(body)).into_response()
+}
+
+async fn ready(State(health): State<Arc<Health>>) -> Response {
+    let database = match health.pool.get() {
+        Some(pool) => tokio::time::timeout(
+            Duration::from_secs(2),
+            sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(pool),
+        )
+        .await
+        .is_ok_and(|r| r.is_ok()),
+        None => false,
+    };
     let stats = &health.stats;
     let stopping = stats.stopping.load(Ordering::Relaxed);
-    let status = match (stopping, database) {
-        (true, _) => "stopping",
-        (false, false) => "database unreachable",
-        (false, true) => "ok",
+    let status = match (stopping, health.pool.get().is_some(), database) {
+        (true, _, _) => "stopping",
+        (false, false, _) => "starting",
+        (false, true, false) => "database unreachable",
+        (false, true, true) => "ok",
     };
     let code = if status == "ok" {
         StatusCode::OK
@@ -81,7 +125,7 @@ async fn health(State(health): State<Arc<Health>>) -> Response {
     let body = json!({
         "status": status,
         "worker_id": health.worker_id,
-        "queue": health.queue.describe(),
+        "queue": health.queue.get().map(|q| q.describe()),
         "database": database,
         "in_flight": stats.in_flight.load(Ordering::Relaxed),
         "messages_handled": stats.handled.load(Ordering::Relaxed),
@@ -92,27 +136,13 @@ async fn health(State(health): State<Arc<Health>>) -> Response {
 }
 
 /// Serves the endpoint on `listener` until `stop`.
-pub async fn serve(
-    listener: TcpListener,
-    pool: PgPool,
-    stats: Arc<Stats>,
-    worker_id: String,
-    queue: Arc<dyn Queue>,
-    stop: CancellationToken,
-) {
-    let state = Arc::new(Health {
-        pool,
-        stats,
-        worker_id,
-        queue,
-        metrics: tributary::telemetry::install()
-            .inspect_err(|e| events::metrics_unavailable(e))
-            .ok(),
-    });
+pub async fn serve(listener: TcpListener, health: Arc<Health>, stop: CancellationToken) {
     let app = Router::new()
-        .route("/health", get(health))
+        .route("/health", get(ready))
+        .route("/health/ready", get(ready))
+        .route("/health/live", get(live))
         .route("/metrics", get(metrics))
-        .with_state(state);
+        .with_state(health);
     if let Err(e) = axum::serve(listener, app)
         .with_graceful_shutdown(stop.cancelled_owned())
         .await

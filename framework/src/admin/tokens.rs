@@ -97,8 +97,8 @@ pub async fn create(
         });
     }
     let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes)
-        .map_err(|e| AdminError::Refused(format!("no randomness for a token: {e}")))?;
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
+        .map_err(|_| AdminError::Refused("no randomness for a token".to_owned()))?;
     let token = format!("{TOKEN_PREFIX}{}", hex::encode(bytes));
     let row = tokens::insert(pool, Uuid::new_v4(), name, role.as_str(), &digest(&token)).await?;
     Ok((TokenInfo::try_from(row)?, token))

@@ -16,6 +16,7 @@ use tributary_integrations::github::{GithubIntegration, PLATFORM};
 use uuid::Uuid;
 
 use super::memory;
+use super::onboarding::cpu_time;
 
 #[derive(Debug, Clone, clap::Parser)]
 #[command(name = "bench-github")]
@@ -143,21 +144,4 @@ pub async fn run(args: GithubBenchArgs) -> anyhow::Result<()> {
         "stored {stored} activities, expected {expected}"
     );
     Ok(())
-}
-
-/// User + system CPU time of this process so far (`/proc/self/stat`, in clock ticks of 10 ms).
-fn cpu_time() -> Duration {
-    const TICKS_PER_SECOND: u64 = 100;
-    let ticks = std::fs::read_to_string("/proc/self/stat")
-        .ok()
-        .and_then(|stat| {
-            // the fields after the command name, which is in parentheses
-            let rest = stat.rsplit_once(')')?.1;
-            let fields: Vec<&str> = rest.split_whitespace().collect();
-            let utime: u64 = fields.get(11)?.parse().ok()?;
-            let stime: u64 = fields.get(12)?.parse().ok()?;
-            Some(utime + stime)
-        })
-        .unwrap_or(0);
-    Duration::from_millis(ticks * 1000 / TICKS_PER_SECOND)
 }

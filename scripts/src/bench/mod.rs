@@ -2,9 +2,12 @@
 //! and its memory as a run grows.
 
 mod baseline;
+pub mod checks;
 pub mod github;
 mod memory;
 mod noop;
+pub mod onboarding;
+mod platforms;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -40,6 +40,14 @@ pub const SPEC: DatasetSpec = DatasetSpec {
 };
 
 pub async fn run(shutdown: &CancellationToken) -> anyhow::Result<()> {
+    // credentials are sealed at rest: the demo's key is the environment's, or one made for it
+    let key = std::env::var(tributary::keyring::KEY_ENV)
+        .ok()
+        .filter(|k| !k.trim().is_empty())
+        .unwrap_or_else(tributary::keyring::Keyring::generate_key);
+    tributary::keyring::install(
+        tributary::keyring::Keyring::new(&key, &[]).context("the demo's credentials key")?,
+    );
     let ctx = CommandContext::from_env().await?;
     let database_url = std::env::var("DATABASE_URL").context("DATABASE_URL is not set")?;
     let data = ForumData::generate(SPEC);
@@ -70,7 +78,7 @@ pub async fn run(shutdown: &CancellationToken) -> anyhow::Result<()> {
         .unwrap_or_else(|_| PathBuf::from("."))
         .join(".tmp/demo");
     let dashboard = dashboard::Dashboard::prepare(&ctx.pool).await?;
-    let mut topology = Topology::start(&database_url, &logs, dashboard.addr).await?;
+    let mut topology = Topology::start(&database_url, &logs, &key, dashboard.addr).await?;
     println!(
         "  runtime: {} on the postgres queue; logs in {}",
         topology.describe(),

@@ -21,6 +21,7 @@ impl Topology {
     pub async fn start(
         database_url: &str,
         logs: &Path,
+        secret_key: &str,
         server_addr: std::net::SocketAddr,
     ) -> anyhow::Result<Self> {
         std::fs::create_dir_all(logs)
@@ -44,6 +45,7 @@ impl Topology {
                 .env("TRIBUTARY_SERVER_ADDR", server_addr.to_string())
                 .env("DATABASE_URL", database_url)
                 .env("TRIBUTARY_QUEUE", "postgres")
+                .env(tributary::keyring::KEY_ENV, secret_key)
                 .env("RUST_LOG", "info,sqlx::query=error")
                 .env("NO_COLOR", "1")
                 .stdin(Stdio::null())

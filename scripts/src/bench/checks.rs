@@ -1,0 +1,301 @@
+//! `bench-checks`: the fixed cost of a check, at scale. N integrations of the Example Forum (one
+//! channel each) against its fake (in this process) answering every request after a simulated
+//! latency, all due at the same tick; the real `tributary-worker` binary (one, then more) over the
+//! postgres queue takes the check runs. Three rounds, each the fan-out of one tick slot:
+//! the first check (stores the channel), a check that finds nothing new, and a check that finds
+//! one new post. Per round: time from the tick to the last check processed, checks/s, database
+//! transactions per check (`pg_stat_database`), worker CPU per check (`/proc/PID/stat`).
+//!
+//! Not over SQS: moto's receive cost grows with the square of the queue's depth (see the
+//! toolchain notes), so a 10,000-message queue on moto measures moto.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use chrono::Utc;
+use serde_json::json;
+use sqlx::PgPool;
+use tokio::process::{Child, Command};
+use tributary::maintenance::{TickScheduler, TickSchedulerConfig};
+use tributary::messages::TickSlot;
+use tributary::queue::{PgQueue, PgQueueConfig};
+use tributary_integrations::example_forum::PLATFORM;
+use tributary_integrations::example_forum::fake::{
+    DatasetSpec, FakeForum, ForumData, ForumOptions, author,
+};
+
+#[derive(Debug, Clone, clap::Parser)]
+#[command(name = "bench-checks")]
+pub struct ChecksBenchArgs {
+    /// Integrations due at the same tick.
+    #[arg(long, default_value_t = 10_000)]
+    pub integrations: u64,
+    /// Workers (separate processes) taking the checks.
+    #[arg(long, default_value_t = 1)]
+    pub workers: usize,
+    /// Messages each worker handles at once without a backlog (its --concurrency).
+    #[arg(long, default_value_t = 4)]
+    pub concurrency: usize,
+    /// Messages each worker handles at once at most (its --max-concurrency; default: the
+    /// worker's).
+    #[arg(long)]
+    pub max_concurrency: Option<usize>,
+    /// Simulated latency of every request, in milliseconds.
+    #[arg(long, default_value_t = 50)]
+    pub latency_ms: u64,
+    /// Share of the minute over which the tick's checks are spread (the worker's
+    /// TRIBUTARY_CHECK_SPREAD; 0: all at the tick, which measures throughput).
+    #[arg(long, default_value_t = 0.0)]
+    pub spread: f64,
+    /// Give up on a round after this many seconds.
+    #[arg(long, default_value_t = 900)]
+    pub timeout_secs: u64,
+}
+
+const TOKEN: &str = "forum-bench-token";
+const CHANNEL: &str = "channel-0";
+
+/// One round's figures.
+struct Round {
+    name: &'static str,
+    checks: u64,
+    elapsed: Duration,
+    transactions: i64,
+    cpu: Duration,
+    /// Requests the fake received during the round.
+    requests: usize,
+}
+
+pub async fn run(args: ChecksBenchArgs) -> anyhow::Result<()> {
+    let url = std::env::var("DATABASE_URL").context("DATABASE_URL is not set")?;
+    let pool = tributary::db::connect(&url, 4).await?;
+    tributary::db::migrate(&pool).await?;
+    let forum = FakeForum::start(
+        ForumData::generate(DatasetSpec {
+            channels: 1,
+            posts_per_channel: 5,
+            replies_per_post: 1,
+            members: 5,
+        }),
+        ForumOptions {
+            token: TOKEN.to_owned(),
+            latency: Duration::from_millis(args.latency_ms),
+            ..ForumOptions::default()
+        },
+    )
+    .await
+    .context("starting the fake forum")?;
+    insert_integrations(&pool, args.integrations, &forum.base_url()).await?;
+    println!(
+        "{} Example Forum integrations due at one tick (spread over {:.0}% of the minute); {} worker(s) × concurrency {} (at most {}); {} ms per request; postgres queue",
+        args.integrations,
+        args.spread * 100.0,
+        args.workers,
+        args.concurrency,
+        args.max_concurrency
+            .map_or_else(|| "the worker's default".to_owned(), |m| m.to_string()),
+        args.latency_ms
+    );
+    let mut workers = Vec::new();
+    for n in 0..args.workers {
+        workers.push(start_worker(&url, n, &args)?);
+    }
+    let registry = Arc::new(tributary_integrations::registry()?);
+    let queue = Arc::new(PgQueue::new(pool.clone(), PgQueueConfig::default()));
+    let scheduler = TickScheduler::new(
+        pool.clone(),
+        registry,
+        queue,
+        TickSchedulerConfig {
+            spread: args.spread,
+            ..TickSchedulerConfig::default()
+        },
+    );
+    let timeout = Duration::from_secs(args.timeout_secs);
+    let mut slot = TickSlot::containing(Utc::now());
+    let mut rounds = Vec::new();
+    for name in ["first check", "nothing new", "one new post"] {
+        if name == "one new post" {
+            forum.edit(|data| data.add_post(CHANNEL, author(1), "News", Utc::now()));
+        }
+        let requests_before = forum.requests();
+        let round = match measure_round(&pool, &scheduler, slot, name, &workers, timeout).await {
+            Ok(round) => Round {
+                requests: forum.requests() - requests_before,
+                ..round
+            },
+            Err(e) => {
+                stop_workers(workers).await;
+                return Err(e);
+            }
+        };
+        print_round(&round);
+        rounds.push(round);
+        slot = slot.next();
+    }
+    stop_workers(workers).await;
+    Ok(())
+}
+
+/// Inserts `n` connected, onboarded integrations reading one channel of the fake.
+async fn insert_integrations(pool: &PgPool, n: u64, base_url: &str) -> anyhow::Result<()> {
+    let settings = json!({ "base_url": base_url, "channels": [CHANNEL], "per_page": 100 });
+    sqlx::query(
+        "INSERT INTO integrations (id, tenant_id, platform, status, settings, credentials)
+         SELECT gen_random_uuid(), gen_random_uuid(), $1, 'done', $2, $3
+         FROM generate_series(1, $4)",
+    )
+    .bind(PLATFORM)
+    .bind(&settings)
+    .bind(json!({ "token": TOKEN }))
+    .bind(i64::try_from(n).unwrap_or(i64::MAX))
+    .execute(pool)
+    .await
+    .context("inserting the integrations")?;
+    sqlx::query("VACUUM ANALYZE integrations")
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+fn worker_binary() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe().context("locating this benchmark's binary")?;
+    let path = exe
+        .parent()
+        .context("the benchmark's binary has no folder")?
+        .join("tributary-worker");
+    anyhow::ensure!(
+        path.exists(),
+        "{} is missing: build the worker with the benchmark (scripts/bench does)",
+        path.display()
+    );
+    Ok(path)
+}
+
+fn start_worker(database_url: &str, n: usize, args: &ChecksBenchArgs) -> anyhow::Result<Child> {
+    let mut command = Command::new(worker_binary()?);
+    if let Some(max) = args.max_concurrency {
+        command.env("TRIBUTARY_WORKER_MAX_CONCURRENCY", max.to_string());
+    }
+    command
+        .env("DATABASE_URL", database_url)
+        .env("TRIBUTARY_QUEUE", "postgres")
+        .env("TRIBUTARY_HEALTH_ADDR", "off")
+        .env("TRIBUTARY_WORKER_ID", format!("bench-checks-{n}"))
+        .env("TRIBUTARY_WORKER_CONCURRENCY", args.concurrency.to_string())
+        .env("TRIBUTARY_ALLOW_PLAINTEXT_CREDENTIALS", "1")
+        .env("RUST_LOG", "warn,sqlx=error")
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .context("starting a worker")
+}
+
+async fn stop_workers(workers: Vec<Child>) {
+    for mut worker in workers {
+        if let Some(pid) = worker.id() {
+            // SIGTERM: the worker drains and exits
+            let _ = std::process::Command::new("kill")
+                .arg(pid.to_string())
+                .status();
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(30), worker.wait()).await;
+    }
+}
+
+async fn measure_round(
+    pool: &PgPool,
+    scheduler: &TickScheduler,
+    slot: TickSlot,
+    name: &'static str,
+    workers: &[Child],
+    timeout: Duration,
+) -> anyhow::Result<Round> {
+    let transactions_before = transactions(pool).await?;
+    let cpu_before: Duration = workers.iter().map(cpu_of).sum();
+    let started = Instant::now();
+    let fan_out = scheduler.run_once(slot).await?;
+    let trigger = slot.trigger_key();
+    let mut polls = 0i64;
+    loop {
+        polls += 1;
+        let (done, failed): (i64, i64) = sqlx::query_as(
+            "SELECT count(*) FILTER (WHERE state = 'processed'),
+                    count(*) FILTER (WHERE state = 'error')
+             FROM integration_runs WHERE trigger_key = $1",
+        )
+        .bind(&trigger)
+        .fetch_one(pool)
+        .await?;
+        anyhow::ensure!(failed == 0, "{name}: {failed} checks ended in error");
+        if done as u64 >= fan_out.runs_created {
+            break;
+        }
+        anyhow::ensure!(
+            started.elapsed() < timeout,
+            "{name}: {done} of {} checks processed after {} s",
+            fan_out.runs_created,
+            timeout.as_secs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let elapsed = started.elapsed();
+    let cpu = workers.iter().map(cpu_of).sum::<Duration>() - cpu_before;
+    // the polls above are this process's own transactions, not the workers'
+    let transactions = transactions(pool).await? - transactions_before - polls;
+    Ok(Round {
+        name,
+        checks: fan_out.runs_created,
+        elapsed,
+        transactions,
+        cpu,
+        requests: 0,
+    })
+}
+
+/// Transactions committed and rolled back in this database so far.
+async fn transactions(pool: &PgPool) -> anyhow::Result<i64> {
+    // statistics reach pg_stat_database when a backend reports them (at most once a second);
+    // clearing this backend's snapshot makes the read current as of the last reports
+    sqlx::query("SELECT pg_stat_clear_snapshot()")
+        .execute(pool)
+        .await?;
+    Ok(sqlx::query_scalar(
+        "SELECT (xact_commit + xact_rollback)::bigint FROM pg_stat_database
+         WHERE datname = current_database()",
+    )
+    .fetch_one(pool)
+    .await?)
+}
+
+/// User + system CPU time of a child process so far.
+fn cpu_of(child: &Child) -> Duration {
+    child
+        .id()
+        .and_then(|pid| std::fs::read_to_string(format!("/proc/{pid}/stat")).ok())
+        .and_then(|stat| {
+            let rest = stat.rsplit_once(')')?.1.to_owned();
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            let utime: u64 = fields.get(11)?.parse().ok()?;
+            let stime: u64 = fields.get(12)?.parse().ok()?;
+            Some(Duration::from_millis((utime + stime) * 10))
+        })
+        .unwrap_or_default()
+}
+
+fn print_round(round: &Round) {
+    let per_check = |x: f64| x / round.checks.max(1) as f64;
+    println!(
+        "{:<14} {} checks in {:.1} s ({:.0} checks/s) · {:.1} transactions/check · worker CPU {:.2} ms/check · {:.1} requests/check",
+        round.name,
+        round.checks,
+        round.elapsed.as_secs_f64(),
+        round.checks as f64 / round.elapsed.as_secs_f64().max(1e-9),
+        per_check(round.transactions as f64),
+        per_check(round.cpu.as_secs_f64() * 1000.0),
+        per_check(round.requests as f64),
+    );
+}

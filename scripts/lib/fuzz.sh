@@ -29,7 +29,11 @@ fuzz_api() {
   dir=$(mktemp -d)
   local token
   token=$(DATABASE_URL=$url "$bin" token create --name fuzz --role operator 2>/dev/null) || return 1
-  DATABASE_URL=$url RUST_LOG=warn "$bin" --addr 127.0.0.1:0 >"$dir/out" 2>"$dir/err" &
+  # a throwaway credentials key: the fuzzer connects integrations
+  local key
+  key=$("${PYTHON:-python3}" -c 'import secrets; print(secrets.token_hex(32))')
+  DATABASE_URL=$url TRIBUTARY_SECRET_KEY=$key RUST_LOG=warn "$bin" --addr 127.0.0.1:0 \
+    >"$dir/out" 2>"$dir/err" &
   local pid=$! base="" i
   for i in $(seq 1 100); do
     base=$(sed -n 's/^listening on //p' "$dir/out")

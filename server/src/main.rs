@@ -105,6 +105,9 @@ async fn token(pool: &sqlx::PgPool, action: TokenAction) -> anyhow::Result<()> {
 }
 
 async fn serve(pool: sqlx::PgPool, addr: SocketAddr) -> anyhow::Result<()> {
+    // connecting an integration seals its credentials: the same key as the workers'
+    let keys = tributary::keyring::init_from_env().context("loading the credentials key")?;
+    tributary::keyring::require_key(keys, tributary::keyring::plaintext_allowed())?;
     let metrics = tributary::telemetry::install().map_err(anyhow::Error::msg)?;
     let registry = tributary_integrations::registry().context("registering the integrations")?;
     let queue = tributary::queue::from_env(&pool)

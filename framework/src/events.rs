@@ -35,6 +35,7 @@ pub fn run_released(run_id: Uuid) {
 }
 
 pub fn run_finished(run: &Run) {
+    crate::telemetry::run_finished(run.state.as_str());
     tracing::info!(
         run_id = %run.id, state = %run.state, streams_processed = run.streams_processed,
         streams_errored = run.streams_errored, activities_created = run.activities_created,
@@ -43,6 +44,7 @@ pub fn run_finished(run: &Run) {
 }
 
 pub fn run_failed(run_id: Uuid, error: &ErrorRecord) {
+    crate::telemetry::run_finished("error");
     tracing::warn!(%run_id, hook = %error.hook, kind = %error.kind, error = %error.message, "run failed");
 }
 

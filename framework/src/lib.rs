@@ -27,6 +27,7 @@ pub mod settings;
 pub mod store;
 pub mod stream;
 pub mod subscriptions;
+pub mod telemetry;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 

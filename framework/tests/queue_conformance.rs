@@ -311,6 +311,40 @@ async fn a_refused_message_is_dead_lettered_with_its_reason(backend: &impl Backe
     assert_nothing_for(queue.as_ref(), 2).await;
 }
 
+async fn a_dead_letter_is_redriven_or_discarded_by_its_id(backend: &impl Backend) {
+    let queue = backend.queue(5).await;
+    for body in ["first", "second"] {
+        queue.send(OutgoingMessage::new(body)).await.unwrap();
+        let message = receive_one(queue.as_ref(), 30, Duration::from_secs(10)).await;
+        queue
+            .dead_letter(&message, "the message names no run")
+            .await
+            .unwrap();
+    }
+    let dead = queue.peek_dead_letters(10).await.unwrap();
+    assert_eq!(dead.len(), 2, "{dead:?}");
+    let id_of = |body: &str| dead.iter().find(|d| d.body == body).unwrap().id.clone();
+    let (first, second) = (id_of("first"), id_of("second"));
+
+    assert!(queue.redrive_dead_letter(&first).await.unwrap());
+    let back = receive_one(queue.as_ref(), 30, Duration::from_secs(10)).await;
+    assert_eq!(back.body, "first");
+    assert_eq!(
+        back.receive_count, 1,
+        "a redriven message starts its receives again"
+    );
+    queue.delete(&back.receipt).await.unwrap();
+
+    assert!(queue.discard_dead_letter(&second).await.unwrap());
+    assert!(!queue.discard_dead_letter(&second).await.unwrap(), "gone");
+    assert!(!queue.redrive_dead_letter(&first).await.unwrap(), "gone");
+    assert!(!queue.redrive_dead_letter("no-such-id").await.unwrap());
+    assert!(queue.peek_dead_letters(10).await.unwrap().is_empty());
+    let stats = queue.stats().await.unwrap();
+    assert_eq!((stats.visible, stats.dead_letters), (0, 0), "{stats:?}");
+    assert_nothing_for(queue.as_ref(), 1).await;
+}
+
 macro_rules! conformance {
     ($($test:ident),* $(,)?) => {
         mod postgres {
@@ -343,4 +377,5 @@ conformance!(
     a_waiting_receive_wakes_when_a_message_is_sent,
     a_message_received_too_often_is_dead_lettered,
     a_refused_message_is_dead_lettered_with_its_reason,
+    a_dead_letter_is_redriven_or_discarded_by_its_id,
 );

@@ -13,6 +13,7 @@ pub fn started(generator_id: &str, queue: &str) {
 }
 
 pub fn tick_emitted(slot: TickSlot, generator_id: &str, skipped: i64) {
+    tributary::telemetry::tick_emitted(skipped);
     if skipped > 0 {
         tracing::info!(
             %slot, generator_id, skipped,
@@ -37,4 +38,16 @@ pub fn prune_failed(error: &StoreError) {
 
 pub fn stopped(generator_id: &str) {
     tracing::info!(generator_id, "tick generator stopped");
+}
+
+pub fn metrics_listening(addr: std::net::SocketAddr) {
+    tracing::info!(%addr, "metrics endpoint listening (GET /metrics)");
+}
+
+pub fn metrics_failed(error: &StoreError) {
+    tracing::warn!(error = %error, "sampling metrics failed");
+}
+
+pub fn metrics_unavailable(error: &str) {
+    tracing::warn!(error, "no /metrics endpoint");
 }

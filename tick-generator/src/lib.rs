@@ -13,6 +13,7 @@
 
 pub mod bench;
 mod events;
+pub mod metrics;
 
 use std::time::Duration;
 
@@ -34,6 +35,8 @@ pub struct TickGeneratorConfig {
     pub retry_after: Duration,
     /// Emitted slots are remembered this long.
     pub keep_slots: Duration,
+    /// Where `GET /metrics` listens (`None`: no endpoint).
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 impl TickGeneratorConfig {
@@ -44,6 +47,7 @@ impl TickGeneratorConfig {
             generator_id: tributary::processor::default_worker_id(),
             retry_after: Duration::from_secs(5),
             keep_slots: Duration::from_secs(7 * 24 * 3600),
+            metrics_addr: Some(metrics::DEFAULT_METRICS_ADDR),
         }
     }
 }
@@ -162,6 +166,14 @@ pub async fn run(
     db::migrate(&pool).await?;
     let queue = config.queue.connect(&pool).await?;
     events::started(&config.generator_id, &queue.describe());
+    let endpoint = config.metrics_addr.map(|addr| {
+        tokio::spawn(metrics::serve(
+            addr,
+            pool.clone(),
+            queue.clone(),
+            shutdown.clone(),
+        ))
+    });
     TickGenerator::new(
         pool,
         queue,
@@ -171,5 +183,9 @@ pub async fn run(
     )
     .run(shutdown)
     .await;
+    if let Some(endpoint) = endpoint {
+        // it stops with the same token
+        let _ = endpoint.await;
+    }
     Ok(())
 }

@@ -32,6 +32,13 @@ struct Args {
     /// Names this generator in the emitted slots (default: host-pid-random).
     #[arg(long, env = "TRIBUTARY_GENERATOR_ID")]
     generator_id: Option<String>,
+    /// Where `GET /metrics` listens (Prometheus format); `off` for none.
+    #[arg(
+        long,
+        env = "TRIBUTARY_TICK_METRICS_ADDR",
+        default_value = "127.0.0.1:9465"
+    )]
+    metrics_addr: String,
     /// After a failed emission, try again after this many seconds.
     #[arg(long, env = "TRIBUTARY_TICK_RETRY_SECS", default_value_t = 5.0)]
     retry_secs: f64,
@@ -50,6 +57,13 @@ impl Args {
         if let Some(id) = self.generator_id {
             config.generator_id = id;
         }
+        config.metrics_addr = match self.metrics_addr.as_str() {
+            "off" => None,
+            addr => Some(
+                addr.parse()
+                    .context("--metrics-addr must be HOST:PORT or `off`")?,
+            ),
+        };
         config.retry_after = Duration::try_from_secs_f64(self.retry_secs)
             .context("--retry-secs must be a number of seconds ≥ 0")?;
         Ok(config)

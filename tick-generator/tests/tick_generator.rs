@@ -206,3 +206,59 @@ impl Queue for FailingQueue {
         self.0.peek_dead_letters(max).await
     }
 }
+
+#[sqlx::test(migrator = "tributary::MIGRATOR")]
+async fn metrics_report_the_ticks_emitted_and_the_tick_lag(pool: PgPool) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    tributary::telemetry::install().unwrap();
+    let queue = queue(&pool);
+    let now = Utc::now();
+    generator(&pool, &queue, "metered")
+        .run_once(now)
+        .await
+        .unwrap()
+        .expect("the slot is this generator's");
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let endpoint = tokio::spawn(tributary_tick_generator::metrics::serve(
+        addr,
+        pool.clone(),
+        queue.clone(),
+        stop.clone(),
+    ));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut stream = loop {
+        match tokio::net::TcpStream::connect(addr).await {
+            Ok(stream) => break stream,
+            Err(e) => assert!(std::time::Instant::now() < deadline, "no endpoint: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    stream
+        .write_all(b"GET /metrics HTTP/1.0\r\nHost: test\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.unwrap();
+    assert!(
+        answer.contains("tributary_ticks_emitted_total 1"),
+        "{answer}"
+    );
+    assert!(
+        answer.contains("tributary_queue_messages{state=\"visible\"} 1"),
+        "{answer}"
+    );
+    let lag: f64 = answer
+        .lines()
+        .find_map(|l| l.strip_prefix("tributary_tick_lag_seconds "))
+        .expect("the tick lag")
+        .parse()
+        .unwrap();
+    // the slot began at most a minute before the scrape
+    assert!((0.0..=70.0).contains(&lag), "{lag}");
+    stop.cancel();
+    endpoint.await.unwrap();
+}

@@ -193,3 +193,11 @@ pub fn rotation_failed(message: &ReceivedMessage, error: &QueueError) {
         "replacing a redelivered run message failed; it keeps its receive count"
     );
 }
+
+pub fn metrics_failed(error: &tributary::store::StoreError) {
+    tracing::warn!(error = %error, "sampling metrics failed");
+}
+
+pub fn metrics_unavailable(error: &str) {
+    tracing::warn!(error, "no /metrics: the recorder could not be installed");
+}

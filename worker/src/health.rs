@@ -4,7 +4,8 @@
 //!   the queue do (a liveness probe must not restart a worker that waits out an outage);
 //! * `GET /health/ready` (and `GET /health`): 200 while the worker takes messages and reaches
 //!   PostgreSQL; 503 while it starts (waiting for the database or the queue), while the database
-//!   is unreachable, and while it shuts down.
+//!   is unreachable, and while it shuts down;
+//! * `GET /metrics`: Prometheus exposition (see `tributary::telemetry`).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -16,10 +17,12 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tributary::queue::Queue;
 
 use crate::events;
 
@@ -36,7 +39,8 @@ pub struct Stats {
 /// What the endpoint reads. The pool and the queue are set once the worker has them.
 pub struct Health {
     pool: OnceLock<PgPool>,
-    queue: OnceLock<String>,
+    queue: OnceLock<Arc<dyn Queue>>,
+    metrics: Option<PrometheusHandle>,
     stats: Arc<Stats>,
     worker_id: String,
 }
@@ -46,15 +50,43 @@ impl Health {
         Arc::new(Self {
             pool: OnceLock::new(),
             queue: OnceLock::new(),
+            metrics: tributary::telemetry::install()
+                .inspect_err(|e| events::metrics_unavailable(e))
+                .ok(),
             stats,
             worker_id,
         })
     }
 
     /// The worker is connected: readiness now follows the database.
-    pub fn connected(&self, pool: PgPool, queue: String) {
+    pub fn connected(&self, pool: PgPool, queue: Arc<dyn Queue>) {
         let _ = self.pool.set(pool);
         let _ = self.queue.set(queue);
+    }
+}
+
+async fn metrics(State(health): State<Arc<Health>>) -> Response {
+    let (Some(handle), Some(pool)) = (&health.metrics, health.pool.get()) else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "metrics are not available yet",
+        )
+            .into_response();
+    };
+    let queue = health.queue.get().map(|q| q.as_ref());
+    match tributary::telemetry::render(handle, pool, queue).await {
+        Ok(text) => (
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "text/plain; version=0.0.4",
+            )],
+            text,
+        )
+            .into_response(),
+        Err(e) => {
+            events::metrics_failed(&e);
+            StatusCode::SERVICE_UNAVAILABLE.into_response()
+        }
     }
 }
 
@@ -93,7 +125,7 @@ async fn ready(State(health): State<Arc<Health>>) -> Response {
     let body = json!({
         "status": status,
         "worker_id": health.worker_id,
-        "queue": health.queue.get(),
+        "queue": health.queue.get().map(|q| q.describe()),
         "database": database,
         "in_flight": stats.in_flight.load(Ordering::Relaxed),
         "messages_handled": stats.handled.load(Ordering::Relaxed),
@@ -109,6 +141,7 @@ pub async fn serve(listener: TcpListener, health: Arc<Health>, stop: Cancellatio
         .route("/health", get(ready))
         .route("/health/ready", get(ready))
         .route("/health/live", get(live))
+        .route("/metrics", get(metrics))
         .with_state(health);
     if let Err(e) = axum::serve(listener, app)
         .with_graceful_shutdown(stop.cancelled_owned())

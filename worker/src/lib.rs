@@ -206,7 +206,7 @@ pub async fn run_with_registry(
         let Some(queue) = open_queue_patiently(&config, &pool, &shutdown).await? else {
             return Ok(());
         };
-        health.connected(pool.clone(), queue.describe());
+        health.connected(pool.clone(), queue.clone());
         let mut worker = Worker::new(pool, registry, queue, config);
         worker.stats = stats;
         worker.run(None, shutdown).await;
@@ -372,7 +372,7 @@ impl Worker {
                 events::health_listening(addr);
             }
             let state = Health::new(self.stats.clone(), config.processor.worker_id.clone());
-            state.connected(self.pool.clone(), self.queue.describe());
+            state.connected(self.pool.clone(), self.queue.clone());
             services.spawn(
                 health::serve(listener, state, services_stop.clone())
                     .instrument(tracing::info_span!("health")),

@@ -138,6 +138,19 @@ impl Running {
     }
 }
 
+/// A plain HTTP/1.0 GET: the whole answer as text.
+async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(format!("GET {path} HTTP/1.0\r\nHost: test\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.unwrap();
+    answer
+}
+
 fn start_with(pool: PgPool, registry: Registry, config: WorkerConfig) -> Running {
     let h = Harness::new(pool.clone(), registry);
     let queue = Arc::new(PgQueue::new(
@@ -574,4 +587,56 @@ async fn a_message_stays_invisible_while_its_run_works_and_is_deleted_only_after
     .await;
     assert_eq!(w.h.activities(integration.id).await.len(), 1);
     w.stop().await;
+}
+
+#[sqlx::test(migrator = "tributary::MIGRATOR")]
+async fn metrics_are_served_beside_health_and_match_the_database(pool: PgPool) {
+    tributary::telemetry::install().unwrap();
+    let mut registry = Registry::new();
+    registry.register(simple_service()).unwrap();
+    let h = Harness::new(pool.clone(), registry);
+    let queue = Arc::new(PgQueue::new(pool.clone(), PgQueueConfig::default()));
+    let (integration, run) = h.connect(PLATFORM, json!({}), json!({})).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let shutdown = CancellationToken::new();
+    let worker = Worker::new(pool, h.registry.clone(), queue.clone(), worker_config(1));
+    let task = tokio::spawn(worker.run(Some(listener), shutdown.clone()));
+    queue
+        .send(
+            (&Message::ProcessIntegration {
+                integration_id: integration.id,
+                onboarding: true,
+            })
+                .into(),
+        )
+        .await
+        .unwrap();
+    eventually(
+        Duration::from_secs(30),
+        "the run to be processed",
+        || async { (h.run(run.id).await.state == RunState::Processed).then_some(()) },
+    )
+    .await;
+    let answer = http_get(addr, "/metrics").await;
+    assert!(
+        answer.starts_with("HTTP/1.0 200") || answer.starts_with("HTTP/1.1 200"),
+        "{answer}"
+    );
+    for line in [
+        "tributary_runs{state=\"processed\"} 1",
+        "tributary_runs_finished_total{state=\"processed\"} 1",
+        "tributary_activities_written_total{platform=\"scripted\",kind=\"new\"} 3",
+        "tributary_queue_messages{state=\"visible\"} 0",
+        "tributary_dead_letters 0",
+    ] {
+        assert!(answer.contains(line), "{line} in {answer}");
+    }
+    assert!(
+        http_get(addr, "/health")
+            .await
+            .contains("\"status\":\"ok\"")
+    );
+    shutdown.cancel();
+    task.await.unwrap();
 }

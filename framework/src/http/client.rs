@@ -365,8 +365,12 @@ impl HttpClient {
             };
             return Err(IntegrationError::fatal(format!("{what}: {refused}")));
         }
-        let mut response = request.send().await.map_err(|e| self.send_error(what, e))?;
+        let mut response = request.send().await.map_err(|e| {
+            crate::telemetry::http_request(0);
+            self.send_error(what, e)
+        })?;
         let status = response.status();
+        crate::telemetry::http_request(status.as_u16());
         let headers = response.headers().clone();
         let cap = self.max_body_bytes;
         let too_large = |size: String| {

@@ -27,6 +27,7 @@ pub fn fan_out_send_failed(slot: TickSlot, runs: usize, error: &MaintenanceError
 }
 
 pub fn runs_rescued(rescued: &Rescued) {
+    crate::telemetry::lease_rescues(rescued.expired_leases as u64);
     if rescued.total() > 0 {
         tracing::info!(
             expired_leases = rescued.expired_leases,

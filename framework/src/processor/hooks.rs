@@ -72,7 +72,8 @@ where
     F: Future<Output = Result<T, IntegrationError>> + Send + 'static,
     T: Send + 'static,
 {
-    let mut task = AbortOnDrop(tokio::spawn(hook));
+    // the hook's task stays in the caller's span (the run's, the stream's)
+    let mut task = AbortOnDrop(tokio::spawn(tracing::Instrument::in_current_span(hook)));
     match tokio::time::timeout(timeout, &mut task.0).await {
         Err(_elapsed) => Err(HookFailure::TimedOut(timeout)),
         Ok(Err(join)) if join.is_panic() => {

@@ -161,7 +161,14 @@ impl IntegrationProcessor {
                 self.config.lease_duration,
                 self.config.heartbeat_interval,
             );
-            let result = self.drive(&run, &lease, keeper.lost(), shutdown).await;
+            let span = tracing::info_span!(
+                "run", run_id = %run.id, integration_id = %run.integration_id, attempt = run.attempt
+            );
+            let result = tracing::Instrument::instrument(
+                self.drive(&run, &lease, keeper.lost(), shutdown),
+                span,
+            )
+            .await;
             let unreachable = keeper.gave_up_unreachable();
             keeper.stop().await;
             let outage = match result {
@@ -306,10 +313,14 @@ impl IntegrationProcessor {
         let ctx = Arc::unwrap_or_clone(ctx);
         let hook = {
             let service = service.clone();
-            hooks::call(config.hook_timeout, async move {
-                let ctx = service.postprocess(ctx).await?;
-                service.changed_settings(&ctx)
-            })
+            let platform = service.platform().to_owned();
+            hooks::call(
+                config.hook_timeout,
+                crate::telemetry::for_platform(platform, async move {
+                    let ctx = service.postprocess(ctx).await?;
+                    service.changed_settings(&ctx)
+                }),
+            )
             .await
         };
         match hook {
@@ -379,6 +390,7 @@ impl IntegrationProcessor {
         failure: HookFailure,
     ) -> Result<RunOutcome, ProcessorError> {
         if let Some(until) = failure.rate_limited_until() {
+            crate::telemetry::rate_limit_deferral(&integration.platform);
             return self
                 .defer(lease, until, &format!("rate limited in {hook}"))
                 .await;
@@ -477,23 +489,30 @@ async fn preprocess(
     ctx: AnyContext,
     config: &ServiceConfig,
 ) -> Result<Preprocessed, (&'static str, HookFailure)> {
+    let platform = service.platform();
     let svc = service.clone();
-    let (ctx, settings) = hooks::call(config.hook_timeout, async move {
-        let ctx = svc.preprocess(ctx).await?;
-        let settings = svc.changed_settings(&ctx)?;
-        Ok((ctx, settings))
-    })
+    let (ctx, settings) = hooks::call(
+        config.hook_timeout,
+        crate::telemetry::for_platform(platform.to_owned(), async move {
+            let ctx = svc.preprocess(ctx).await?;
+            let settings = svc.changed_settings(&ctx)?;
+            Ok((ctx, settings))
+        }),
+    )
     .await
     .map_err(|f| ("preprocess", f))?;
     let svc = service.clone();
-    hooks::call(config.hook_timeout, async move {
-        let roots = svc.get_streams(&ctx).await?;
-        Ok(Preprocessed {
-            ctx,
-            settings,
-            roots,
-        })
-    })
+    hooks::call(
+        config.hook_timeout,
+        crate::telemetry::for_platform(platform.to_owned(), async move {
+            let roots = svc.get_streams(&ctx).await?;
+            Ok(Preprocessed {
+                ctx,
+                settings,
+                roots,
+            })
+        }),
+    )
     .await
     .map_err(|f| ("get_streams", f))
 }

@@ -25,6 +25,7 @@ use crate::store::streams::{
 };
 use crate::store::{Lease, StoreError};
 use crate::stream::{Stream, StreamOutcome};
+use crate::telemetry;
 
 /// A commit that hits a deadlock or a serialization failure is tried this many times.
 const MAX_COMMIT_TRIES: u32 = 3;
@@ -145,7 +146,13 @@ impl StreamLoop<'_> {
                         break;
                     }
                     let stream_id = row.id;
-                    let handle = in_flight.spawn(process_one(shared.clone(), row));
+                    let span = tracing::info_span!(
+                        "stream", stream = %row.identifier, stream_id = %row.id
+                    );
+                    let handle = in_flight.spawn(tracing::Instrument::instrument(
+                        process_one(shared.clone(), row),
+                        span,
+                    ));
                     in_flight_ids.insert(handle.id(), stream_id);
                 }
             }
@@ -240,9 +247,13 @@ async fn process_one(shared: Arc<Shared>, row: StreamRow) -> Result<Option<Defer
         let service = shared.service.clone();
         let ctx = shared.ctx.clone();
         let stream = stream.clone();
-        hooks::call(shared.config.stream_timeout, async move {
-            service.process_stream(&stream, &ctx).await
-        })
+        let platform = ctx.platform().to_owned();
+        hooks::call(
+            shared.config.stream_timeout,
+            telemetry::for_platform(platform, async move {
+                service.process_stream(&stream, &ctx).await
+            }),
+        )
         .await
     };
     let mut outcome = match result {
@@ -377,6 +388,13 @@ async fn commit(
     if let Some(record) = &error {
         events::stream_failed(shared.lease.run_id, &stream.identifier, record, None);
     }
+    telemetry::stream_committed(
+        shared.ctx.platform(),
+        error.is_some(),
+        completed.records.activities_created,
+        completed.records.activities_updated,
+        completed.records.members_created,
+    );
     Ok(())
 }
 
@@ -446,6 +464,7 @@ async fn record_failure(
         let why = failure
             .record("process_stream", stream.retries, shared.ctx.credentials())
             .message;
+        telemetry::rate_limit_deferral(shared.ctx.platform());
         return Ok(Some(Deferral {
             until,
             reason: format!(
@@ -460,5 +479,6 @@ async fn record_failure(
         .then(|| Utc::now() + to_chrono(shared.config.retry_backoff.delay(failures)));
     stream_store::fail(&shared.pool, &shared.lease, stream.id, &record, retry_at).await?;
     events::stream_failed(shared.lease.run_id, &stream.identifier, &record, retry_at);
+    telemetry::stream_failed(shared.ctx.platform(), retry_at.is_some());
     Ok(None)
 }

@@ -125,6 +125,22 @@ pub struct DeadLetter {
     /// message SQS's RedrivePolicy moved (SQS records no reason).
     pub reason: Option<String>,
     pub receive_count: Option<u32>,
+    /// When it was dead-lettered (the postgres backend knows; SQS does not say).
+    pub dead_lettered_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// What a queue holds now, for operators and metrics. SQS's figures are approximate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct QueueStats {
+    /// Messages ready to be received.
+    pub visible: u64,
+    /// Received and not yet deleted.
+    pub in_flight: u64,
+    /// Sent with a delay that has not passed.
+    pub delayed: u64,
+    /// How long the oldest message has been waiting since it was sent (postgres only).
+    pub oldest_age: Option<Duration>,
+    pub dead_letters: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -203,6 +219,28 @@ pub trait Queue: Send + Sync + fmt::Debug + 'static {
 
     /// Up to `max` messages of the dead-letter queue, oldest first, left where they are.
     async fn peek_dead_letters(&self, max: usize) -> Result<Vec<DeadLetter>, QueueError>;
+
+    /// Sends the dead letter `id` (as [`DeadLetter::id`] names it) to the queue again and removes
+    /// it from the dead letters. `false`: there is no such dead letter.
+    async fn redrive_dead_letter(&self, id: &str) -> Result<bool, QueueError> {
+        let _ = id;
+        Err(unsupported(self.backend(), "redrive a dead letter"))
+    }
+
+    /// Deletes the dead letter `id` for good. `false`: there is no such dead letter.
+    async fn discard_dead_letter(&self, id: &str) -> Result<bool, QueueError> {
+        let _ = id;
+        Err(unsupported(self.backend(), "discard a dead letter"))
+    }
+
+    /// How many messages wait, are in flight, are delayed or dead, and the oldest one's age.
+    async fn stats(&self) -> Result<QueueStats, QueueError> {
+        Err(unsupported(self.backend(), "report its figures"))
+    }
+}
+
+fn unsupported(backend: &'static str, operation: &str) -> QueueError {
+    QueueError::Config(format!("the {backend} queue cannot {operation}"))
 }
 
 pub(crate) fn check_batch(operation: &str, n: usize) -> Result<(), QueueError> {

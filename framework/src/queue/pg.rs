@@ -15,8 +15,8 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use super::{
-    DeadLetter, OutgoingMessage, Queue, QueueError, Receipt, ReceiveRequest, ReceivedMessage,
-    check_batch, check_delay, check_receive, check_visibility,
+    DeadLetter, OutgoingMessage, Queue, QueueError, QueueStats, Receipt, ReceiveRequest,
+    ReceivedMessage, check_batch, check_delay, check_receive, check_visibility,
 };
 
 /// The channel every send notifies, with the queue's name as payload.
@@ -402,12 +402,76 @@ impl Queue for PgQueue {
         .await?;
         Ok(rows
             .into_iter()
-            .map(|(id, body, reason, count, _)| DeadLetter {
+            .map(|(id, body, reason, count, at)| DeadLetter {
                 id: id.to_string(),
                 body,
                 reason: Some(reason),
                 receive_count: u32::try_from(count).ok(),
+                dead_lettered_at: Some(at),
             })
             .collect())
+    }
+
+    async fn redrive_dead_letter(&self, id: &str) -> Result<bool, QueueError> {
+        let Ok(id) = Uuid::parse_str(id) else {
+            return Ok(false);
+        };
+        // one statement: the message is either a dead letter or in the queue, never both or
+        // neither; it keeps its id, and its receive count starts again
+        let moved = sqlx::query(
+            "WITH dead AS (DELETE FROM queue_dead_letters WHERE id = $1 AND queue = $2 RETURNING *)
+             INSERT INTO queue_messages (id, queue, body, sent_at, visible_at)
+             SELECT id, queue, body, sent_at, now() FROM dead",
+        )
+        .bind(id)
+        .bind(&self.config.name)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        if moved == 1 {
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(CHANNEL)
+                .bind(&self.config.name)
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(moved == 1)
+    }
+
+    async fn discard_dead_letter(&self, id: &str) -> Result<bool, QueueError> {
+        let Ok(id) = Uuid::parse_str(id) else {
+            return Ok(false);
+        };
+        let deleted = sqlx::query("DELETE FROM queue_dead_letters WHERE id = $1 AND queue = $2")
+            .bind(id)
+            .bind(&self.config.name)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(deleted == 1)
+    }
+
+    async fn stats(&self) -> Result<QueueStats, QueueError> {
+        let (visible, in_flight, delayed, oldest_secs, dead): (i64, i64, i64, Option<f64>, i64) =
+            sqlx::query_as(
+                "SELECT count(*) FILTER (WHERE visible_at <= now()),
+                        count(*) FILTER (WHERE visible_at > now() AND receipt IS NOT NULL),
+                        count(*) FILTER (WHERE visible_at > now() AND receipt IS NULL),
+                        extract(epoch FROM now() - min(sent_at) FILTER (WHERE visible_at <= now()
+                            OR receipt IS NOT NULL))::float8,
+                        (SELECT count(*) FROM queue_dead_letters WHERE queue = $1)
+                 FROM queue_messages WHERE queue = $1",
+            )
+            .bind(&self.config.name)
+            .fetch_one(&self.pool)
+            .await?;
+        let count = |n: i64| u64::try_from(n).unwrap_or(0);
+        Ok(QueueStats {
+            visible: count(visible),
+            in_flight: count(in_flight),
+            delayed: count(delayed),
+            oldest_age: oldest_secs.and_then(|s| Duration::try_from_secs_f64(s.max(0.0)).ok()),
+            dead_letters: count(dead),
+        })
     }
 }

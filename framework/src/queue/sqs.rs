@@ -16,7 +16,7 @@ use aws_sdk_sqs::types::{
 use tokio::task::JoinSet;
 
 use super::{
-    DeadLetter, MAX_BATCH, OutgoingMessage, Queue, QueueError, Receipt, ReceiveRequest,
+    DeadLetter, MAX_BATCH, OutgoingMessage, Queue, QueueError, QueueStats, Receipt, ReceiveRequest,
     ReceivedMessage, check_batch, check_delay, check_receive, check_visibility, whole_seconds,
 };
 
@@ -584,6 +584,7 @@ impl Queue for SqsQueue {
                     body: m.body.clone().unwrap_or_default(),
                     reason: attribute(REASON_ATTRIBUTE),
                     receive_count,
+                    dead_lettered_at: None,
                 });
                 new += 1;
             }
@@ -592,6 +593,126 @@ impl Queue for SqsQueue {
             }
         }
         Ok(found)
+    }
+
+    async fn redrive_dead_letter(&self, id: &str) -> Result<bool, QueueError> {
+        let Some((body, receipt)) = self.take_dead_letter(id).await? else {
+            return Ok(false);
+        };
+        // the copy first, then the delete: a crash between them sends it twice (a duplicate is
+        // a no-op for the workers), never loses it
+        self.client
+            .send_message()
+            .queue_url(&self.url)
+            .message_body(body)
+            .send()
+            .await
+            .map_err(|e| backend_error("send a redriven dead letter", &e))?;
+        self.delete_dead_letter(&receipt).await?;
+        Ok(true)
+    }
+
+    async fn discard_dead_letter(&self, id: &str) -> Result<bool, QueueError> {
+        let Some((_, receipt)) = self.take_dead_letter(id).await? else {
+            return Ok(false);
+        };
+        self.delete_dead_letter(&receipt).await?;
+        Ok(true)
+    }
+
+    async fn stats(&self) -> Result<QueueStats, QueueError> {
+        let main = self.counts(&self.url).await?;
+        let dead = self.counts(&self.dead_letter_url).await?;
+        Ok(QueueStats {
+            visible: main.0,
+            in_flight: main.1,
+            delayed: main.2,
+            oldest_age: None,
+            dead_letters: dead.0 + dead.1 + dead.2,
+        })
+    }
+}
+
+impl SqsQueue {
+    /// Receives the dead-letter queue until the message `id` comes (hidden for a minute, its body
+    /// and receipt returned); every other message received is made visible again at once.
+    async fn take_dead_letter(&self, id: &str) -> Result<Option<(String, String)>, QueueError> {
+        const ROUNDS: usize = 20;
+        for _ in 0..ROUNDS {
+            let output = self
+                .client
+                .receive_message()
+                .queue_url(&self.dead_letter_url)
+                .max_number_of_messages(i32::try_from(MAX_BATCH).unwrap_or(10))
+                .visibility_timeout(60)
+                .send()
+                .await
+                .map_err(|e| backend_error("receive from the dead-letter queue", &e))?;
+            let messages = output.messages.unwrap_or_default();
+            if messages.is_empty() {
+                return Ok(None);
+            }
+            let mut found = None;
+            for m in messages {
+                let Some(receipt) = m.receipt_handle.clone() else {
+                    continue;
+                };
+                if found.is_none() && m.message_id.as_deref() == Some(id) {
+                    found = Some((m.body.clone().unwrap_or_default(), receipt));
+                } else {
+                    self.client
+                        .change_message_visibility()
+                        .queue_url(&self.dead_letter_url)
+                        .receipt_handle(receipt)
+                        .visibility_timeout(0)
+                        .send()
+                        .await
+                        .map_err(|e| backend_error("release a dead letter", &e))?;
+                }
+            }
+            if found.is_some() {
+                return Ok(found);
+            }
+        }
+        Ok(None)
+    }
+
+    async fn delete_dead_letter(&self, receipt: &str) -> Result<(), QueueError> {
+        self.client
+            .delete_message()
+            .queue_url(&self.dead_letter_url)
+            .receipt_handle(receipt)
+            .send()
+            .await
+            .map_err(|e| backend_error("delete a dead letter", &e))?;
+        Ok(())
+    }
+
+    /// (visible, in flight, delayed), approximately.
+    async fn counts(&self, url: &str) -> Result<(u64, u64, u64), QueueError> {
+        let attributes = self
+            .client
+            .get_queue_attributes()
+            .queue_url(url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesDelayed)
+            .send()
+            .await
+            .map_err(|e| backend_error("get queue attributes", &e))?
+            .attributes
+            .unwrap_or_default();
+        let get = |name: QueueAttributeName| {
+            attributes
+                .get(&name)
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        Ok((
+            get(QueueAttributeName::ApproximateNumberOfMessages),
+            get(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
+            get(QueueAttributeName::ApproximateNumberOfMessagesDelayed),
+        ))
     }
 }
 

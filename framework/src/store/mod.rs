@@ -13,6 +13,7 @@ pub mod deliveries;
 pub mod events;
 pub mod integrations;
 pub mod limits;
+pub mod overview;
 pub mod records;
 pub mod runs;
 pub mod schedule;
@@ -20,6 +21,7 @@ pub mod storable;
 pub mod streams;
 pub mod subscriptions;
 pub mod ticks;
+pub mod tokens;
 
 use serde_json::Value;
 use uuid::Uuid;

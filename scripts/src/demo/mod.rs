@@ -4,6 +4,7 @@
 //! onboarded by the worker, the forum's riding out its rate limit; the forum then checked by the
 //! next minute's tick after new posts; a summary.
 
+mod dashboard;
 mod platforms;
 mod topology;
 
@@ -76,14 +77,21 @@ pub async fn run(shutdown: &CancellationToken) -> anyhow::Result<()> {
         .map(PathBuf::from)
         .unwrap_or_else(|_| PathBuf::from("."))
         .join(".tmp/demo");
-    let mut topology = Topology::start(&database_url, &logs, &key).await?;
+    let dashboard = dashboard::Dashboard::prepare(&ctx.pool).await?;
+    let mut topology = Topology::start(&database_url, &logs, &key, dashboard.addr).await?;
     println!(
         "  runtime: {} on the postgres queue; logs in {}",
         topology.describe(),
         logs.display()
     );
+    dashboard.wait_until_up(&mut topology).await?;
+    println!("  dashboard: {}", dashboard.login_url());
+    println!("  API token (operator): {}", dashboard.token);
 
     let result = drive(&ctx, &server, expected, &others, &mut topology, shutdown).await;
+    if result.is_ok() {
+        dashboard.keep_up_while_watched(shutdown).await;
+    }
     for ended in topology.stop(Duration::from_secs(40)).await {
         println!("  {ended}");
     }

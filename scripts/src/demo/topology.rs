@@ -1,4 +1,5 @@
-//! The demo's runtime: a worker and a tick generator, as the processes they are in production.
+//! The demo's runtime: a worker, a tick generator and the admin server (API and dashboard), as the
+//! processes they are in production.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -15,9 +16,14 @@ pub struct Topology {
 }
 
 impl Topology {
-    /// Starts `tributary-worker` and `tributary-tick-generator` (built next to this binary),
-    /// logging to `logs/`.
-    pub async fn start(database_url: &str, logs: &Path, secret_key: &str) -> anyhow::Result<Self> {
+    /// Starts `tributary-worker`, `tributary-tick-generator` and `tributary-server` (on
+    /// `server_addr`), built next to this binary, logging to `logs/`.
+    pub async fn start(
+        database_url: &str,
+        logs: &Path,
+        secret_key: &str,
+        server_addr: std::net::SocketAddr,
+    ) -> anyhow::Result<Self> {
         std::fs::create_dir_all(logs)
             .with_context(|| format!("creating the log folder {}", logs.display()))?;
         let dir = std::env::current_exe()
@@ -29,9 +35,14 @@ impl Topology {
             children: Vec::new(),
             logs: logs.to_path_buf(),
         };
-        for name in ["tributary-worker", "tributary-tick-generator"] {
+        for name in [
+            "tributary-worker",
+            "tributary-tick-generator",
+            "tributary-server",
+        ] {
             let log = std::fs::File::create(logs.join(format!("{name}.log")))?;
             let child = Command::new(dir.join(name))
+                .env("TRIBUTARY_SERVER_ADDR", server_addr.to_string())
                 .env("DATABASE_URL", database_url)
                 .env("TRIBUTARY_QUEUE", "postgres")
                 .env(tributary::keyring::KEY_ENV, secret_key)

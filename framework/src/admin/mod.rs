@@ -1,5 +1,12 @@
 //! Operator commands as library functions: connect an integration, start a run, continue or
-//! cancel one. The scripts only parse arguments and print what these return.
+//! cancel one, redrive a dead letter; and the views operators read (integrations, runs, streams,
+//! ticks, quotas). The scripts and the admin API (`tributary-server`) only parse their input and
+//! present what these return.
+
+pub mod dead_letters;
+pub mod quotas;
+pub mod tokens;
+pub mod views;
 
 use serde_json::Value;
 use sqlx::PgPool;
@@ -27,10 +34,18 @@ pub enum AdminError {
     UnknownIntegration(Uuid),
     #[error("run {0} does not exist")]
     UnknownRun(Uuid),
+    #[error("dead letter {0} does not exist")]
+    UnknownDeadLetter(String),
+    #[error("token {0} does not exist")]
+    UnknownToken(Uuid),
+    #[error("`{field}` {message}")]
+    InvalidInput { field: String, message: String },
     #[error("{0}")]
     Refused(String),
     #[error(transparent)]
     Store(StoreError),
+    #[error(transparent)]
+    Queue(#[from] crate::queue::QueueError),
 }
 
 impl From<StoreError> for AdminError {
@@ -124,4 +139,9 @@ pub async fn continue_run(pool: &PgPool, run_id: Uuid) -> Result<(Run, Revived),
 
 pub async fn cancel_run(pool: &PgPool, run_id: Uuid) -> Result<Run, AdminError> {
     Ok(runs::cancel(pool, run_id).await?)
+}
+
+/// Marks the integration disconnected and cancels its active run.
+pub async fn disconnect(pool: &PgPool, integration_id: Uuid) -> Result<(), AdminError> {
+    Ok(integrations::disconnect(pool, integration_id).await?)
 }

@@ -207,6 +207,8 @@ impl Onboarding {
         base_urls: &[String],
         per_page: u32,
     ) -> Self {
+        // the binaries are built before the clock starts
+        crate::common::binary(crate::common::WORKER);
         let registry = tributary_integrations::registry().unwrap();
         let mut integrations = Vec::new();
         for (forum, base_url) in forums.iter().zip(base_urls) {

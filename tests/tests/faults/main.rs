@@ -19,6 +19,7 @@ mod common;
 mod chaos;
 mod crashes;
 mod harness;
+mod hooks;
 mod outages;
 mod platform;
 mod secrets;

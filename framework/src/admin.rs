@@ -9,8 +9,9 @@ use crate::error::SettingsError;
 use crate::registry::{Registry, RegistryError};
 use crate::secret::Credentials;
 use crate::store::StoreError;
-use crate::store::integrations::{self, Integration, IntegrationStatus, NewIntegration};
-use crate::store::runs::{self, CreatedRun, Revived, Run};
+use crate::store::integrations::{self, Integration, NewIntegration};
+use crate::store::runs::{self, CreatedRun, Run};
+use crate::store::streams::Revived;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
@@ -102,12 +103,8 @@ pub async fn start_run(
             integration.platform
         )));
     }
-    if integration.status == IntegrationStatus::Disconnected {
-        return Err(AdminError::Refused(format!(
-            "integration {integration_id} is disconnected"
-        )));
-    }
     registry.get(&integration.platform)?;
+    // a disconnected integration is refused by `runs::create`, the one place that checks it
     match runs::create(pool, integration_id, onboarding, None).await? {
         CreatedRun::Created(run) => Ok(run),
         CreatedRun::AlreadyActive(run) | CreatedRun::Duplicate(run) => {

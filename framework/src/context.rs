@@ -175,8 +175,11 @@ impl<S: ?Sized> RunContext<S> {
     /// Waits longer than the worker's `max_inline_wait` defer the run.
     pub fn client(&self, config: HttpConfig) -> Result<HttpClient, IntegrationError> {
         let http = &self.run.http;
-        http.clients
-            .get(config.max_inline_wait(http.max_inline_wait))
+        http.clients.get(
+            config
+                .max_inline_wait(http.max_inline_wait)
+                .platform(&self.run.platform),
+        )
     }
 
     pub fn credentials(&self) -> &Credentials {

@@ -21,8 +21,36 @@ pub enum DbError {
         "the database has migration {version} that this build does not know: it was migrated by a newer Tributary; refusing to run on it"
     )]
     UnknownMigration { version: i64 },
-    #[error("database error")]
+    #[error("database error: {0}")]
     Query(#[from] sqlx::Error),
+}
+
+impl DbError {
+    /// The server could not be reached (refused, reset, timed out, starting up, shutting down):
+    /// worth waiting for, unlike a malformed URL or refused credentials.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            Self::Connect { source, .. } | Self::Query(source) => {
+                crate::store::is_unavailable(source)
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Tries one connection to `url` (within 5 s) and closes it: whether the server answers now.
+pub async fn probe(url: &str) -> Result<(), DbError> {
+    use sqlx::Connection;
+    let connect_error = |source| DbError::Connect {
+        url: redact_url(url),
+        source,
+    };
+    let conn = tokio::time::timeout(Duration::from_secs(5), sqlx::PgConnection::connect(url))
+        .await
+        .map_err(|_| connect_error(sqlx::Error::PoolTimedOut))?
+        .map_err(connect_error)?;
+    let _ = conn.close().await;
+    Ok(())
 }
 
 /// Opens a pool of `max_connections` to `url` (shown in errors without its password).
@@ -36,6 +64,32 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, DbError>
             url: redact_url(url),
             source,
         })
+}
+
+/// Waits until the database answers `SELECT 1` through `pool`, polling with a backoff from
+/// 100 ms to 2 s. Returns how long it waited, or `None` if `shutdown` came first.
+pub async fn wait_until_reachable(
+    pool: &PgPool,
+    shutdown: &tokio_util::sync::CancellationToken,
+) -> Option<Duration> {
+    let started = tokio::time::Instant::now();
+    let mut pause = Duration::from_millis(100);
+    loop {
+        let answered = tokio::time::timeout(
+            Duration::from_secs(5),
+            sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(pool),
+        )
+        .await
+        .is_ok_and(|r| r.is_ok());
+        if answered {
+            return Some(started.elapsed());
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return None,
+            () = tokio::time::sleep(pause) => {}
+        }
+        pause = (pause * 2).min(Duration::from_secs(2));
+    }
 }
 
 /// Applies pending migrations; refuses a database that has migrations this build does not know.

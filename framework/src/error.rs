@@ -83,13 +83,33 @@ impl IntegrationError {
 
     /// This error's message followed by the messages of its sources, outermost first.
     pub fn chain(&self) -> Vec<String> {
-        let mut chain = vec![self.to_string()];
-        let mut next = self.source();
-        while let Some(cause) = next {
-            chain.push(cause.to_string());
-            next = cause.source();
+        chain(self)
+    }
+}
+
+/// An error's message followed by the messages of its sources, outermost first. A source whose
+/// message its error already ends with (`"database error: {source}"`) is not repeated. The one
+/// formatter of error chains: stored errors, log lines and command output use it.
+pub fn chain(error: &(dyn StdError + 'static)) -> Vec<String> {
+    let mut chain: Vec<String> = vec![error.to_string()];
+    let mut next = error.source();
+    while let Some(cause) = next {
+        let text = cause.to_string();
+        if !chain.last().is_some_and(|last| last.ends_with(&text)) {
+            chain.push(text);
         }
-        chain
+        next = cause.source();
+    }
+    chain
+}
+
+/// Displays an error with its sources, `: `-separated, for log lines and messages (no secrets
+/// travel in the errors this is used on).
+pub struct ErrorChain<'a>(pub &'a (dyn StdError + 'static));
+
+impl fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&chain(self.0).join(": "))
     }
 }
 
@@ -192,6 +212,21 @@ mod tests {
     #[derive(Debug, thiserror::Error)]
     #[error("connection reset")]
     struct Reset;
+
+    #[test]
+    fn a_cause_its_error_already_shows_is_not_repeated() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("outer: {0}")]
+        struct Outer(#[source] std::io::Error);
+        let e = Outer(std::io::Error::other("connection refused"));
+        assert_eq!(chain(&e), vec!["outer: connection refused".to_owned()]);
+        assert_eq!(ErrorChain(&e).to_string(), "outer: connection refused");
+        let wrapped = IntegrationError::retryable("page 2").with_source(e);
+        assert_eq!(
+            ErrorChain(&wrapped).to_string(),
+            "page 2: outer: connection refused"
+        );
+    }
 
     #[test]
     fn chain_lists_every_source_outermost_first() {

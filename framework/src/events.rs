@@ -58,7 +58,7 @@ pub fn lease_lost(lease: &Lease) {
 }
 
 pub fn heartbeat_failed(lease: &Lease, error: &StoreError) {
-    tracing::warn!(run_id = %lease.run_id, attempt = lease.attempt, error = %error, "heartbeat failed");
+    tracing::warn!(run_id = %lease.run_id, attempt = lease.attempt, error = %crate::error::ErrorChain(error), "heartbeat failed");
 }
 
 pub fn stream_failed(
@@ -81,4 +81,18 @@ pub fn stream_failed(
 
 pub fn next_page_known(run_id: Uuid, identifier: &str) {
     tracing::debug!(%run_id, stream = identifier, "next page already in the run; not stored twice");
+}
+
+pub fn run_interrupted(lease: &Lease, error: &StoreError) {
+    tracing::warn!(
+        run_id = %lease.run_id, attempt = lease.attempt, error = %crate::error::ErrorChain(error),
+        "database unreachable: the run's streams in flight stopped (no retry charged); it resumes as soon as the database answers"
+    );
+}
+
+pub fn run_resumes_after_outage(lease: &Lease, streams: u64, waited: std::time::Duration) {
+    tracing::info!(
+        run_id = %lease.run_id, attempt = lease.attempt, streams_put_back = streams,
+        waited_ms = waited.as_millis() as u64, "database answers again: resuming the run"
+    );
 }

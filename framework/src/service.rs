@@ -232,6 +232,15 @@ impl CheckSchedule {
             Self::EveryNTicks(n) => minute_index.rem_euclid(i64::from(n.get())) == 0,
         }
     }
+
+    /// The time between two checks (`None`: never checked).
+    pub fn interval(self) -> Option<Duration> {
+        match self {
+            Self::Never => None,
+            Self::EveryTick => Some(Duration::from_secs(60)),
+            Self::EveryNTicks(n) => Some(Duration::from_secs(60 * u64::from(n.get()))),
+        }
+    }
 }
 
 /// A budget of work units (streams processed) per window, shared by every worker of a platform.

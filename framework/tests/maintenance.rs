@@ -57,7 +57,10 @@ fn setup(pool: PgPool, batch_size: usize) -> Setup {
         pool,
         h.registry.clone(),
         queue.clone(),
-        TickSchedulerConfig { batch_size },
+        TickSchedulerConfig {
+            batch_size,
+            ..TickSchedulerConfig::default()
+        },
     );
     Setup {
         h,
@@ -220,6 +223,90 @@ async fn the_fan_out_goes_through_every_batch(pool: PgPool) {
     );
     let ids = drain_run_messages(s.queue.as_ref()).await;
     assert_eq!(ids.iter().collect::<BTreeSet<_>>().len(), 30);
+}
+
+#[sqlx::test(migrator = "tributary::MIGRATOR")]
+async fn a_spread_tick_delays_each_check_by_its_integrations_own_offset(pool: PgPool) {
+    let mut s = setup(pool.clone(), 100);
+    s.scheduler = TickScheduler::new(
+        pool.clone(),
+        s.h.registry.clone(),
+        s.queue.clone(),
+        TickSchedulerConfig {
+            batch_size: 7,
+            spread: 0.5,
+        },
+    );
+    let mut ids = Vec::new();
+    for _ in 0..40 {
+        ids.push(connected(&s.h, "always").await);
+    }
+    let fan_out = s.scheduler.run_once(slot_with_remainder(1)).await.unwrap();
+    assert_eq!((fan_out.runs_created, fan_out.messages_sent), (40, 40));
+
+    // each message is due at its integration's offset within half the minute, and the run says
+    // so: the rescuer sends nothing for a run whose message is not due yet
+    let rows: Vec<(Uuid, f64, f64)> = sqlx::query_as(
+        "SELECT r.integration_id,
+                extract(epoch FROM m.visible_at - now())::float8,
+                extract(epoch FROM r.enqueued_at - now())::float8
+         FROM integration_runs r
+         JOIN queue_messages m ON m.body::jsonb ->> 'run_id' = r.id::text
+         WHERE r.trigger_key IS NOT NULL",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(rows.len(), 40);
+    let mut offsets = Vec::new();
+    for (integration, visible_in, enqueued_in) in rows {
+        let offset =
+            tributary::maintenance::check_offset(integration, Duration::from_secs(60), 0.5)
+                .as_secs_f64();
+        assert!(offset < 30.0, "{offset}");
+        assert!(
+            (visible_in - offset).abs() < 5.0,
+            "{visible_in} vs {offset}"
+        );
+        assert!(
+            (enqueued_in - offset).abs() < 5.0,
+            "{enqueued_in} vs {offset}"
+        );
+        offsets.push(offset);
+    }
+    // spread, not bunched: the 40 offsets cover most of the 30 s
+    offsets.sort_by(f64::total_cmp);
+    assert!(offsets[39] - offsets[0] > 15.0, "{offsets:?}");
+    let rescuer = RunRescuer::new(
+        pool.clone(),
+        s.queue.clone(),
+        RunRescuerConfig {
+            pending_resend_after: Duration::ZERO,
+            ..RunRescuerConfig::default()
+        },
+    );
+    let early: usize = sqlx::query_scalar(
+        "SELECT count(*)::bigint FROM integration_runs WHERE enqueued_at > now() + interval '2 seconds'",
+    )
+    .fetch_one(&pool)
+    .await
+    .map(|n: i64| n as usize)
+    .unwrap();
+    assert!(early > 20, "{early}");
+    let rescued = rescuer.run_once().await.unwrap();
+    assert!(
+        rescued.stale_pending <= 40 - early,
+        "the rescuer re-sent {} runs whose message is not due yet",
+        rescued.stale_pending
+    );
+    // the offset is the integration's own: fixed for every interval, none without a spread
+    let long = tributary::maintenance::check_offset(ids[0], Duration::from_secs(300), 0.5);
+    let short = tributary::maintenance::check_offset(ids[0], Duration::from_secs(60), 0.5);
+    assert!((long.as_secs_f64() - 5.0 * short.as_secs_f64()).abs() < 1e-6);
+    assert_eq!(
+        tributary::maintenance::check_offset(ids[0], Duration::from_secs(60), 0.0),
+        Duration::ZERO
+    );
 }
 
 #[sqlx::test(migrator = "tributary::MIGRATOR")]

@@ -1,9 +1,11 @@
 //! Tributary's integrations, one module per platform.
 
 pub mod devto;
+pub mod discord;
 pub mod example_forum;
 pub mod github;
 pub mod hackernews;
+pub mod slack;
 
 use tributary::Registry;
 use tributary::registry::RegistryError;
@@ -19,6 +21,8 @@ pub fn register_all(registry: &mut Registry) -> Result<(), RegistryError> {
     registry.register(DevtoIntegration::new())?;
     registry.register(GithubIntegration::new())?;
     registry.register(HackerNewsIntegration::new())?;
+    registry.register(discord::DiscordIntegration)?;
+    registry.register(slack::SlackIntegration::default())?;
     Ok(())
 }
 

@@ -17,6 +17,13 @@ pub struct CommandContext {
 impl CommandContext {
     /// Connects to `DATABASE_URL`, brings the schema up to date, registers every integration.
     pub async fn from_env() -> anyhow::Result<Self> {
+        let keys = tributary::keyring::init_from_env().context("loading the credentials key")?;
+        if keys.is_plaintext() {
+            tracing::warn!(
+                "no {} set: credentials are stored in the clear",
+                tributary::keyring::KEY_ENV
+            );
+        }
         let url = std::env::var("DATABASE_URL")
             .context("DATABASE_URL is not set (the scripts in scripts/ set it for you)")?;
         let pool = tributary::db::connect(&url, 10).await?;

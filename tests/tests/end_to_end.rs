@@ -345,7 +345,7 @@ async fn a_worker_killed_mid_run_leaves_a_run_that_is_rescued_with_exactly_the_e
     let server = forum(Duration::from_millis(150)).await;
     let h = harness(pool.clone());
     let (integration, run) = connect(&h, &server).await;
-    tributary::queue::enqueue_run(&pool, pg_queue(&pool).as_ref(), run.id)
+    tributary::handoff::enqueue_run(&pool, pg_queue(&pool).as_ref(), run.id)
         .await
         .unwrap();
 
@@ -395,7 +395,7 @@ async fn sigterm_commits_in_flight_streams_releases_the_run_and_exits_in_bounded
     let server = forum(Duration::from_millis(150)).await;
     let h = harness(pool.clone());
     let (integration, run) = connect(&h, &server).await;
-    tributary::queue::enqueue_run(&pool, pg_queue(&pool).as_ref(), run.id)
+    tributary::handoff::enqueue_run(&pool, pg_queue(&pool).as_ref(), run.id)
         .await
         .unwrap();
 

@@ -48,7 +48,7 @@ impl FanOutFigures {
 
 #[derive(Debug, thiserror::Error)]
 pub enum BenchError {
-    #[error("database error")]
+    #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
     #[error(transparent)]
     Db(#[from] DbError),
@@ -133,6 +133,7 @@ async fn measure(
         queue,
         TickSchedulerConfig {
             batch_size: bench.batch_size,
+            ..TickSchedulerConfig::default()
         },
     );
     let slot = TickSlot::containing(Utc::now());

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use tributary::error::ErrorChain;
 use tributary::messages::TickSlot;
 use tributary::store::StoreError;
 
@@ -27,18 +28,11 @@ pub fn slot_taken(slot: TickSlot) {
 }
 
 pub fn emission_failed(slot: TickSlot, error: &TickError, retry_in: Duration) {
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(e) = source {
-        text.push_str(": ");
-        text.push_str(&e.to_string());
-        source = e.source();
-    }
-    tracing::warn!(%slot, error = %text, retry_in_s = retry_in.as_secs(), "emitting the tick failed");
+    tracing::warn!(%slot, error = %ErrorChain(error), retry_in_s = retry_in.as_secs(), "emitting the tick failed");
 }
 
 pub fn prune_failed(error: &StoreError) {
-    tracing::warn!(error = %error, "forgetting old tick slots failed");
+    tracing::warn!(error = %ErrorChain(error), "forgetting old tick slots failed");
 }
 
 pub fn stopped(generator_id: &str) {

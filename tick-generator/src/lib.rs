@@ -56,7 +56,7 @@ pub enum TickError {
     Store(#[from] StoreError),
     #[error("sending the tick failed")]
     Queue(#[from] QueueError),
-    #[error("database error")]
+    #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
 }
 

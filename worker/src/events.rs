@@ -4,24 +4,40 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use tributary::error::ErrorChain;
+use tributary::handoff::HandOff;
 use tributary::messages::{Message, TickSlot};
 use tributary::queue::{QueueError, ReceivedMessage};
 use tributary::store::runs::Run;
 use tributary::{RunOutcome, db};
 use uuid::Uuid;
 
-use crate::handler::error_chain;
-
-pub fn started(worker_id: &str, queue: &str, concurrency: usize, database_url: &str) {
+pub fn started(
+    worker_id: &str,
+    queue: &str,
+    concurrency: usize,
+    max_concurrency: usize,
+    database_url: &str,
+) {
     tracing::info!(
-        worker_id, queue, concurrency, database = %db::redact_url(database_url),
+        worker_id, queue, concurrency, max_concurrency, database = %db::redact_url(database_url),
         "worker started"
     );
 }
 
+pub fn concurrency_changed(now: usize, received: usize) {
+    tracing::debug!(
+        concurrency = now,
+        received,
+        "messages handled at once: {now}"
+    );
+}
+
 pub fn health_listening(addr: SocketAddr) {
-    tracing::info!(%addr, "health endpoint listening on http://{addr}/health");
+    tracing::info!(
+        %addr,
+        "health endpoint listening: http://{addr}/health/live (alive), http://{addr}/health/ready (takes work)"
+    );
 }
 
 pub fn health_failed(error: &std::io::Error) {
@@ -43,10 +59,11 @@ pub fn message_refused(message: &ReceivedMessage, reason: &str) {
     );
 }
 
-pub fn dead_letter_failed(message: &ReceivedMessage, error: &QueueError) {
+pub fn dead_letter_failed(message: &ReceivedMessage, reason: &str, error: &QueueError) {
     tracing::error!(
-        message_id = %message.id, error = %error_chain(error),
-        "moving a refused message to the dead-letter queue failed; it will be delivered again"
+        message_id = %message.id, receive_count = message.receive_count, reason,
+        error = %ErrorChain(error),
+        "message refused, but moving it to the dead-letter queue failed; it will be delivered again"
     );
 }
 
@@ -59,20 +76,20 @@ pub fn message_retry(message: &ReceivedMessage, reason: &str, retry_in: Duration
 
 pub fn ack_failed(message: &ReceivedMessage, error: &QueueError) {
     tracing::warn!(
-        message_id = %message.id, error = %error_chain(error),
+        message_id = %message.id, error = %ErrorChain(error),
         "deleting a handled message failed; its redelivery will find the work done"
     );
 }
 
 pub fn visibility_lost(message: &ReceivedMessage, error: &QueueError) {
     tracing::warn!(
-        message_id = %message.id, error = %error_chain(error),
+        message_id = %message.id, error = %ErrorChain(error),
         "extending a message's visibility failed; it may be delivered to another worker (harmless: runs are leased)"
     );
 }
 
 pub fn receive_failed(error: &QueueError, retry_in: Duration) {
-    tracing::warn!(error = %error_chain(error), retry_in_ms = retry_in.as_millis() as u64, "receiving messages failed");
+    tracing::warn!(error = %ErrorChain(error), retry_in_ms = retry_in.as_millis() as u64, "receiving messages failed");
 }
 
 pub fn duplicate_delivery(message: &ReceivedMessage, run: &Run) {
@@ -94,21 +111,23 @@ pub fn run_outcome(run_id: Uuid, outcome: &RunOutcome) {
     tracing::debug!(%run_id, ?outcome, "run handled");
 }
 
-pub fn wake_up_scheduled(run_id: Uuid, at: DateTime<Utc>) {
-    tracing::info!(%run_id, %at, "delayed run: message sent for when it is due");
-}
-
-pub fn long_wait_left_to_rescuer(run_id: Uuid, until: DateTime<Utc>) {
-    tracing::info!(%run_id, %until, "delayed beyond the queue's longest delay; the rescuer sends it once due");
-}
-
-pub fn released_run_handed_off(run_id: Uuid) {
-    tracing::info!(%run_id, "released run handed to the next worker");
+pub fn handed_off(run_id: Uuid, handed: &HandOff) {
+    match handed {
+        HandOff::Nothing => {}
+        HandOff::WakeUpAt(at) => {
+            tracing::info!(%run_id, %at, "delayed run: message sent for when it is due");
+        }
+        HandOff::LeftToRescuer(until) => tracing::info!(
+            %run_id, %until,
+            "delayed beyond the queue's longest delay; the rescuer sends it once due"
+        ),
+        HandOff::Now => tracing::info!(%run_id, "run handed to the next worker"),
+    }
 }
 
 pub fn hand_off_failed(run_id: Uuid, error: &QueueError) {
     tracing::warn!(
-        %run_id, error = %error_chain(error),
+        %run_id, error = %ErrorChain(error),
         "sending the run's next message failed; the rescuer re-sends it"
     );
 }
@@ -138,4 +157,39 @@ pub fn drain_timed_out(left: usize) {
 
 pub fn stopped() {
     tracing::info!("worker stopped");
+}
+
+pub fn waiting_for_database(message: &ReceivedMessage, reason: &str) {
+    tracing::warn!(
+        message_id = %message.id, reason,
+        "database unreachable: the message is kept and handled again as soon as it answers"
+    );
+}
+
+pub fn database_back(message: &ReceivedMessage, waited: Duration) {
+    tracing::info!(
+        message_id = %message.id, waited_ms = waited.as_millis() as u64,
+        "database answers again: handling the message"
+    );
+}
+
+pub fn waiting_at_start(what: &str, error: &(dyn std::error::Error + 'static), retry_in: Duration) {
+    tracing::warn!(
+        error = %ErrorChain(error), retry_in_ms = retry_in.as_millis() as u64,
+        "{what} is not reachable yet: the worker waits for it (it takes no messages meanwhile)"
+    );
+}
+
+pub fn message_rotated(message: &ReceivedMessage, run_id: Uuid, fresh: &str) {
+    tracing::info!(
+        message_id = %message.id, receive_count = message.receive_count, %run_id, fresh_message_id = fresh,
+        "run message delivered again: replaced by a fresh one (receive counts do not pile up over crashes)"
+    );
+}
+
+pub fn rotation_failed(message: &ReceivedMessage, error: &QueueError) {
+    tracing::warn!(
+        message_id = %message.id, receive_count = message.receive_count, error = %ErrorChain(error),
+        "replacing a redelivered run message failed; it keeps its receive count"
+    );
 }

@@ -6,15 +6,18 @@ use std::time::Duration;
 use chrono::Utc;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
+use tributary::IntegrationProcessor;
+use tributary::db;
+use tributary::error::ErrorChain;
+use tributary::handoff;
 use tributary::maintenance::{MaintenanceError, RunRescuer, TickScheduler};
 use tributary::messages::{Message, TickSlot};
 use tributary::processor::ProcessorError;
-use tributary::queue::{self, MAX_DELAY, Queue, ReceivedMessage};
+use tributary::queue::{Queue, ReceivedMessage};
 use tributary::registry::Registry;
 use tributary::store::StoreError;
-use tributary::store::integrations::{self, IntegrationStatus};
+use tributary::store::integrations;
 use tributary::store::runs::{self, CreatedRun};
-use tributary::{IntegrationProcessor, RunOutcome};
 use uuid::Uuid;
 
 use crate::events;
@@ -41,13 +44,17 @@ pub struct MessageHandler {
     queue: Arc<dyn Queue>,
     processor: IntegrationProcessor,
     scheduler: TickScheduler,
-    rescuer: RunRescuer,
+    rescuer: Arc<RunRescuer>,
     max_tick_age: Duration,
+    /// A redelivered run message's replacement is delivered after this (the visibility timeout).
+    redelivery_delay: Duration,
 }
 
 /// Why handling stopped before the message was done.
 enum Failure {
     Refused(String),
+    /// The database is unreachable: handled again as soon as it answers.
+    Unavailable(String),
     Retry(String),
 }
 
@@ -58,7 +65,8 @@ impl From<StoreError> for Failure {
                 Self::Refused(format!("{what} {id} does not exist"))
             }
             StoreError::Refused(reason) => Self::Refused(reason),
-            other => Self::Retry(error_chain(&other)),
+            other if other.is_unavailable() => Self::Unavailable(ErrorChain(&other).to_string()),
+            other => Self::Retry(ErrorChain(&other).to_string()),
         }
     }
 }
@@ -68,50 +76,39 @@ impl From<ProcessorError> for Failure {
     /// of the infrastructure (the run stays leased until its lease expires and is rescued).
     fn from(e: ProcessorError) -> Self {
         match e {
-            ProcessorError::Store(StoreError::NotFound { what, id }) => {
-                Self::Refused(format!("{what} {id} does not exist"))
-            }
-            other => Self::Retry(error_chain(&other)),
+            ProcessorError::Store(e) => e.into(),
         }
     }
 }
 
 impl From<MaintenanceError> for Failure {
     fn from(e: MaintenanceError) -> Self {
-        Self::Retry(error_chain(&e))
+        match e {
+            MaintenanceError::Store(e) => e.into(),
+            other => Self::Retry(ErrorChain(&other).to_string()),
+        }
     }
-}
-
-/// An error and its sources, `: `-separated (no secrets travel in these errors).
-pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        text.push_str(": ");
-        text.push_str(&e.to_string());
-        source = e.source();
-    }
-    text
 }
 
 impl MessageHandler {
+    /// The handler's pool and registry are the processor's.
     pub fn new(
-        pool: PgPool,
-        registry: Arc<Registry>,
         queue: Arc<dyn Queue>,
         processor: IntegrationProcessor,
         scheduler: TickScheduler,
-        rescuer: RunRescuer,
+        rescuer: Arc<RunRescuer>,
         max_tick_age: Duration,
+        redelivery_delay: Duration,
     ) -> Self {
         Self {
-            pool,
-            registry,
+            pool: processor.pool().clone(),
+            registry: processor.registry().clone(),
             queue,
             processor,
             scheduler,
             rescuer,
             max_tick_age,
+            redelivery_delay,
         }
     }
 
@@ -127,21 +124,38 @@ impl MessageHandler {
             Err(e) => return Disposition::Refused(e.to_string()),
         };
         events::message_received(message, &decoded);
-        let result = match decoded {
-            Message::ProcessIntegration {
-                integration_id,
-                onboarding,
-            } => {
-                self.process_integration(message, integration_id, onboarding, shutdown)
-                    .await
-            }
-            Message::ContinueRun { run_id } => self.process_run(run_id, shutdown).await,
-            Message::Tick { slot } => self.tick(slot).await,
-        };
-        match result {
-            Ok(()) => Disposition::Done,
-            Err(Failure::Refused(reason)) => Disposition::Refused(reason),
-            Err(Failure::Retry(reason)) => Disposition::Retry(reason),
+        loop {
+            let result = match &decoded {
+                Message::ProcessIntegration {
+                    integration_id,
+                    onboarding,
+                } => {
+                    self.process_integration(message, *integration_id, *onboarding, shutdown)
+                        .await
+                }
+                Message::ContinueRun { run_id } => {
+                    self.rotate_redelivered(message, *run_id).await;
+                    self.process_run(*run_id, shutdown).await
+                }
+                Message::Tick { slot } => self.tick(*slot).await,
+            };
+            return match result {
+                Ok(()) => Disposition::Done,
+                Err(Failure::Refused(reason)) => Disposition::Refused(reason),
+                Err(Failure::Retry(reason)) => Disposition::Retry(reason),
+                Err(Failure::Unavailable(reason)) => {
+                    // an outage is not the message's fault: it is kept (and counts no further
+                    // receive) until the database answers, then handled again at once
+                    events::waiting_for_database(message, &reason);
+                    match db::wait_until_reachable(&self.pool, shutdown).await {
+                        Some(waited) => {
+                            events::database_back(message, waited);
+                            continue;
+                        }
+                        None => Disposition::Retry(reason),
+                    }
+                }
+            };
         }
     }
 
@@ -160,11 +174,6 @@ impl MessageHandler {
                 "integration {integration_id}: {unknown}"
             )));
         }
-        if integration.status == IntegrationStatus::Disconnected {
-            return Err(Failure::Refused(format!(
-                "integration {integration_id} is disconnected"
-            )));
-        }
         let trigger = format!("message:{}", message.id);
         let run = match runs::create(&self.pool, integration_id, onboarding, Some(&trigger)).await?
         {
@@ -178,41 +187,35 @@ impl MessageHandler {
                 run
             }
         };
+        self.rotate_redelivered(message, run.id).await;
         self.process_run(run.id, shutdown).await
     }
 
-    /// Processes the run, then makes sure it gets a message when it must go on: a delayed
-    /// message when it waits (up to the queue's longest delay; longer waits are left to the
-    /// rescuer), an immediate one when it was released by this worker's shutdown.
+    /// A run message delivered again (its worker died, or was stopped, while it held it) is
+    /// replaced by a fresh `continue_run` for the run, delivered after the visibility timeout as
+    /// the redelivery would have been: receive counts thus never pile up over crashes, and the
+    /// dead-letter queue holds only messages a worker refused, or could not handle at all, never
+    /// a healthy run's wake-up. A run that keeps killing its workers still ends: every crash
+    /// charges the streams that ran a retry.
+    async fn rotate_redelivered(&self, message: &ReceivedMessage, run_id: Uuid) {
+        if message.receive_count < 2 {
+            return;
+        }
+        match handoff::replace_message(self.queue.as_ref(), message, run_id, self.redelivery_delay)
+            .await
+        {
+            Ok(fresh) => events::message_rotated(message, run_id, &fresh),
+            Err(e) => events::rotation_failed(message, &e),
+        }
+    }
+
+    /// Processes the run, then sends the message it needs to go on ([`handoff::after_run`]).
     async fn process_run(&self, run_id: Uuid, shutdown: &CancellationToken) -> Result<(), Failure> {
         let outcome = self.processor.process_run(run_id, shutdown).await?;
-        match outcome {
-            RunOutcome::Processed
-            | RunOutcome::Failed { .. }
-            | RunOutcome::LeaseLost
-            | RunOutcome::NotClaimable { .. } => {}
-            RunOutcome::Delayed { until, .. } => {
-                let wait = (until - Utc::now()).to_std().unwrap_or_default();
-                if wait <= MAX_DELAY {
-                    let delay = wait + Duration::from_millis(500);
-                    let delay = delay.min(MAX_DELAY);
-                    match queue::enqueue_run_at(&self.pool, self.queue.as_ref(), run_id, delay)
-                        .await
-                    {
-                        Ok(_) => events::wake_up_scheduled(run_id, until),
-                        // the run is committed as delayed: the rescuer re-sends it once due
-                        Err(e) => events::hand_off_failed(run_id, &e),
-                    }
-                } else {
-                    events::long_wait_left_to_rescuer(run_id, until);
-                }
-            }
-            RunOutcome::Released => {
-                match queue::enqueue_run(&self.pool, self.queue.as_ref(), run_id).await {
-                    Ok(_) => events::released_run_handed_off(run_id),
-                    Err(e) => events::hand_off_failed(run_id, &e),
-                }
-            }
+        match handoff::after_run(&self.pool, self.queue.as_ref(), run_id, &outcome).await {
+            Ok(handed) => events::handed_off(run_id, &handed),
+            // the run is committed: the rescuer sends its message
+            Err(e) => events::hand_off_failed(run_id, &e),
         }
         events::run_outcome(run_id, &outcome);
         Ok(())

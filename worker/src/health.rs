@@ -1,8 +1,13 @@
-//! The health endpoint: `GET /health` answers 200 while the worker takes messages and reaches
-//! PostgreSQL, 503 otherwise (shutting down, database unreachable), with figures in JSON.
+//! The health endpoint, with figures in JSON:
+//!
+//! * `GET /health/live`: 200 as long as the process runs and answers, whatever the database or
+//!   the queue do (a liveness probe must not restart a worker that waits out an outage);
+//! * `GET /health/ready` (and `GET /health`): 200 while the worker takes messages and reaches
+//!   PostgreSQL; 503 while it starts (waiting for the database or the queue), while the database
+//!   is unreachable, and while it shuts down.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use axum::Json;
@@ -28,26 +33,57 @@ pub struct Stats {
     pub stopping: AtomicBool,
 }
 
-struct Health {
-    pool: PgPool,
+/// What the endpoint reads. The pool and the queue are set once the worker has them.
+pub struct Health {
+    pool: OnceLock<PgPool>,
+    queue: OnceLock<String>,
     stats: Arc<Stats>,
     worker_id: String,
-    queue: String,
 }
 
-async fn health(State(health): State<Arc<Health>>) -> Response {
-    let database = tokio::time::timeout(
-        Duration::from_secs(2),
-        sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(&health.pool),
-    )
-    .await
-    .is_ok_and(|r| r.is_ok());
+impl Health {
+    pub fn new(stats: Arc<Stats>, worker_id: String) -> Arc<Self> {
+        Arc::new(Self {
+            pool: OnceLock::new(),
+            queue: OnceLock::new(),
+            stats,
+            worker_id,
+        })
+    }
+
+    /// The worker is connected: readiness now follows the database.
+    pub fn connected(&self, pool: PgPool, queue: String) {
+        let _ = self.pool.set(pool);
+        let _ = self.queue.set(queue);
+    }
+}
+
+async fn live(State(health): State<Arc<Health>>) -> Response {
+    let body = json!({
+        "status": "alive",
+        "worker_id": health.worker_id,
+        "in_flight": health.stats.in_flight.load(Ordering::Relaxed),
+    });
+    (StatusCode::OK, Json(body)).into_response()
+}
+
+async fn ready(State(health): State<Arc<Health>>) -> Response {
+    let database = match health.pool.get() {
+        Some(pool) => tokio::time::timeout(
+            Duration::from_secs(2),
+            sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(pool),
+        )
+        .await
+        .is_ok_and(|r| r.is_ok()),
+        None => false,
+    };
     let stats = &health.stats;
     let stopping = stats.stopping.load(Ordering::Relaxed);
-    let status = match (stopping, database) {
-        (true, _) => "stopping",
-        (false, false) => "database unreachable",
-        (false, true) => "ok",
+    let status = match (stopping, health.pool.get().is_some(), database) {
+        (true, _, _) => "stopping",
+        (false, false, _) => "starting",
+        (false, true, false) => "database unreachable",
+        (false, true, true) => "ok",
     };
     let code = if status == "ok" {
         StatusCode::OK
@@ -57,7 +93,7 @@ async fn health(State(health): State<Arc<Health>>) -> Response {
     let body = json!({
         "status": status,
         "worker_id": health.worker_id,
-        "queue": health.queue,
+        "queue": health.queue.get(),
         "database": database,
         "in_flight": stats.in_flight.load(Ordering::Relaxed),
         "messages_handled": stats.handled.load(Ordering::Relaxed),
@@ -68,23 +104,12 @@ async fn health(State(health): State<Arc<Health>>) -> Response {
 }
 
 /// Serves the endpoint on `listener` until `stop`.
-pub async fn serve(
-    listener: TcpListener,
-    pool: PgPool,
-    stats: Arc<Stats>,
-    worker_id: String,
-    queue: String,
-    stop: CancellationToken,
-) {
-    let state = Arc::new(Health {
-        pool,
-        stats,
-        worker_id,
-        queue,
-    });
+pub async fn serve(listener: TcpListener, health: Arc<Health>, stop: CancellationToken) {
     let app = Router::new()
-        .route("/health", get(health))
-        .with_state(state);
+        .route("/health", get(ready))
+        .route("/health/ready", get(ready))
+        .route("/health/live", get(live))
+        .with_state(health);
     if let Err(e) = axum::serve(listener, app)
         .with_graceful_shutdown(stop.cancelled_owned())
         .await

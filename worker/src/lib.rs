@@ -22,6 +22,7 @@
 mod events;
 pub mod handler;
 mod health;
+mod slots;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -29,7 +30,6 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use sqlx::PgPool;
-use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -42,6 +42,7 @@ use tributary::registry::{Registry, RegistryError};
 use tributary::{IntegrationProcessor, ProcessorConfig};
 
 pub use handler::{Disposition, MessageHandler};
+use health::Health;
 pub use health::Stats;
 
 /// Where the health endpoint (`GET /health`) listens.
@@ -64,8 +65,11 @@ pub struct WorkerConfig {
     /// Connections of the worker's pool (default: enough for `concurrency` runs).
     pub max_connections: Option<u32>,
     pub queue: QueueConfig,
-    /// Messages (runs, ticks) handled at once.
+    /// Messages (runs, ticks) handled at once while the queue has no backlog.
     pub concurrency: usize,
+    /// Messages handled at once at most: on a backlog the worker doubles its concurrency up to
+    /// this, and halves it back when the queue is empty (see `slots`).
+    pub max_concurrency: usize,
     /// Leases, heartbeats, shutdown grace: see [`ProcessorConfig`].
     pub processor: ProcessorConfig,
     /// A received message stays invisible this long, and is extended while it is handled.
@@ -92,6 +96,7 @@ impl WorkerConfig {
             max_connections: None,
             queue: QueueConfig::default(),
             concurrency: 4,
+            max_concurrency: 32,
             shutdown_timeout: processor.shutdown_grace + Duration::from_secs(10),
             processor,
             visibility_timeout: Duration::from_secs(60),
@@ -106,8 +111,17 @@ impl WorkerConfig {
 
     fn pool_size(&self) -> u32 {
         self.max_connections.unwrap_or_else(|| {
-            // per run: its streams, the heartbeat, the claim; plus listener, rescuer, health
-            u32::try_from(self.concurrency.saturating_mul(6).saturating_add(5)).unwrap_or(100)
+            // per run: its streams, the heartbeat, the claim; plus listener, rescuer, health. The
+            // runs beyond `concurrency` (a backlog, mostly checks waiting on their platform) hold
+            // a connection only while they write: one more each
+            let extra = self.max_concurrency.saturating_sub(self.concurrency);
+            u32::try_from(
+                self.concurrency
+                    .saturating_mul(6)
+                    .saturating_add(extra)
+                    .saturating_add(5),
+            )
+            .unwrap_or(100)
         })
     }
 }
@@ -136,9 +150,11 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> Result<()
     run_with_registry(config, Arc::new(registry), shutdown).await
 }
 
-/// Runs a worker with the integrations of `registry` until `shutdown`: connects, applies the
-/// migrations (refusing a schema newer than this build), opens the queue, serves the health
-/// endpoint, takes messages.
+/// Runs a worker with the integrations of `registry` until `shutdown`: serves the health
+/// endpoint, connects (waiting, with a log line, while PostgreSQL or the queue is unreachable),
+/// applies the migrations (refusing a schema newer than this build), opens the queue, takes
+/// messages. A configuration the worker cannot use (a malformed URL, refused credentials) is an
+/// error at once; an unreachable service is waited for.
 pub async fn run_with_registry(
     config: WorkerConfig,
     registry: Arc<Registry>,
@@ -149,39 +165,127 @@ pub async fn run_with_registry(
             "concurrency must be at least 1".to_owned(),
         ));
     }
+    if config.max_concurrency < config.concurrency {
+        return Err(WorkerError::Config(format!(
+            "the maximum concurrency ({}) is below the concurrency ({})",
+            config.max_concurrency, config.concurrency
+        )));
+    }
     if config.receive_wait > MAX_WAIT {
         return Err(WorkerError::Config(format!(
             "the receive wait is at most {} s",
             MAX_WAIT.as_secs()
         )));
     }
-    let pool = db::connect(&config.database_url, config.pool_size()).await?;
-    db::migrate(&pool).await?;
-    let queue = config.queue.connect(&pool).await?;
-    let health = match config.health {
+    let stats = Arc::new(Stats::default());
+    let health = Health::new(stats.clone(), config.processor.worker_id.clone());
+    let health_stop = CancellationToken::new();
+    let health_task = bind_health(config.health).await?.map(|listener| {
+        if let Ok(addr) = listener.local_addr() {
+            events::health_listening(addr);
+        }
+        tokio::spawn(
+            health::serve(listener, health.clone(), health_stop.clone())
+                .instrument(tracing::info_span!("health")),
+        )
+    });
+    let result = async {
+        let Some(pool) = connect_patiently(&config, &shutdown).await? else {
+            return Ok(());
+        };
+        db::migrate(&pool).await?;
+        let Some(queue) = open_queue_patiently(&config, &pool, &shutdown).await? else {
+            return Ok(());
+        };
+        health.connected(pool.clone(), queue.describe());
+        let mut worker = Worker::new(pool, registry, queue, config);
+        worker.stats = stats;
+        worker.run(None, shutdown).await;
+        Ok(())
+    }
+    .await;
+    health_stop.cancel();
+    if let Some(task) = health_task {
+        let _ = task.await;
+    }
+    result
+}
+
+async fn bind_health(
+    endpoint: HealthEndpoint,
+) -> Result<Option<tokio::net::TcpListener>, WorkerError> {
+    Ok(match endpoint {
         HealthEndpoint::Off => None,
         HealthEndpoint::At(addr) => Some(
             tokio::net::TcpListener::bind(addr)
                 .await
                 .map_err(|source| WorkerError::Health { addr, source })?,
         ),
-        HealthEndpoint::Default => {
-            let listener = match tokio::net::TcpListener::bind(DEFAULT_HEALTH_ADDR).await {
-                Ok(listener) => listener,
-                Err(_) => {
-                    let any = SocketAddr::new(DEFAULT_HEALTH_ADDR.ip(), 0);
+        HealthEndpoint::Default => match tokio::net::TcpListener::bind(DEFAULT_HEALTH_ADDR).await {
+            Ok(listener) => Some(listener),
+            Err(_) => {
+                let any = SocketAddr::new(DEFAULT_HEALTH_ADDR.ip(), 0);
+                Some(
                     tokio::net::TcpListener::bind(any)
                         .await
-                        .map_err(|source| WorkerError::Health { addr: any, source })?
-                }
-            };
-            Some(listener)
+                        .map_err(|source| WorkerError::Health { addr: any, source })?,
+                )
+            }
+        },
+    })
+}
+
+/// The longest pause between two tries to reach a service at start.
+const MAX_START_PAUSE: Duration = Duration::from_secs(10);
+
+/// Connects to PostgreSQL, waiting while it is unreachable. `None`: shutdown came first.
+async fn connect_patiently(
+    config: &WorkerConfig,
+    shutdown: &CancellationToken,
+) -> Result<Option<PgPool>, WorkerError> {
+    let mut pause = Duration::from_millis(500);
+    loop {
+        match db::probe(&config.database_url).await {
+            Ok(()) => {
+                return Ok(Some(
+                    db::connect(&config.database_url, config.pool_size()).await?,
+                ));
+            }
+            Err(e) if e.is_unavailable() => {
+                let what = format!("PostgreSQL at {}", db::redact_url(&config.database_url));
+                events::waiting_at_start(&what, &e, pause);
+            }
+            Err(e) => return Err(e.into()),
         }
-    };
-    Worker::new(pool, registry, queue, config)
-        .run(health, shutdown)
-        .await;
-    Ok(())
+        tokio::select! {
+            () = shutdown.cancelled() => return Ok(None),
+            () = tokio::time::sleep(pause) => {}
+        }
+        pause = (pause * 2).min(MAX_START_PAUSE);
+    }
+}
+
+/// Opens the queue, waiting while it is unreachable. `None`: shutdown came first.
+async fn open_queue_patiently(
+    config: &WorkerConfig,
+    pool: &PgPool,
+    shutdown: &CancellationToken,
+) -> Result<Option<Arc<dyn Queue>>, WorkerError> {
+    let mut pause = Duration::from_millis(500);
+    loop {
+        match config.queue.connect(pool).await {
+            Ok(queue) => return Ok(Some(queue)),
+            Err(e @ (QueueError::Backend { .. } | QueueError::Database(_))) => {
+                events::waiting_at_start(&format!("the {} queue", config.queue.backend), &e, pause);
+            }
+            Err(e) => return Err(e.into()),
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return Ok(None),
+            () = tokio::time::sleep(pause) => {}
+        }
+        pause = (pause * 2).min(MAX_START_PAUSE);
+    }
 }
 
 /// A worker over an open pool and queue.
@@ -205,26 +309,29 @@ impl Worker {
             IntegrationProcessor::new(pool.clone(), registry.clone(), config.processor.clone());
         let scheduler = TickScheduler::new(
             pool.clone(),
-            registry.clone(),
+            registry,
             queue.clone(),
             config.scheduler.clone(),
         );
-        let tick_rescuer = RunRescuer::new(pool.clone(), queue.clone(), config.rescuer.clone());
-        let handler = MessageHandler::new(
+        // one rescuer: run by ticks and on its own interval
+        let rescuer = Arc::new(RunRescuer::new(
             pool.clone(),
-            registry,
+            queue.clone(),
+            config.rescuer.clone(),
+        ));
+        let handler = MessageHandler::new(
             queue.clone(),
             processor,
             scheduler,
-            tick_rescuer,
+            rescuer.clone(),
             config.max_tick_age,
+            config.visibility_timeout,
         );
-        let rescuer = RunRescuer::new(pool.clone(), queue.clone(), config.rescuer.clone());
         Self {
             pool,
             queue,
             handler: Arc::new(handler),
-            rescuer: Arc::new(rescuer),
+            rescuer,
             config,
             stats: Arc::new(Stats::default()),
         }
@@ -242,6 +349,7 @@ impl Worker {
             &config.processor.worker_id,
             &self.queue.describe(),
             config.concurrency,
+            config.max_concurrency,
             &config.database_url,
         );
         // background services, stopped after the drain
@@ -251,16 +359,11 @@ impl Worker {
             if let Ok(addr) = listener.local_addr() {
                 events::health_listening(addr);
             }
+            let state = Health::new(self.stats.clone(), config.processor.worker_id.clone());
+            state.connected(self.pool.clone(), self.queue.describe());
             services.spawn(
-                health::serve(
-                    listener,
-                    self.pool.clone(),
-                    self.stats.clone(),
-                    config.processor.worker_id.clone(),
-                    self.queue.describe(),
-                    services_stop.clone(),
-                )
-                .instrument(tracing::info_span!("health")),
+                health::serve(listener, state, services_stop.clone())
+                    .instrument(tracing::info_span!("health")),
             );
         }
         {
@@ -271,7 +374,7 @@ impl Worker {
             );
         }
 
-        let slots = Arc::new(Semaphore::new(config.concurrency));
+        let mut slots = slots::Slots::new(config.concurrency, config.max_concurrency);
         let mut tasks: JoinSet<()> = JoinSet::new();
         let mut receive_failures = 0u32;
         loop {
@@ -281,20 +384,13 @@ impl Worker {
                 }
             }
             // wait for a free slot, then take as many as are free (at most a batch)
-            let first = tokio::select! {
+            let mut permits = tokio::select! {
                 () = shutdown.cancelled() => break,
-                permit = slots.clone().acquire_owned() => match permit {
-                    Ok(permit) => permit,
+                permits = slots.take(MAX_BATCH) => match permits {
+                    Ok(permits) => permits,
                     Err(_) => break,
                 },
             };
-            let mut permits = vec![first];
-            while permits.len() < MAX_BATCH {
-                match slots.clone().try_acquire_owned() {
-                    Ok(permit) => permits.push(permit),
-                    Err(_) => break,
-                }
-            }
             let request = ReceiveRequest {
                 max_messages: permits.len(),
                 wait: config.receive_wait,
@@ -307,6 +403,9 @@ impl Worker {
             let messages = match received {
                 Ok(messages) => {
                     receive_failures = 0;
+                    if let Some(now) = slots.follow(request.max_messages, messages.len()) {
+                        events::concurrency_changed(now, messages.len());
+                    }
                     messages
                 }
                 Err(e) => {
@@ -404,9 +503,10 @@ impl Job {
             }
             Disposition::Refused(reason) => {
                 self.stats.refused.fetch_add(1, Ordering::Relaxed);
-                events::message_refused(&message, &reason);
-                if let Err(e) = self.queue.dead_letter(&message, &reason).await {
-                    events::dead_letter_failed(&message, &e);
+                // logged once the move happened (or failed), never before
+                match self.queue.dead_letter(&message, &reason).await {
+                    Ok(()) => events::message_refused(&message, &reason),
+                    Err(e) => events::dead_letter_failed(&message, &reason, &e),
                 }
             }
             Disposition::Retry(reason) => {
@@ -451,11 +551,11 @@ async fn keep_invisible(
             () = stop.cancelled() => return,
             () = tokio::time::sleep(every) => {}
         }
-        if let Err(e) = queue.extend_visibility(&message.receipt, visibility).await {
-            events::visibility_lost(message, &e);
-            if matches!(e, QueueError::ReceiptInvalid) {
-                return;
-            }
+        match queue.extend_visibility(&message.receipt, visibility).await {
+            Ok(()) => {}
+            // deleted (a redelivered message replaced by a fresh one) or received again
+            Err(QueueError::ReceiptInvalid) => return,
+            Err(e) => events::visibility_lost(message, &e),
         }
     }
 }

@@ -36,17 +36,22 @@ struct Args {
     /// Receives before the postgres backend dead-letters a message (SQS: the RedrivePolicy).
     #[arg(long, env = "TRIBUTARY_QUEUE_MAX_RECEIVES", default_value_t = tributary::queue::DEFAULT_MAX_RECEIVES)]
     max_receives: u32,
-    /// Messages (runs, ticks) handled at once.
+    /// Messages (runs, ticks) handled at once while the queue has no backlog.
     #[arg(long, env = "TRIBUTARY_WORKER_CONCURRENCY", default_value_t = 4)]
     concurrency: usize,
+    /// Messages handled at once at most: on a backlog the worker doubles its concurrency up to
+    /// this, and halves it back when the queue is empty (default: 32, at least --concurrency).
+    #[arg(long, env = "TRIBUTARY_WORKER_MAX_CONCURRENCY")]
+    max_concurrency: Option<usize>,
     /// Names this worker in leases (default: host-pid-random).
     #[arg(long, env = "TRIBUTARY_WORKER_ID")]
     worker_id: Option<String>,
-    /// Health endpoint address (GET /health); "off" for none. Default: 127.0.0.1:9464, or any
+    /// Health endpoint address (GET /health/live, GET /health/ready); "off" for none. Default: 127.0.0.1:9464, or any
     /// free port if another worker of this host has that one (the log says which).
     #[arg(long, env = "TRIBUTARY_HEALTH_ADDR")]
     health_addr: Option<String>,
-    /// Lease duration, seconds.
+    /// Lease duration, seconds. A dead worker's run is resumed by another within this (after
+    /// its last heartbeat) plus about a second: this sets how fast recovery is.
     #[arg(long, env = "TRIBUTARY_LEASE_SECS", default_value_t = 60.0)]
     lease_secs: f64,
     /// Heartbeat interval, seconds.
@@ -58,17 +63,19 @@ struct Args {
     /// The worker exits within this after SIGTERM/SIGINT, seconds (default: grace + 10).
     #[arg(long, env = "TRIBUTARY_SHUTDOWN_TIMEOUT_SECS")]
     shutdown_timeout_secs: Option<f64>,
-    /// Message visibility timeout, seconds (extended while a message is handled).
+    /// Message visibility timeout, seconds (extended while a message is handled). Recovery from
+    /// a dead worker does not wait for it: the rescuer follows the lease.
     #[arg(long, env = "TRIBUTARY_VISIBILITY_SECS", default_value_t = 60.0)]
     visibility_secs: f64,
     /// Long-polling wait of a receive, seconds (at most 20).
     #[arg(long, env = "TRIBUTARY_RECEIVE_WAIT_SECS", default_value_t = 20.0)]
     receive_wait_secs: f64,
-    /// How often the run rescuer looks for runs that need a message, seconds.
+    /// How often the run rescuer looks at least for runs that need a message, seconds (it also
+    /// wakes up at every lease expiry).
     #[arg(long, env = "TRIBUTARY_RESCUE_INTERVAL_SECS", default_value_t = 60.0)]
     rescue_interval_secs: f64,
-    /// A run whose lease expired or whose delay ended gets a message again once none was sent
-    /// for this long (then with backoff), seconds.
+    /// A delayed run whose delay ended gets a message again once none was sent for this long
+    /// (then with backoff), seconds. A run whose lease expired gets one at once.
     #[arg(long, env = "TRIBUTARY_RESEND_AFTER_SECS", default_value_t = 60.0)]
     resend_after_secs: f64,
     /// A pending run (its message presumably lost) gets one again after this, seconds.
@@ -84,6 +91,10 @@ struct Args {
     /// Integrations per transaction of a tick's fan-out.
     #[arg(long, env = "TRIBUTARY_FANOUT_BATCH", default_value_t = 5_000)]
     fanout_batch: usize,
+    /// Share (0 to 1) of a platform's check interval over which its integrations' checks are
+    /// spread, each at a fixed offset of its own, so load is flat (0: all at the tick).
+    #[arg(long, env = "TRIBUTARY_CHECK_SPREAD", default_value_t = 0.8)]
+    check_spread: f64,
     /// PostgreSQL connections (default: 6 per concurrent message + 5).
     #[arg(long, env = "TRIBUTARY_DB_MAX_CONNECTIONS")]
     max_connections: Option<u32>,
@@ -114,6 +125,9 @@ impl Args {
             sqs_dead_letter_queue_url: self.sqs_dead_letter_queue_url,
         };
         config.concurrency = self.concurrency;
+        config.max_concurrency = self
+            .max_concurrency
+            .unwrap_or(config.max_concurrency.max(self.concurrency));
         config.processor = ProcessorConfig {
             worker_id: self.worker_id.unwrap_or_else(default_worker_id),
             lease_duration: secs("lease-secs", self.lease_secs)?,
@@ -137,8 +151,14 @@ impl Args {
             )?,
             ..RunRescuerConfig::default()
         };
+        anyhow::ensure!(
+            (0.0..=1.0).contains(&self.check_spread),
+            "--check-spread must be between 0 and 1, not {}",
+            self.check_spread
+        );
         config.scheduler = TickSchedulerConfig {
             batch_size: self.fanout_batch,
+            spread: self.check_spread,
         };
         config.max_tick_age = secs("max-tick-age-secs", self.max_tick_age_secs)?;
         Ok(config)
@@ -150,6 +170,13 @@ impl Args {
 async fn main() -> anyhow::Result<()> {
     tributary::runtime::init_tracing("info,sqlx=warn");
     let config = Args::parse().config()?;
+    let keys = tributary::keyring::init_from_env().context("loading the credentials key")?;
+    tributary::keyring::require_key(keys, tributary::keyring::plaintext_allowed())?;
+    if keys.is_plaintext() {
+        tracing::warn!(
+            "credentials are stored in the clear (TRIBUTARY_ALLOW_PLAINTEXT_CREDENTIALS)"
+        );
+    }
     let mut signals = ShutdownSignals::listen().context("cannot listen for SIGTERM/SIGINT")?;
     let shutdown = CancellationToken::new();
     let worker = tributary_worker::run(config, shutdown.clone());

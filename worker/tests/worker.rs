@@ -63,6 +63,7 @@ fn simple_service() -> ScriptedService {
 fn worker_config(concurrency: usize) -> WorkerConfig {
     let mut config = WorkerConfig::new("postgres://unused");
     config.concurrency = concurrency;
+    config.max_concurrency = concurrency;
     config.processor = ProcessorConfig {
         worker_id: "test-worker".to_owned(),
         lease_duration: Duration::from_secs(10),
@@ -376,6 +377,46 @@ async fn several_runs_are_processed_at_once(pool: PgPool) {
         w.send(&Message::continue_run(run.id)).await;
         runs.push(run.id);
     }
+    for run in runs {
+        w.wait_for_state(run, RunState::Processed).await;
+    }
+    w.stop().await;
+}
+
+#[sqlx::test(migrator = "tributary::MIGRATOR")]
+async fn a_backlog_raises_the_concurrency_up_to_its_maximum(pool: PgPool) {
+    // six runs queued for a worker of concurrency 1: each run's stream waits until all six are in
+    // flight together, which only a worker that follows its backlog reaches
+    let barrier = Arc::new(tokio::sync::Barrier::new(6));
+    let b = barrier.clone();
+    let service = ScriptedService::new(PLATFORM, roots(&["only"]), move |call| {
+        let b = b.clone();
+        async move {
+            tokio::time::timeout(Duration::from_secs(20), b.wait())
+                .await
+                .map_err(|_| IntegrationError::fatal("the backlog was not taken at once"))?;
+            Ok(StreamOutcome::new().activity(activity(&call.ctx.run_id().to_string())))
+        }
+    })
+    .config(fast_config());
+    let mut registry = Registry::new();
+    registry.register(service.clone()).unwrap();
+    let h = Harness::new(pool.clone(), registry);
+    let queue = PgQueue::new(pool.clone(), PgQueueConfig::default());
+    let mut runs = Vec::new();
+    for _ in 0..6 {
+        let (_, run) = h.connect(PLATFORM, json!({}), json!({})).await.unwrap();
+        queue
+            .send((&Message::continue_run(run.id)).into())
+            .await
+            .unwrap();
+        runs.push(run.id);
+    }
+    let mut config = worker_config(1);
+    config.max_concurrency = 8;
+    let mut registry = Registry::new();
+    registry.register(service).unwrap();
+    let w = start_with(pool, registry, config);
     for run in runs {
         w.wait_for_state(run, RunState::Processed).await;
     }

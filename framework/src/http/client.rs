@@ -2,13 +2,15 @@
 //! inline and long ones turned into deferrals, bodies decoded with the path of any bad field.
 
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use chrono::Utc;
 use reqwest::header::HeaderMap;
 use reqwest::{Method, StatusCode, Url, redirect};
 use serde::de::DeserializeOwned;
 
+use super::buckets::{Book, Books};
+use super::budgets::{BudgetKey, SharedBudgets};
 use super::classify::transport_error;
 use super::config::{Auth, HttpConfig};
 use super::pacing::{Pacer, Pacers};
@@ -27,6 +29,10 @@ pub struct HttpClient {
     config: Arc<HttpConfig>,
     base: Url,
     pacers: Arc<Pacers>,
+    /// The process's shared budgets, when it shares them and the client names its platform.
+    shared: Option<SharedBudgets>,
+    /// Route buckets and invalid-request counts, when the configuration asks for them.
+    books: Option<Arc<Books>>,
 }
 
 /// A successful response, decoded, with the rate-limit figures it reported.
@@ -41,6 +47,10 @@ pub struct HttpResponse<T> {
 impl HttpClient {
     /// Refuses a base URL that is not an absolute http(s) URL.
     pub fn new(config: HttpConfig) -> Result<Self, IntegrationError> {
+        Self::build(config, None)
+    }
+
+    fn build(config: HttpConfig, shared: Option<SharedBudgets>) -> Result<Self, IntegrationError> {
         let base = Url::parse(&config.base_url)
             .ok()
             .filter(|u| matches!(u.scheme(), "http" | "https") && u.has_host())
@@ -81,11 +91,16 @@ impl HttpClient {
             .build()
             .map_err(|e| IntegrationError::fatal("cannot build the HTTP client").with_source(e))?;
         let pacers = Arc::new(Pacers::new(config.pacing, config.waits));
+        let shared = shared.filter(|_| config.platform.is_some());
+        let books = (config.buckets.is_some() || config.invalid_requests.is_some())
+            .then(|| Arc::new(Books::new(config.pacing, config.waits)));
         Ok(Self {
             inner,
             config: Arc::new(config),
             base,
             pacers,
+            shared,
+            books,
         })
     }
 
@@ -101,6 +116,11 @@ impl HttpClient {
     /// The pacer of a credential (what it is waiting for, for diagnostics and tests).
     pub fn pacer(&self, token: Option<&Secret>) -> Arc<Pacer> {
         self.pacers.get(token)
+    }
+
+    /// The route buckets and invalid-request count of a credential, when configured.
+    pub fn book(&self, token: Option<&Secret>) -> Option<Arc<Book>> {
+        self.books.as_ref().map(|b| b.get(token))
     }
 
     /// GETs `path` (under the base URL) with `query`, and decodes its JSON body as `T`.
@@ -173,12 +193,56 @@ impl HttpClient {
         // the path only: a query string or a full URL may carry a credential
         let what = format!("GET {}", url.path());
         let pacer = self.pacers.get(token);
+        let shared = self.shared.as_ref().zip(self.config.platform.as_deref());
+        let key = shared.map(|(_, platform)| BudgetKey::new(platform, token));
+        let book = self.books.as_ref().map(|b| b.get(token));
         let mut refusals = 0;
         let (status, headers, bytes) = loop {
+            if let Some(book) = &book {
+                book.check_invalid(self.config.invalid_requests, &what)?;
+            }
             pacer.acquire().await?;
+            if let (Some((budgets, _)), Some(key)) = (shared, &key) {
+                budgets.acquire(key, pacer.max_inline_wait()).await?;
+            }
+            let bucket = book
+                .as_ref()
+                .zip(self.config.buckets.as_ref())
+                .map(|(book, buckets)| book.bucket(buckets, url.path()));
+            if let Some(bucket) = &bucket {
+                bucket.acquire().await?;
+            }
             let (status, headers, bytes) = self.exchange(&url, query, extra, token, &what).await?;
             let now = Utc::now();
-            let Some(error) = pacer.learn(&what, status, &headers, &bytes, now) else {
+            let classifier = self.config.classifier.as_ref();
+            if let Some(book) = &book {
+                book.count(status, &headers);
+            }
+            let error = match book.as_ref().zip(self.config.buckets.as_ref()) {
+                Some((book, buckets)) => book.learn(
+                    buckets,
+                    &pacer,
+                    classifier,
+                    &what,
+                    url.path(),
+                    status,
+                    &headers,
+                    &bytes,
+                    now,
+                ),
+                None => pacer.learn_with(classifier, &what, status, &headers, &bytes, now),
+            };
+            if let (Some((budgets, _)), Some(key)) = (shared, &key) {
+                let blocked = match &error {
+                    Some(IntegrationError::RateLimited { until, .. }) => Some(*until),
+                    _ => None,
+                };
+                let info = RateLimitInfo::from_headers_at(&headers, now);
+                if let Err(e) = budgets.record(key, &info, blocked).await {
+                    tracing::debug!(error = %crate::error::ErrorChain(&e), "recording the shared budget failed");
+                }
+            }
+            let Some(error) = error else {
                 break (status, headers, bytes);
             };
             let IntegrationError::RateLimited { until, .. } = &error else {
@@ -218,6 +282,10 @@ impl HttpClient {
             request = match &self.config.auth {
                 Auth::Bearer => request.bearer_auth(token.expose()),
                 Auth::Header(name) => request.header(name.as_str(), token.expose()),
+                Auth::Scheme(scheme) => request.header(
+                    reqwest::header::AUTHORIZATION,
+                    format!("{scheme} {}", token.expose()),
+                ),
                 Auth::Query(name) => request.query(&[(name.as_str(), token.expose())]),
             };
         }
@@ -291,11 +359,25 @@ const MAX_CLIENTS: usize = 256;
 #[derive(Default)]
 pub struct HttpClients {
     clients: Mutex<Vec<(HttpConfig, HttpClient)>>,
+    shared: OnceLock<SharedBudgets>,
 }
 
 impl HttpClients {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Opts this process in to budgets shared in PostgreSQL ([`SharedBudgets`]): every client it
+    /// builds from then on for a configuration that names its platform (every client of a run's
+    /// context does) paces from `rate_limit_budgets` too. Once per process; later calls are
+    /// ignored.
+    pub fn share_budgets(&self, pool: sqlx::PgPool) {
+        let _ = self.shared.set(SharedBudgets::new(pool));
+    }
+
+    /// Whether this process shares its budgets.
+    pub fn shares_budgets(&self) -> bool {
+        self.shared.get().is_some()
     }
 
     /// The client for `config`, built on first use.
@@ -304,7 +386,7 @@ impl HttpClients {
         if let Some((_, client)) = clients.iter().find(|(c, _)| *c == config) {
             return Ok(client.clone());
         }
-        let client = HttpClient::new(config.clone())?;
+        let client = HttpClient::build(config.clone(), self.shared.get().cloned())?;
         if clients.len() >= MAX_CLIENTS {
             clients.remove(0);
         }

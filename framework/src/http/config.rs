@@ -5,6 +5,8 @@
 use std::num::NonZeroU32;
 use std::time::Duration;
 
+use super::body::BodyClassifier;
+use super::buckets::{InvalidRequestLimit, RouteBuckets};
 use super::waits::WaitCaps;
 
 /// How the credential travels with a request.
@@ -14,6 +16,8 @@ pub enum Auth {
     Bearer,
     /// A header of its own: `api-key: <token>` (Forem).
     Header(String),
+    /// `Authorization: <scheme> <token>`: Discord's `Bot TOKEN`.
+    Scheme(String),
     /// A query parameter: `?key=<token>` (Stack Exchange). Never shown in errors: they carry the
     /// path only.
     Query(String),
@@ -81,6 +85,16 @@ pub struct HttpConfig {
     pub headers: Vec<(String, String)>,
     pub waits: WaitCaps,
     pub pacing: Pacing,
+    /// The platform whose shared budgets (`rate_limit_budgets`) this client's requests count
+    /// against, when its process shares them; set by [`crate::RunContext::client`].
+    pub platform: Option<String>,
+    /// The platform's own reading of its answers (Slack's `200` with `ok: false`), before the
+    /// standard classification.
+    pub classifier: Option<BodyClassifier>,
+    /// Per-route rate-limit buckets (Discord's `X-RateLimit-Bucket`), see [`RouteBuckets`].
+    pub buckets: Option<RouteBuckets>,
+    /// Stop sending for a credential before the platform bans it for invalid requests.
+    pub invalid_requests: Option<InvalidRequestLimit>,
 }
 
 impl HttpConfig {
@@ -96,6 +110,10 @@ impl HttpConfig {
             headers: Vec::new(),
             waits: WaitCaps::default(),
             pacing: Pacing::default(),
+            platform: None,
+            classifier: None,
+            buckets: None,
+            invalid_requests: None,
         }
     }
 
@@ -129,6 +147,13 @@ impl HttpConfig {
         self
     }
 
+    /// Counts this client's requests against `platform`'s shared budgets (if its process shares
+    /// them: [`super::HttpClients::share_budgets`]).
+    pub fn platform(mut self, platform: impl Into<String>) -> Self {
+        self.platform = Some(platform.into());
+        self
+    }
+
     pub fn pacing(mut self, pacing: Pacing) -> Self {
         self.pacing = pacing;
         self
@@ -144,6 +169,24 @@ impl HttpConfig {
     /// limit, or a limit the settings give.
     pub fn requests_per_second(mut self, requests: u32) -> Self {
         self.pacing.rate = NonZeroU32::new(requests).map(RequestRate::per_second);
+        self
+    }
+
+    /// Reads every answer with `classifier` first (see [`BodyClassifier`]).
+    pub fn classify_body(mut self, classifier: BodyClassifier) -> Self {
+        self.classifier = Some(classifier);
+        self
+    }
+
+    /// Paces requests per route bucket, as the platform announces them (see [`RouteBuckets`]).
+    pub fn route_buckets(mut self, buckets: RouteBuckets) -> Self {
+        self.buckets = Some(buckets);
+        self
+    }
+
+    /// Counts invalid answers per credential and stops at `limit` (see [`InvalidRequestLimit`]).
+    pub fn invalid_requests(mut self, limit: InvalidRequestLimit) -> Self {
+        self.invalid_requests = Some(limit);
         self
     }
 

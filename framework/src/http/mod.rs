@@ -8,10 +8,18 @@
 //! * [`classify_response`]: 429, GitHub's 403s (primary and secondary limits) → `RateLimited`;
 //!   5xx, 408 and transport failures → `Retryable`; other 4xx → `Fatal` with the platform's
 //!   message. Errors carry the method and path only, never a query string or a credential.
+//! * [`BodyClassifier`] (`HttpConfig::classify_body`): a platform's own reading of an answer's
+//!   body before the standard classification (Slack's `200` with `ok: false`, Discourse's
+//!   `extras.wait_seconds`), as a [`Verdict`]: success, rate limit, retryable or fatal.
+//! * [`RouteBuckets`] (`HttpConfig::route_buckets`): per-route buckets (`X-RateLimit-Bucket`)
+//!   shared by every stream of a credential, global 429s (`"global": true`) blocking the
+//!   credential; [`InvalidRequestLimit`]: stop before a ban for too many 401/403/429 answers.
 //! * [`announced_wait`], [`RateLimitInfo`]: every form of announced wait and budget
 //!   (`Retry-After`, reset epochs and deltas, float counts, JSON `retry_after` / `backoff`).
 //! * [`Pacer`]: per-credential pacing with `governor`, fed by the reported budget; waits up to
 //!   `max_inline_wait` are slept, longer ones come back as `RateLimited` (a deferral of the run).
+//! * [`SharedBudgets`]: each credential's budget in PostgreSQL, shared by every worker and
+//!   command of a deployment that opts in ([`HttpClients::share_budgets`]).
 //! * [`PageNumber`], [`Cursor`], [`LinkPages`], [`IdBoundary`]: page tokens with loop detection.
 //!
 //! A typical `process_stream`:
@@ -25,6 +33,9 @@
 //! Ok(StreamOutcome::new().activities(items.into_iter().map(to_activity)).next_page_opt(next))
 //! ```
 
+mod body;
+mod buckets;
+mod budgets;
 mod classify;
 mod client;
 mod config;
@@ -32,6 +43,9 @@ mod pacing;
 mod pagination;
 mod waits;
 
+pub use body::{Answer, BodyClassifier, Verdict, classify_answer};
+pub use buckets::{Book, Books, InvalidRequestLimit, Route, RouteBuckets};
+pub use budgets::{BudgetKey, SharedBudgets, Turn, credential_fingerprint};
 pub use classify::{classify_response, platform_message, transport_error};
 pub use client::{HttpClient, HttpClients, HttpResponse, decode};
 pub use config::{Auth, HttpConfig, Pacing, RequestRate};

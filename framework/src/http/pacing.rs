@@ -30,7 +30,7 @@ use tokio::time::Instant;
 use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
 
-use super::classify::classify_response;
+use super::body::{BodyClassifier, classify_answer};
 use super::config::{Pacing, RequestRate};
 use super::waits::{RateLimitInfo, WaitCaps, after, body_wait};
 use crate::error::IntegrationError;
@@ -65,6 +65,8 @@ struct State {
     steady: Option<(Duration, Limiter)>,
     /// The reported budget spread until its reset: `(interval, limiter)`.
     spread: Option<(Duration, Limiter)>,
+    /// The reset the spreading lasts until: past it, the window is new and its budget whole.
+    spread_until: Option<Instant>,
     /// Nothing goes out before this (an exhausted budget, a refusal).
     blocked_until: Option<Instant>,
 }
@@ -95,6 +97,7 @@ impl Pacer {
             state: Mutex::new(State {
                 steady,
                 spread: None,
+                spread_until: None,
                 blocked_until: None,
             }),
         }
@@ -125,8 +128,9 @@ impl Pacer {
 
     /// Takes a turn if one is free now; else says how long until one may be.
     pub fn try_acquire(&self) -> Result<(), Duration> {
-        let state = self.state();
+        let mut state = self.state();
         let now = Instant::now();
+        lift_spread_after_reset(&mut state, now);
         if let Some(until) = state.blocked_until
             && until > now
         {
@@ -176,8 +180,12 @@ impl Pacer {
                     state.spread = Quota::with_period(interval)
                         .map(|q| (interval, Limiter::direct_with_clock(q, self.clock)));
                 }
+                state.spread_until = Some(Instant::now() + left);
             }
-            _ => state.spread = None,
+            _ => {
+                state.spread = None;
+                state.spread_until = None;
+            }
         }
     }
 
@@ -192,8 +200,21 @@ impl Pacer {
         body: &[u8],
         now: DateTime<Utc>,
     ) -> Option<IntegrationError> {
+        self.learn_with(None, what, status, headers, body, now)
+    }
+
+    /// [`Pacer::learn`], the answer read first by a platform's [`BodyClassifier`].
+    pub fn learn_with(
+        &self,
+        classifier: Option<&BodyClassifier>,
+        what: &str,
+        status: StatusCode,
+        headers: &HeaderMap,
+        body: &[u8],
+        now: DateTime<Utc>,
+    ) -> Option<IntegrationError> {
         self.observe(&RateLimitInfo::from_headers_at(headers, now), now);
-        let error = classify_response(what, status, headers, body, now, self.caps);
+        let error = classify_answer(classifier, what, status, headers, body, now, self.caps);
         match &error {
             Some(IntegrationError::RateLimited { until, .. }) => {
                 // every stream of this credential now waits, without asking again
@@ -220,13 +241,23 @@ impl Pacer {
     }
 
     pub fn status(&self) -> PacerStatus {
-        let state = self.state();
+        let mut state = self.state();
+        lift_spread_after_reset(&mut state, Instant::now());
         PacerStatus {
             blocked_for: state.blocked_until.map_or(Duration::ZERO, |u| {
                 u.saturating_duration_since(Instant::now())
             }),
             spread_interval: state.spread.as_ref().map(|(i, _)| *i),
         }
+    }
+}
+
+/// A spread budget whose reset has passed is whole again: spreading ends at the reset, not at
+/// the next answer (which a spread pacer would wait a long interval for).
+fn lift_spread_after_reset(state: &mut State, now: Instant) {
+    if state.spread_until.is_some_and(|until| until <= now) {
+        state.spread = None;
+        state.spread_until = None;
     }
 }
 
@@ -371,6 +402,25 @@ mod tests {
             now,
         );
         assert_eq!(pacer.status().spread_interval, Some(Duration::from_secs(2)));
+    }
+
+    /// Issue 8 item 8: a low budget's spreading must not outlive its window.
+    #[tokio::test(start_paused = true)]
+    async fn spreading_ends_at_the_reset_without_waiting_for_an_answer() {
+        let pacer = Pacer::new(pacing(None), WaitCaps::default());
+        let now = Utc::now();
+        // 2 left of 40 for 10 s: one every 5 s
+        pacer.observe(&info(40.0, 2.0, 10, now), now);
+        assert_eq!(pacer.status().spread_interval, Some(Duration::from_secs(5)));
+        pacer.acquire().await.unwrap();
+        tokio::time::advance(Duration::from_secs(10)).await;
+        // the window has reset: a whole budget, requests go out at once
+        assert_eq!(pacer.status().spread_interval, None);
+        let start = Instant::now();
+        for _ in 0..5 {
+            pacer.acquire().await.unwrap();
+        }
+        assert_eq!(start.elapsed(), Duration::ZERO);
     }
 
     #[tokio::test(start_paused = true)]

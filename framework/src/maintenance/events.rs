@@ -21,7 +21,7 @@ pub fn fan_out_done(fan_out: &FanOut) {
 
 pub fn fan_out_send_failed(slot: TickSlot, runs: usize, error: &MaintenanceError) {
     tracing::warn!(
-        %slot, runs, error = %error,
+        %slot, runs, error = %crate::error::ErrorChain(error),
         "sending check-run messages failed; the rescuer re-sends them"
     );
 }
@@ -38,5 +38,5 @@ pub fn runs_rescued(rescued: &Rescued) {
 }
 
 pub fn rescue_failed(error: &MaintenanceError, retry_in: Duration) {
-    tracing::warn!(error = %error, retry_in_s = retry_in.as_secs(), "run rescue failed");
+    tracing::warn!(error = %crate::error::ErrorChain(error), retry_in_s = retry_in.as_secs(), "run rescue failed");
 }

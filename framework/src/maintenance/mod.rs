@@ -14,7 +14,7 @@ mod run_rescuer;
 mod tick_scheduler;
 
 pub use run_rescuer::{Rescued, RunRescuer, RunRescuerConfig};
-pub use tick_scheduler::{FanOut, TickScheduler, TickSchedulerConfig};
+pub use tick_scheduler::{FanOut, TickScheduler, TickSchedulerConfig, check_offset};
 
 use crate::queue::QueueError;
 use crate::store::StoreError;

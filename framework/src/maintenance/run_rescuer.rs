@@ -3,24 +3,32 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::Utc;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
 use super::{MaintenanceError, events};
-use crate::messages::Message;
-use crate::queue::{OutgoingMessage, Queue};
+use crate::handoff;
+use crate::queue::Queue;
 use crate::store::schedule::{self, Resend};
+
+/// The rescuer looks this long after a lease's expiry (clocks of workers and database apart).
+const LEASE_MARGIN: Duration = Duration::from_millis(500);
+/// The rescuer never looks more often than this.
+const MIN_PAUSE: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunRescuerConfig {
-    /// A run whose lease expired, or whose delay ended, gets a message once none was sent (or
-    /// due) for it for this long; later ones with backoff (see
-    /// [`schedule::take_runs_to_resend`]).
+    /// A delayed run whose delay ended gets a message once none was sent (or due) for it for
+    /// this long; later ones with backoff (see [`schedule::take_runs_to_resend`]). A run whose
+    /// lease expired gets one at once: the lease already waited.
     pub resend_after: Duration,
     /// The same for a pending run: its message is usually just waiting in the queue, so this is
     /// longer.
     pub pending_resend_after: Duration,
-    /// How often [`RunRescuer::run`] looks.
+    /// How often [`RunRescuer::run`] looks at least; it also wakes up when the earliest lease of
+    /// a processing run expires, so a dead worker's run is handed on within about a second of
+    /// its lease's expiry, whatever this is.
     pub interval: Duration,
     /// Runs per query.
     pub batch_size: i64,
@@ -75,7 +83,8 @@ impl RunRescuer {
             loop {
                 let first_wait = match why {
                     Resend::StalePending => self.config.pending_resend_after,
-                    Resend::ExpiredLease | Resend::DueDelayed => self.config.resend_after,
+                    Resend::DueDelayed => self.config.resend_after,
+                    Resend::ExpiredLease => Duration::ZERO,
                 };
                 let runs = schedule::take_runs_to_resend(
                     &self.pool,
@@ -88,11 +97,7 @@ impl RunRescuer {
                     break;
                 }
                 let n = runs.len();
-                let messages = runs
-                    .iter()
-                    .map(|id| OutgoingMessage::from(&Message::continue_run(*id)))
-                    .collect();
-                self.queue.send_batch(messages).await?;
+                handoff::send_continue_runs(self.queue.as_ref(), &runs).await?;
                 match why {
                     Resend::ExpiredLease => rescued.expired_leases += n,
                     Resend::DueDelayed => rescued.due_delayed += n,
@@ -107,17 +112,31 @@ impl RunRescuer {
         Ok(rescued)
     }
 
-    /// Rescues at once, then every `interval`, until `shutdown`. Failures are logged and retried
-    /// at the next interval.
+    /// Rescues at once, then every `interval` and whenever the earliest lease expires, until
+    /// `shutdown`. Failures are logged and retried at the next interval.
     pub async fn run(&self, shutdown: CancellationToken) {
         loop {
             if let Err(e) = self.run_once().await {
                 events::rescue_failed(&e, self.config.interval);
             }
+            let pause = self.next_pause().await;
             tokio::select! {
                 () = shutdown.cancelled() => return,
-                () = tokio::time::sleep(self.config.interval) => {}
+                () = tokio::time::sleep(pause) => {}
             }
         }
+    }
+
+    /// Until the earliest lease expires (and a moment more), at most `interval`.
+    async fn next_pause(&self) -> Duration {
+        // a failure here is reported by the next pass
+        let expiry = schedule::next_lease_expiry(&self.pool)
+            .await
+            .unwrap_or_default();
+        let Some(at) = expiry else {
+            return self.config.interval;
+        };
+        let until = (at - Utc::now()).to_std().unwrap_or_default() + LEASE_MARGIN;
+        until.max(MIN_PAUSE).min(self.config.interval)
     }
 }

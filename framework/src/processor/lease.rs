@@ -1,5 +1,7 @@
 //! Keeps a run's lease alive while a worker processes it, and says when it is lost.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use sqlx::PgPool;
@@ -13,6 +15,8 @@ use crate::store::{self, Lease};
 
 pub(crate) struct LeaseKeeper {
     lost: CancellationToken,
+    /// Set when the lease was given up because heartbeats failed (an outage), not taken over.
+    unreachable: Arc<AtomicBool>,
     stop: CancellationToken,
     task: JoinHandle<()>,
 }
@@ -28,12 +32,32 @@ impl LeaseKeeper {
     ) -> Self {
         let lost = CancellationToken::new();
         let stop = CancellationToken::new();
+        let unreachable = Arc::new(AtomicBool::new(false));
         let span = tracing::info_span!("lease", run_id = %lease.run_id, attempt = lease.attempt);
         let task = tokio::spawn(
-            heartbeat_loop(pool, lease, duration, interval, lost.clone(), stop.clone())
-                .instrument(span),
+            heartbeat_loop(
+                pool,
+                lease,
+                duration,
+                interval,
+                lost.clone(),
+                stop.clone(),
+                unreachable.clone(),
+            )
+            .instrument(span),
         );
-        Self { lost, stop, task }
+        Self {
+            lost,
+            unreachable,
+            stop,
+            task,
+        }
+    }
+
+    /// Whether `lost()` fired because the database did not answer for a whole lease (the lease
+    /// may still be this attempt's) rather than because another worker took the run.
+    pub(crate) fn gave_up_unreachable(&self) -> bool {
+        self.unreachable.load(Ordering::Relaxed)
     }
 
     pub(crate) fn lost(&self) -> CancellationToken {
@@ -62,6 +86,7 @@ async fn heartbeat_loop(
     interval: Duration,
     lost: CancellationToken,
     stop: CancellationToken,
+    unreachable: Arc<AtomicBool>,
 ) {
     let mut last_ok = Instant::now();
     loop {
@@ -79,6 +104,7 @@ async fn heartbeat_loop(
             Err(e) => {
                 events::heartbeat_failed(&lease, &e);
                 if last_ok.elapsed() >= duration {
+                    unreachable.store(e.is_unavailable(), Ordering::Relaxed);
                     events::lease_lost(&lease);
                     lost.cancel();
                     return;

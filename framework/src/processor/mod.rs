@@ -3,6 +3,7 @@
 
 mod hooks;
 mod lease;
+mod scrub;
 mod streams;
 
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::context::{AnyContext, HttpPool, RunContext, RunInfo};
+use crate::db;
 use crate::error::{ErrorKind, ErrorRecord};
 use crate::events;
 use crate::registry::Registry;
@@ -123,44 +125,70 @@ impl IntegrationProcessor {
     }
 
     /// Claims the run and processes it until it ends, is deferred, is released on `shutdown`, or
-    /// its lease is lost. Infrastructure errors (the database unreachable) are returned; the run
-    /// then stays leased until the lease expires and another worker rescues it.
+    /// its lease is lost.
+    ///
+    /// An outage of the database while the run is processed costs no stream a retry: the worker
+    /// waits until the database answers, hands the run back (its streams in flight pending again,
+    /// uncharged) and claims it again at once. Only when `shutdown` comes first, or the database
+    /// is unreachable at the claim, is the error returned: the run then stays leased until its
+    /// lease expires and the rescuer hands it to a worker.
     pub async fn process_run(
         &self,
         run_id: Uuid,
         shutdown: &CancellationToken,
     ) -> Result<RunOutcome, ProcessorError> {
-        let claimed = store::runs::claim(
-            &self.pool,
-            run_id,
-            &self.config.worker_id,
-            self.config.lease_duration,
-        )
-        .await?;
-        let Some(run) = claimed else {
-            let run = store::runs::get(&self.pool, run_id).await?;
-            events::run_not_claimable(&run);
-            return Ok(RunOutcome::NotClaimable {
-                state: run.state,
-                delayed_until: run.delayed_until,
-            });
-        };
-        events::run_claimed(&run);
-        let lease = run.lease();
-        let keeper = LeaseKeeper::start(
-            self.pool.clone(),
-            lease.clone(),
-            self.config.lease_duration,
-            self.config.heartbeat_interval,
-        );
-        let result = self.drive(&run, &lease, keeper.lost(), shutdown).await;
-        keeper.stop().await;
-        match result {
-            Err(ProcessorError::Store(e)) if e.is_lease_lost() => {
-                events::lease_lost(&lease);
-                Ok(RunOutcome::LeaseLost)
+        loop {
+            let claimed = store::runs::claim(
+                &self.pool,
+                run_id,
+                &self.config.worker_id,
+                self.config.lease_duration,
+            )
+            .await?;
+            let Some(run) = claimed else {
+                let run = store::runs::get(&self.pool, run_id).await?;
+                events::run_not_claimable(&run);
+                return Ok(RunOutcome::NotClaimable {
+                    state: run.state,
+                    delayed_until: run.delayed_until,
+                });
+            };
+            events::run_claimed(&run);
+            let lease = run.lease();
+            let keeper = LeaseKeeper::start(
+                self.pool.clone(),
+                lease.clone(),
+                self.config.lease_duration,
+                self.config.heartbeat_interval,
+            );
+            let result = self.drive(&run, &lease, keeper.lost(), shutdown).await;
+            let unreachable = keeper.gave_up_unreachable();
+            keeper.stop().await;
+            let outage = match result {
+                Err(ProcessorError::Store(e)) if e.is_unavailable() => e,
+                Ok(RunOutcome::LeaseLost) if unreachable => {
+                    StoreError::Database(sqlx::Error::PoolTimedOut)
+                }
+                Err(ProcessorError::Store(e)) if e.is_lease_lost() => {
+                    events::lease_lost(&lease);
+                    return Ok(RunOutcome::LeaseLost);
+                }
+                other => return other,
+            };
+            events::run_interrupted(&lease, &outage);
+            let Some(waited) = db::wait_until_reachable(&self.pool, shutdown).await else {
+                return Err(outage.into());
+            };
+            match store::runs::interrupt(&self.pool, &lease, "interrupted by a database outage")
+                .await
+            {
+                Ok(put_back) => events::run_resumes_after_outage(&lease, put_back, waited),
+                Err(e) if e.is_lease_lost() => {
+                    events::lease_lost(&lease);
+                    return Ok(RunOutcome::LeaseLost);
+                }
+                Err(e) => return Err(e.into()),
             }
-            other => other,
         }
     }
 
@@ -195,7 +223,11 @@ impl IntegrationProcessor {
         }
 
         let checkpoints = store::checkpoints::load(&self.pool, integration.id).await?;
-        let raw = self.run_context(&integration, run, &config, checkpoints);
+        let credentials = integration
+            .credentials
+            .clone()
+            .with_plain_fields(service.plain_credential_fields());
+        let raw = self.run_context(&integration, run, &config, checkpoints, credentials.clone());
         let mut ctx = match service.open(&raw) {
             Ok(ctx) => ctx,
             Err(e) => {
@@ -207,16 +239,25 @@ impl IntegrationProcessor {
         };
         if !run.preprocessed {
             match preprocess(&service, ctx, &config).await {
-                Ok(done) => {
+                Ok(mut done) => {
                     ctx = done.ctx;
-                    store::runs::save_preprocessed(
+                    // what the hooks wrote is stored without the secrets it may carry
+                    scrub::roots(&credentials, &mut done.roots);
+                    let pipeline_data = scrub::value(&credentials, ctx.pipeline_data());
+                    let settings = done.settings.map(|s| scrub::value(&credentials, &s));
+                    let saved = store::runs::save_preprocessed(
                         &self.pool,
                         lease,
-                        ctx.pipeline_data(),
-                        done.settings.as_ref(),
+                        &pipeline_data,
+                        settings.as_ref(),
                         &done.roots,
                     )
-                    .await?;
+                    .await;
+                    if let Err(e) = saved {
+                        return self
+                            .unstorable_or(lease, "get_streams", e, &credentials)
+                            .await;
+                    }
                 }
                 Err((hook, failure)) => {
                     return self
@@ -273,6 +314,7 @@ impl IntegrationProcessor {
         };
         match hook {
             Ok(settings) => {
+                let settings = settings.map(|s| scrub::value(&credentials, &s));
                 let finished = store::runs::finish(
                     &self.pool,
                     lease,
@@ -280,9 +322,17 @@ impl IntegrationProcessor {
                         settings: settings.as_ref(),
                     },
                 )
-                .await?;
-                events::run_finished(&finished);
-                Ok(RunOutcome::Processed)
+                .await;
+                match finished {
+                    Ok(finished) => {
+                        events::run_finished(&finished);
+                        Ok(RunOutcome::Processed)
+                    }
+                    Err(e) => {
+                        self.unstorable_or(lease, "postprocess", e, &credentials)
+                            .await
+                    }
+                }
             }
             Err(failure) => {
                 self.hook_failed(lease, run, &config, &integration, "postprocess", failure)
@@ -298,6 +348,7 @@ impl IntegrationProcessor {
         run: &Run,
         config: &ServiceConfig,
         checkpoints: std::collections::HashMap<String, DateTime<Utc>>,
+        credentials: crate::secret::Credentials,
     ) -> RunContext {
         RunContext::new(
             RunInfo {
@@ -306,7 +357,7 @@ impl IntegrationProcessor {
                 platform: integration.platform.clone(),
                 run_id: run.id,
                 onboarding: run.onboarding,
-                credentials: integration.credentials.clone(),
+                credentials,
                 last_processed_at: integration.last_processed_at,
                 checkpoints,
                 check_overlap: config.check_overlap,
@@ -333,7 +384,13 @@ impl IntegrationProcessor {
                 .await;
         }
         let failures = u32::try_from(run.retries).unwrap_or(0).saturating_add(1);
-        let record = failure.record(hook, failures, &integration.credentials);
+        let credentials = integration.credentials.clone().with_plain_fields(
+            self.registry
+                .get(&integration.platform)
+                .map(|s| s.plain_credential_fields())
+                .unwrap_or_default(),
+        );
+        let record = failure.record(hook, failures, &credentials);
         if failure.is_retryable() && failures <= config.max_retries {
             let until = Utc::now() + to_chrono(config.retry_backoff.delay(failures));
             store::runs::defer(
@@ -351,6 +408,29 @@ impl IntegrationProcessor {
             });
         }
         self.fail(lease, &record).await
+    }
+
+    /// A run-level write failed: what the database can never store ends the run in `error` at
+    /// once (trying again would fail the same way); anything else is returned.
+    async fn unstorable_or(
+        &self,
+        lease: &Lease,
+        hook: &str,
+        error: StoreError,
+        credentials: &crate::secret::Credentials,
+    ) -> Result<RunOutcome, ProcessorError> {
+        match error.unstorable() {
+            Some(reason) => {
+                let record = framework_error(
+                    hook,
+                    credentials.scrub(&format!(
+                        "what `{hook}` produced cannot be stored: {reason}"
+                    )),
+                );
+                self.fail(lease, &record).await
+            }
+            None => Err(error.into()),
+        }
     }
 
     async fn defer(

@@ -119,11 +119,12 @@ impl StreamLoop<'_> {
 
             if deferral.is_none() && !stopping {
                 while in_flight.len() < concurrency {
-                    // streams are claimed a batch at a time and started as slots free up
+                    // as many streams are claimed as there are free slots, in one statement,
+                    // and all of them start now: a worker that dies leaves in `processing` only
+                    // streams that ran (and only those are charged a retry)
                     if buffer.is_empty() {
-                        buffer.extend(
-                            stream_store::claim_due(self.pool, self.lease, concurrency).await?,
-                        );
+                        let free = concurrency - in_flight.len();
+                        buffer.extend(stream_store::claim_due(self.pool, self.lease, free).await?);
                     }
                     let Some(row) = buffer.pop_front() else { break };
                     if let Some((units, window)) = limit
@@ -289,7 +290,7 @@ async fn commit(
     let credentials = shared.ctx.credentials();
     let StreamOutcome {
         operations,
-        mut last_record,
+        last_record,
         last_record_timestamp,
         new_streams,
         next_page,
@@ -323,18 +324,6 @@ async fn commit(
             inserts.push(StreamInsert::next_page(stream, page));
         }
     }
-    if !credentials.is_empty() {
-        for insert in &mut inserts {
-            credentials.scrub_value(&mut insert.data);
-            if let Some(page) = &mut insert.page {
-                credentials.scrub_value(page);
-                insert.identifier = credentials.scrub(&insert.identifier);
-            }
-        }
-        if let Some(record) = &mut last_record {
-            credentials.scrub_value(record);
-        }
-    }
     let wanted_next = inserts.iter().any(|i| i.page.is_some());
     let wanted = inserts.len() as u64;
     // records of the page are kept even when its pagination is broken: the stream then ends in
@@ -347,7 +336,7 @@ async fn commit(
         failures: stream.retries.saturating_add(1),
         at: Utc::now(),
     });
-    let completion = Completion {
+    let mut completion = Completion {
         stream_id: stream.id,
         scope: &shared.scope,
         members,
@@ -357,13 +346,25 @@ async fn commit(
         last_record_timestamp,
         error: error.as_ref(),
     };
+    super::scrub::completion(credentials, &mut completion);
     let mut tries = 0;
-    let completed = loop {
-        tries += 1;
-        match stream_store::complete(&shared.pool, &shared.lease, &completion).await {
-            Err(e) if e.is_transient() && tries < MAX_COMMIT_TRIES => continue,
-            other => break other?,
-        }
+    let written = match completion.make_storable() {
+        Err(refused) => Err(StoreError::from(refused)),
+        Ok(()) => loop {
+            tries += 1;
+            match stream_store::complete(&shared.pool, &shared.lease, &completion).await {
+                Err(e) if e.is_transient() && tries < MAX_COMMIT_TRIES => continue,
+                other => break other,
+            }
+        },
+    };
+    let completed = match written {
+        Ok(completed) => completed,
+        Err(e) => match e.unstorable() {
+            // this outcome can never be stored: only its stream ends, on this first attempt
+            Some(reason) => return refuse_outcome(shared, stream, reason).await,
+            None => return Err(e),
+        },
     };
     if wanted_next && completed.new_streams < wanted {
         events::next_page_known(shared.lease.run_id, &stream.identifier);
@@ -371,6 +372,30 @@ async fn commit(
     if let Some(record) = &error {
         events::stream_failed(shared.lease.run_id, &stream.identifier, record, None);
     }
+    Ok(())
+}
+
+/// An outcome the database cannot store (nothing of it was written): the stream ends in `error`
+/// saying which field or SQLSTATE, without retries (the same records would fail again).
+async fn refuse_outcome(
+    shared: &Shared,
+    stream: &Stream,
+    reason: String,
+) -> Result<(), StoreError> {
+    let message = format!(
+        "the outcome of `{}` cannot be stored: {reason}",
+        stream.identifier
+    );
+    let record = ErrorRecord {
+        kind: ErrorKind::Fatal,
+        hook: "processor".to_owned(),
+        chain: vec![message.clone()],
+        message,
+        failures: stream.retries.saturating_add(1),
+        at: Utc::now(),
+    };
+    stream_store::fail(&shared.pool, &shared.lease, stream.id, &record, None).await?;
+    events::stream_failed(shared.lease.run_id, &stream.identifier, &record, None);
     Ok(())
 }
 

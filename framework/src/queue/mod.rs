@@ -27,12 +27,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
 use sqlx::PgPool;
-use uuid::Uuid;
 
 use crate::messages::Message;
-use crate::store::{self, StoreError};
+use crate::store::StoreError;
 
 pub use pg::{PgQueue, PgQueueConfig};
 #[cfg(feature = "testkit")]
@@ -150,7 +148,7 @@ pub enum QueueError {
         total: usize,
         detail: String,
     },
-    #[error("queue database error")]
+    #[error("queue database error: {0}")]
     Database(#[from] sqlx::Error),
 }
 
@@ -382,38 +380,9 @@ pub async fn from_env(pool: &PgPool) -> Result<Arc<dyn Queue>, QueueError> {
     QueueConfig::from_env()?.connect(pool).await
 }
 
-/// Hands a run to the workers: sends the `continue_run` message that makes one of them process
-/// it, and notes when (the rescuer re-sends a message for a run left pending only once it has
-/// waited `resend_after` since). Call it after the run is committed, e.g. after
-/// [`crate::admin::connect`], [`crate::admin::start_run`] or [`crate::admin::continue_run`].
-/// Returns the message's id.
-pub async fn enqueue_run(
-    pool: &PgPool,
-    queue: &dyn Queue,
-    run_id: Uuid,
-) -> Result<String, QueueError> {
-    enqueue_run_at(pool, queue, run_id, Duration::ZERO).await
-}
-
-/// [`enqueue_run`] with a delay of up to [`MAX_DELAY`]: the message is delivered when the run is due.
-pub async fn enqueue_run_at(
-    pool: &PgPool,
-    queue: &dyn Queue,
-    run_id: Uuid,
-    delay: Duration,
-) -> Result<String, QueueError> {
-    check_delay(delay)?;
-    let id = queue
-        .send(OutgoingMessage::delayed(
-            Message::continue_run(run_id).encode(),
-            delay,
-        ))
-        .await?;
-    let delivered_at: DateTime<Utc> =
-        Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
-    store::schedule::mark_enqueued(pool, &[run_id], delivered_at).await?;
-    Ok(id)
-}
+/// Handing runs to the workers lives in [`crate::handoff`]; these stay here for callers that
+/// knew them as queue functions.
+pub use crate::handoff::{enqueue_run, enqueue_run_at};
 
 #[cfg(test)]
 mod tests {

@@ -218,7 +218,7 @@ async fn listen(mut pg: PgListener, name: String, wakeups: watch::Sender<u64>) {
                 wakeups.send_modify(|n| *n = n.wrapping_add(1));
             }
             Err(e) => {
-                tracing::warn!(error = %e, "queue listener failed; retrying in 1 s");
+                tracing::warn!(error = %crate::error::ErrorChain(&e), "queue listener failed; retrying in 1 s");
                 wakeups.send_modify(|n| *n = n.wrapping_add(1));
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }

@@ -27,6 +27,48 @@ pub const SOURCE_ID_ATTRIBUTE: &str = "tributary-source-message-id";
 /// The message attribute that carries how often the message was received before.
 pub const RECEIVE_COUNT_ATTRIBUTE: &str = "tributary-receive-count";
 
+/// SQS's largest message, body and attributes together.
+const MAX_MESSAGE_BYTES: usize = 262_144;
+/// The longest reason kept with a dead letter.
+const MAX_REASON_BYTES: usize = 4_096;
+/// Room kept for the attributes' names, types and the other values.
+const ATTRIBUTES_ROOM: usize = 512;
+
+/// The body and reason of a dead letter cut to fit a queue of `limit` bytes (body and attributes
+/// together), each cut saying so in the reason.
+fn fit_dead_letter<'a>(body: &'a str, reason: &str, limit: usize) -> (&'a str, String) {
+    let mut reason = if reason.len() > MAX_REASON_BYTES {
+        format!(
+            "{}… [reason cut to {MAX_REASON_BYTES} of {} bytes]",
+            prefix(reason, MAX_REASON_BYTES),
+            reason.len()
+        )
+    } else {
+        reason.to_owned()
+    };
+    const NOTE_ROOM: usize = 96;
+    let room = limit.saturating_sub(reason.len() + ATTRIBUTES_ROOM + NOTE_ROOM);
+    if body.len() <= room {
+        return (body, reason);
+    }
+    let kept = prefix(body, room);
+    reason.push_str(&format!(
+        " [body too large for the dead-letter queue: its first {} of {} bytes are kept]",
+        kept.len(),
+        body.len()
+    ));
+    (kept, reason)
+}
+
+/// The longest prefix of `text` of at most `max` bytes that ends on a character boundary.
+fn prefix(text: &str, max: usize) -> &str {
+    let mut end = max.min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
 /// Batches of a `send_batch` sent at once.
 const SEND_CONCURRENCY: usize = 8;
 
@@ -197,6 +239,22 @@ impl SqsQueue {
             url,
             dead_letter_url,
         })
+    }
+
+    /// The dead-letter queue's largest message (its `MaximumMessageSize`; SQS's 256 KiB if it
+    /// cannot be read).
+    async fn dead_letter_limit(&self) -> usize {
+        self.client
+            .get_queue_attributes()
+            .queue_url(&self.dead_letter_url)
+            .attribute_names(QueueAttributeName::MaximumMessageSize)
+            .send()
+            .await
+            .ok()
+            .and_then(|o| o.attributes)
+            .and_then(|a| a.get(&QueueAttributeName::MaximumMessageSize).cloned())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(MAX_MESSAGE_BYTES)
     }
 
     pub fn url(&self) -> &str {
@@ -453,8 +511,12 @@ impl Queue for SqsQueue {
     }
 
     async fn dead_letter(&self, message: &ReceivedMessage, reason: &str) -> Result<(), QueueError> {
+        // the reason always goes with the message: a body too large for the dead-letter queue
+        // beside it is cut (and the reason says so), never left for the redrive to move bare
+        let limit = self.dead_letter_limit().await;
+        let (body, reason) = fit_dead_letter(&message.body, reason, limit);
         let attributes = HashMap::from([
-            (REASON_ATTRIBUTE.to_owned(), string_attribute(reason)?),
+            (REASON_ATTRIBUTE.to_owned(), string_attribute(&reason)?),
             (
                 SOURCE_ID_ATTRIBUTE.to_owned(),
                 string_attribute(&message.id)?,
@@ -470,11 +532,11 @@ impl Queue for SqsQueue {
         ]);
         // a copy first, then the delete: a crash between them leaves a duplicate dead letter,
         // never a lost message
-        let body = if message.body.is_empty() {
+        let body = if body.is_empty() {
             // SQS refuses empty bodies; the reason says the body was empty
             " ".to_owned()
         } else {
-            message.body.clone()
+            body.to_owned()
         };
         self.client
             .send_message()
@@ -530,5 +592,32 @@ impl Queue for SqsQueue {
             }
         }
         Ok(found)
+    }
+}
+
+#[cfg(test)]
+mod fit_tests {
+    use super::*;
+
+    #[test]
+    fn a_dead_letter_keeps_its_reason_whatever_the_size_of_its_body() {
+        let (body, reason) = fit_dead_letter("small", "bad json", 1024);
+        assert_eq!((body, reason.as_str()), ("small", "bad json"));
+        let big = "é".repeat(2_000);
+        let (body, reason) = fit_dead_letter(&big, "bad json", 1024);
+        assert!(
+            body.len() + reason.len() + ATTRIBUTES_ROOM <= 1024,
+            "{}",
+            body.len()
+        );
+        assert!(big.starts_with(body));
+        assert!(reason.starts_with("bad json [body too large"), "{reason}");
+        assert!(reason.contains("of 4000 bytes are kept"), "{reason}");
+        let (_, reason) = fit_dead_letter("x", &"r".repeat(10_000), MAX_MESSAGE_BYTES);
+        assert!(reason.len() < MAX_REASON_BYTES + 100);
+        assert!(
+            reason.contains("reason cut to 4096 of 10000 bytes"),
+            "{reason}"
+        );
     }
 }

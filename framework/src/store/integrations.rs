@@ -92,7 +92,9 @@ impl TryFrom<IntegrationRow> for Integration {
                 .parse()
                 .map_err(|e: String| StoreError::Database(sqlx::Error::Decode(e.into())))?,
             settings: row.settings,
-            credentials: Credentials::new(row.credentials),
+            credentials: Credentials::new(
+                crate::keyring::current().open(row.id, &row.credentials)?,
+            ),
             last_processed_at: row.last_processed_at,
             created_at: row.created_at,
             updated_at: row.updated_at,
@@ -127,16 +129,18 @@ pub(crate) async fn get_in(conn: &mut PgConnection, id: Uuid) -> Result<Integrat
 
 /// Creates the integration (`in-progress`) and its onboarding run in one transaction.
 pub async fn connect(pool: &PgPool, new: NewIntegration) -> Result<(Integration, Run), StoreError> {
+    let id = Uuid::new_v4();
+    let sealed = crate::keyring::current().seal(id, &new.credentials.to_storage())?;
     let mut tx = pool.begin().await?;
     let row: IntegrationRow = sqlx::query_as(
         "INSERT INTO integrations (id, tenant_id, platform, status, settings, credentials)
          VALUES ($1, $2, $3, 'in-progress', $4, $5) RETURNING *",
     )
-    .bind(Uuid::new_v4())
+    .bind(id)
     .bind(new.tenant_id)
     .bind(&new.platform)
     .bind(&new.settings)
-    .bind(new.credentials.to_storage())
+    .bind(&sealed)
     .fetch_one(&mut *tx)
     .await?;
     let integration = Integration::try_from(row)?;
@@ -170,4 +174,56 @@ pub async fn disconnect(pool: &PgPool, id: Uuid) -> Result<(), StoreError> {
     .await?;
     tx.commit().await?;
     Ok(())
+}
+
+/// What a rotation did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Rotated {
+    /// Credentials sealed again with the current key (they were in the clear or under another).
+    pub resealed: u64,
+    /// Already sealed with the current key, or empty.
+    pub unchanged: u64,
+}
+
+/// Seals every integration's credentials with the keyring's current key: those in the clear and
+/// those under an older key (which the keyring must still hold). Each row is rewritten in its
+/// own short transaction, locked, so a rotation can run beside the workers.
+pub async fn rotate_credentials(
+    pool: &PgPool,
+    keyring: &crate::keyring::Keyring,
+) -> Result<Rotated, StoreError> {
+    let Some(current) = keyring.current_key_id().map(str::to_owned) else {
+        return Err(StoreError::Refused(format!(
+            "no current key to seal with: set {}",
+            crate::keyring::KEY_ENV
+        )));
+    };
+    let ids: Vec<Uuid> = sqlx::query_scalar("SELECT id FROM integrations ORDER BY id")
+        .fetch_all(pool)
+        .await?;
+    let mut done = Rotated::default();
+    for id in ids {
+        let mut tx = pool.begin().await?;
+        let stored: Option<Value> =
+            sqlx::query_scalar("SELECT credentials FROM integrations WHERE id = $1 FOR UPDATE")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let Some(stored) = stored else { continue };
+        let empty = stored.as_object().is_some_and(|m| m.is_empty());
+        if empty || crate::keyring::Keyring::sealed_with(&stored) == Some(current.as_str()) {
+            done.unchanged += 1;
+            continue;
+        }
+        let plain = keyring.open(id, &stored)?;
+        let sealed = keyring.seal(id, &plain)?;
+        sqlx::query("UPDATE integrations SET credentials = $2, updated_at = now() WHERE id = $1")
+            .bind(id)
+            .bind(&sealed)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        done.resealed += 1;
+    }
+    Ok(done)
 }

@@ -13,10 +13,14 @@ pub mod limits;
 pub mod records;
 pub mod runs;
 pub mod schedule;
+pub mod storable;
 pub mod streams;
 pub mod ticks;
 
+use serde_json::Value;
 use uuid::Uuid;
+
+use crate::error::ErrorRecord;
 
 /// A worker's hold on a run: every write it makes names this attempt and fails once another
 /// worker has claimed the run (or an operator cancelled it).
@@ -29,7 +33,7 @@ pub struct Lease {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("database error")]
+    #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
     #[error(
         "run {run_id}: the lease of attempt {attempt} is no longer held (taken over, cancelled or finished)"
@@ -39,11 +43,28 @@ pub enum StoreError {
     NotFound { what: &'static str, id: Uuid },
     #[error("{0}")]
     Refused(String),
+    /// A value the store will not write ([`storable`]).
+    #[error(transparent)]
+    Unstorable(#[from] storable::Unstorable),
+    /// Credentials that cannot be sealed or opened with this process's keys.
+    #[error(transparent)]
+    Credentials(#[from] crate::keyring::KeyError),
 }
 
 impl StoreError {
     pub fn is_lease_lost(&self) -> bool {
         matches!(self, Self::LeaseLost { .. })
+    }
+
+    /// The database could not be reached or went away (connection refused or reset, the pool
+    /// timed out, the server shutting down or not yet accepting connections, too many
+    /// connections): an outage of the infrastructure, not a fault of the run or its data. Such an
+    /// error costs no stream a retry; the work resumes when the database answers.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            Self::Database(e) => is_unavailable(e),
+            _ => false,
+        }
     }
 
     /// A deadlock or serialization failure: the transaction may simply be tried again.
@@ -54,6 +75,24 @@ impl StoreError {
             }
             _ => false,
         }
+    }
+}
+
+/// Whether a database error is an outage (see [`StoreError::is_unavailable`]).
+pub fn is_unavailable(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            // 08: connection exception; 57P01-03: admin/crash shutdown, cannot connect now;
+            // 53300: too many connections
+            code.starts_with("08") || matches!(code.as_ref(), "57P01" | "57P02" | "57P03" | "53300")
+        }),
+        _ => false,
     }
 }
 
@@ -76,5 +115,34 @@ pub(crate) fn is_unique_violation(err: &sqlx::Error, constraint: &str) -> bool {
             db.code().as_deref() == Some("23505") && db.constraint() == Some(constraint)
         }
         _ => false,
+    }
+}
+
+/// An error record as stored in a run's or a stream's `error` column: without NUL (an error may
+/// quote what a platform sent).
+pub(crate) fn error_json(record: &ErrorRecord) -> Value {
+    let mut value = serde_json::to_value(record).unwrap_or(Value::Null);
+    storable::strip_nul_value(&mut value);
+    value
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outages_are_told_from_faults_of_the_run() {
+        assert!(StoreError::from(sqlx::Error::PoolTimedOut).is_unavailable());
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        assert!(StoreError::from(sqlx::Error::Io(io)).is_unavailable());
+        assert!(!StoreError::from(sqlx::Error::RowNotFound).is_unavailable());
+        assert!(!StoreError::Refused("no".into()).is_unavailable());
+    }
+
+    #[test]
+    fn a_database_error_shows_its_cause() {
+        let e = StoreError::from(sqlx::Error::PoolTimedOut);
+        assert!(e.to_string().starts_with("database error: "), "{e}");
+        assert!(e.to_string().contains("timed out"), "{e}");
     }
 }

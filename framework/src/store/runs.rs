@@ -9,7 +9,8 @@ use serde_json::Value;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-use super::{Lease, StoreError, expect_one, is_unique_violation, streams};
+use super::streams::{self, Revived};
+use super::{Lease, StoreError, error_json, expect_one, is_unique_violation};
 use crate::error::ErrorRecord;
 use crate::stream::NewStream;
 
@@ -282,6 +283,8 @@ pub async fn save_preprocessed(
     settings: Option<&Value>,
     roots: &[NewStream],
 ) -> Result<u64, StoreError> {
+    let roots = storable_roots(roots)?;
+    let pipeline_data = super::storable::without_nul(pipeline_data);
     let mut tx = pool.begin().await?;
     let done = sqlx::query(
         "UPDATE integration_runs SET preprocessed = true, pipeline_data = $3, retries = 0,
@@ -290,16 +293,27 @@ pub async fn save_preprocessed(
     )
     .bind(lease.run_id)
     .bind(lease.attempt)
-    .bind(pipeline_data)
+    .bind(pipeline_data.as_ref())
     .execute(&mut *tx)
     .await?;
     expect_one(done.rows_affected(), lease)?;
     if let Some(settings) = settings {
         update_settings(&mut tx, lease.run_id, settings).await?;
     }
-    let inserted = streams::insert_roots(&mut tx, lease.run_id, roots).await?;
+    let inserted = streams::insert_many(&mut tx, lease.run_id, &roots).await?;
     tx.commit().await?;
     Ok(inserted)
+}
+
+/// The roots as stored: NUL stripped, identifiers short enough for their index.
+fn storable_roots(roots: &[NewStream]) -> Result<Vec<streams::StreamInsert>, StoreError> {
+    let mut rows = Vec::with_capacity(roots.len());
+    for (i, root) in roots.iter().enumerate() {
+        let mut row = streams::StreamInsert::root(root);
+        row.make_storable(|| format!("roots[{i}].identifier"))?;
+        rows.push(row);
+    }
+    Ok(rows)
 }
 
 async fn update_settings(
@@ -312,7 +326,7 @@ async fn update_settings(
          WHERE id = (SELECT integration_id FROM integration_runs WHERE id = $1)",
     )
     .bind(run_id)
-    .bind(settings)
+    .bind(super::storable::without_nul(settings).as_ref())
     .execute(conn)
     .await?;
     Ok(())
@@ -349,6 +363,29 @@ pub async fn defer(
     .execute(pool)
     .await?;
     expect_one(done.rows_affected(), lease)
+}
+
+/// Hands back a run whose worker was interrupted by an outage: the streams this attempt had in
+/// flight go back to pending uncharged (they were stopped by the outage, not by a fault of their
+/// own) and the run is due at once, its lease freed, for any worker (this one first). One
+/// transaction, guarded by the attempt alone: an expired lease that no other worker has claimed
+/// yet is still this attempt's to hand back.
+pub async fn interrupt(pool: &PgPool, lease: &Lease, reason: &str) -> Result<u64, StoreError> {
+    let mut tx = pool.begin().await?;
+    let streams = streams::unclaim_attempt(&mut tx, lease).await?;
+    let done = sqlx::query(
+        "UPDATE integration_runs SET state = 'delayed', delayed_until = now(), delay_reason = $3,
+             lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
+         WHERE id = $1 AND attempt = $2 AND state = 'processing'",
+    )
+    .bind(lease.run_id)
+    .bind(lease.attempt)
+    .bind(reason)
+    .execute(&mut *tx)
+    .await?;
+    expect_one(done.rows_affected(), lease)?;
+    tx.commit().await?;
+    Ok(streams)
 }
 
 /// How a run ends.
@@ -450,15 +487,6 @@ pub async fn cancel(pool: &PgPool, run_id: Uuid) -> Result<Run, StoreError> {
     }
 }
 
-/// What `continue-run` did to a run's streams.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Revived {
-    /// Errored streams made pending again, retries reset.
-    pub errored: u64,
-    /// Pending streams whose retry backoff was cut short.
-    pub waiting: u64,
-}
-
 /// Resumes a run (`continue-run`): errored streams become pending with their retries reset,
 /// waiting streams become due now, and the run becomes pending so that any worker takes it.
 /// Refused for a run that is processed, or processing under a live lease.
@@ -520,8 +548,4 @@ pub async fn resume(pool: &PgPool, run_id: Uuid) -> Result<(Run, Revived), Store
     }
     tx.commit().await?;
     Ok((resumed, revived))
-}
-
-pub(crate) fn error_json(record: &ErrorRecord) -> Value {
-    serde_json::to_value(record).unwrap_or(Value::Null)
 }

@@ -13,12 +13,20 @@ use super::StoreError;
 /// One batch of a check fan-out.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CheckBatch {
-    /// Runs created by this batch.
-    pub run_ids: Vec<Uuid>,
+    /// Runs created by this batch, with their integration and its platform.
+    pub runs: Vec<CreatedCheck>,
     /// Connected integrations of the due platforms looked at.
     pub scanned: u64,
     /// The last integration looked at: the next batch starts after it. `None`: no more.
     pub last_integration: Option<Uuid>,
+}
+
+/// A check run created by a fan-out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreatedCheck {
+    pub run_id: Uuid,
+    pub integration_id: Uuid,
+    pub platform: String,
 }
 
 /// Creates check runs for up to `limit` connected integrations of `platforms` whose id is above
@@ -33,9 +41,10 @@ pub async fn create_check_runs(
     limit: i64,
     trigger_key: &str,
 ) -> Result<CheckBatch, StoreError> {
-    let (scanned, last, run_ids): (i64, Option<Uuid>, Vec<Uuid>) = sqlx::query_as(
+    type Row = (i64, Option<Uuid>, Vec<Uuid>, Vec<Uuid>, Vec<String>);
+    let (scanned, last, run_ids, integration_ids, platforms): Row = sqlx::query_as(
         "WITH due AS MATERIALIZED (
-             SELECT i.id FROM integrations i
+             SELECT i.id, i.platform FROM integrations i
              WHERE i.platform = ANY($1) AND i.status <> 'disconnected' AND i.id > $2
              ORDER BY i.id LIMIT $3
              FOR SHARE OF i),
@@ -47,10 +56,13 @@ pub async fn create_check_runs(
                  WHERE r.integration_id = d.id AND r.state IN ('pending', 'processing', 'delayed'))
              ORDER BY d.id
              ON CONFLICT DO NOTHING
-             RETURNING id)
+             RETURNING id, integration_id)
          SELECT (SELECT count(*) FROM due),
                 (SELECT d.id FROM due d ORDER BY d.id DESC LIMIT 1),
-                coalesce((SELECT array_agg(id) FROM created), '{}')",
+                coalesce(array_agg(c.id), '{}'),
+                coalesce(array_agg(c.integration_id), '{}'),
+                coalesce(array_agg(d.platform), '{}')
+         FROM created c JOIN due d ON d.id = c.integration_id",
     )
     .bind(platforms)
     .bind(after.unwrap_or_else(Uuid::nil))
@@ -58,8 +70,18 @@ pub async fn create_check_runs(
     .bind(trigger_key)
     .fetch_one(pool)
     .await?;
+    let runs = run_ids
+        .into_iter()
+        .zip(integration_ids)
+        .zip(platforms)
+        .map(|((run_id, integration_id), platform)| CreatedCheck {
+            run_id,
+            integration_id,
+            platform,
+        })
+        .collect();
     Ok(CheckBatch {
-        run_ids,
+        runs,
         scanned: u64::try_from(scanned).unwrap_or(0),
         last_integration: last,
     })
@@ -146,6 +168,24 @@ pub async fn take_runs_to_resend(
         .await?)
 }
 
+/// Notes that a message for each run was sent, to be delivered at its time.
+pub async fn mark_enqueued_each(
+    pool: &PgPool,
+    run_ids: &[Uuid],
+    delivered_at: &[DateTime<Utc>],
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE integration_runs r SET enqueued_at = u.at
+         FROM unnest($1::uuid[], $2::timestamptz[]) AS u(id, at)
+         WHERE r.id = u.id AND r.state = 'pending'",
+    )
+    .bind(run_ids)
+    .bind(delivered_at)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
 /// Notes that a message for these runs was sent, to be delivered at `delivered_at`.
 pub async fn mark_enqueued(
     pool: &PgPool,
@@ -158,4 +198,15 @@ pub async fn mark_enqueued(
         .execute(pool)
         .await?;
     Ok(())
+}
+
+/// When the next lease of a processing run expires (leases already expired are the rescuer's
+/// current pass's); `None` when none will. The rescuer wakes up then.
+pub async fn next_lease_expiry(pool: &PgPool) -> Result<Option<DateTime<Utc>>, StoreError> {
+    Ok(sqlx::query_scalar(
+        "SELECT min(lease_expires_at) FROM integration_runs
+         WHERE state = 'processing' AND lease_expires_at > now()",
+    )
+    .fetch_one(pool)
+    .await?)
 }

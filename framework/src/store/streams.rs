@@ -10,6 +10,7 @@ use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use super::records::{self, RecordScope, UpsertCounts};
+use super::storable::{self, Unstorable};
 use super::{Lease, StoreError, expect_one};
 use crate::error::ErrorRecord;
 use crate::records::{Activity, Member};
@@ -171,6 +172,29 @@ impl StreamInsert {
     }
 }
 
+impl StreamInsert {
+    /// Strips NUL from the stream's text and JSON and refuses an identifier too long for its
+    /// index; `field` names a first page (a next page is named `next_page`).
+    pub fn make_storable(&mut self, field: impl FnOnce() -> String) -> Result<(), Unstorable> {
+        storable::strip_nul(&mut self.identifier);
+        storable::strip_nul(&mut self.chain_identifier);
+        storable::strip_nul(&mut self.source);
+        storable::strip_nul_value(&mut self.data);
+        if let Some(page) = &mut self.page {
+            storable::strip_nul_value(page);
+            if self.identifier.len() > storable::MAX_KEY_BYTES {
+                let mut refused = Unstorable::too_long("next_page", &self.identifier);
+                refused.reason = format!(
+                    "the next page's stream identifier (its token) {}",
+                    refused.reason.trim_start_matches("it ")
+                );
+                return Err(refused);
+            }
+        }
+        storable::check_key(field, &self.identifier)
+    }
+}
+
 /// Inserts streams, skipping identifiers the run already has. Returns how many were new.
 pub(crate) async fn insert_many(
     conn: &mut PgConnection,
@@ -224,15 +248,6 @@ pub(crate) async fn insert_many(
     Ok(done.rows_affected())
 }
 
-pub(crate) async fn insert_roots(
-    conn: &mut PgConnection,
-    run_id: Uuid,
-    roots: &[NewStream],
-) -> Result<u64, StoreError> {
-    let rows: Vec<StreamInsert> = roots.iter().map(StreamInsert::root).collect();
-    insert_many(conn, run_id, &rows).await
-}
-
 /// Claims up to `limit` due pending streams of the leased run, oldest first, in one statement.
 /// Nothing is claimed once the lease no longer holds the run.
 pub async fn claim_due(
@@ -279,6 +294,33 @@ pub struct Completion<'a> {
     /// Set when the outcome is committed but the stream must still end in `error` (its
     /// pagination broke the rules).
     pub error: Option<&'a ErrorRecord>,
+}
+
+impl Completion<'_> {
+    /// Makes the outcome storable, the same way for every integration: NUL stripped from every
+    /// record, stream and last record (a record's `nul_stripped` attribute says which fields);
+    /// a source id or stream identifier too long for its index refused with its field named.
+    pub fn make_storable(&mut self) -> Result<(), Unstorable> {
+        for (i, member) in self.members.iter_mut().enumerate() {
+            storable::strip_member(member);
+            storable::check_key(|| format!("members[{i}].source_id"), &member.source_id)?;
+        }
+        for (i, activity) in self.activities.iter_mut().enumerate() {
+            storable::strip_activity(activity);
+            storable::check_key(|| format!("activities[{i}].source_id"), &activity.source_id)?;
+            storable::check_key(
+                || format!("activities[{i}].member.source_id"),
+                &activity.member.source_id,
+            )?;
+        }
+        for (i, insert) in self.new_streams.iter_mut().enumerate() {
+            insert.make_storable(|| format!("new_streams[{i}].identifier"))?;
+        }
+        if let Some(record) = &mut self.last_record {
+            storable::strip_nul_value(record);
+        }
+        Ok(())
+    }
 }
 
 /// What committing an outcome wrote.
@@ -347,7 +389,7 @@ async fn complete_in(
     .bind(clamp(counts.activities_updated))
     .bind(&completion.last_record)
     .bind(completion.last_record_timestamp)
-    .bind(completion.error.map(super::runs::error_json))
+    .bind(completion.error.map(super::error_json))
     .execute(&mut *conn)
     .await?;
     expect_one(done.rows_affected(), lease)?;
@@ -382,7 +424,7 @@ pub async fn fail(
     .bind(stream_id)
     .bind(lease.run_id)
     .bind(lease.attempt)
-    .bind(super::runs::error_json(error))
+    .bind(super::error_json(error))
     .bind(retry_at)
     .bind(i32::try_from(error.failures).unwrap_or(i32::MAX))
     .execute(pool)
@@ -408,6 +450,22 @@ pub async fn unclaim(pool: &PgPool, lease: &Lease, stream_ids: &[Uuid]) -> Resul
     .execute(pool)
     .await?;
     Ok(done.rows_affected())
+}
+
+/// Puts the streams `lease`'s attempt has in flight back to pending, uncharged.
+pub(crate) async fn unclaim_attempt(
+    conn: &mut PgConnection,
+    lease: &Lease,
+) -> Result<u64, StoreError> {
+    Ok(sqlx::query(
+        "UPDATE integration_streams SET state = 'pending', claimed_attempt = NULL, updated_at = now()
+         WHERE run_id = $1 AND state = 'processing' AND claimed_attempt = $2",
+    )
+    .bind(lease.run_id)
+    .bind(lease.attempt)
+    .execute(conn)
+    .await?
+    .rows_affected())
 }
 
 /// Puts every stream in flight back to pending (the run is being cancelled).
@@ -444,7 +502,7 @@ pub async fn rescue_abandoned(
     .bind(lease.run_id)
     .bind(lease.attempt)
     .bind(i32::try_from(max_retries).unwrap_or(i32::MAX))
-    .bind(super::runs::error_json(error))
+    .bind(super::error_json(error))
     .execute(pool)
     .await?;
     Ok(done.rows_affected())
@@ -477,11 +535,17 @@ pub async fn pending_wait(pool: &PgPool, run_id: Uuid) -> Result<PendingWait, St
     })
 }
 
+/// What `continue-run` did to a run's streams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Revived {
+    /// Errored streams made pending again, retries reset.
+    pub errored: u64,
+    /// Pending streams whose retry backoff was cut short.
+    pub waiting: u64,
+}
+
 /// Errored streams become pending with retries reset; waiting ones become due now.
-pub(crate) async fn revive(
-    conn: &mut PgConnection,
-    run_id: Uuid,
-) -> Result<super::runs::Revived, StoreError> {
+pub(crate) async fn revive(conn: &mut PgConnection, run_id: Uuid) -> Result<Revived, StoreError> {
     let errored = sqlx::query(
         "UPDATE integration_streams SET state = 'pending', retries = 0, delayed_until = NULL,
              finished_at = NULL, updated_at = now()
@@ -499,7 +563,7 @@ pub(crate) async fn revive(
     .execute(&mut *conn)
     .await?
     .rows_affected();
-    Ok(super::runs::Revived { errored, waiting })
+    Ok(Revived { errored, waiting })
 }
 
 /// Live figures of a run, summed from its streams.

@@ -31,8 +31,10 @@ pub struct Harness {
 }
 
 impl Harness {
-    /// Processor settings suited to tests: short leases and waits.
+    /// Processor settings suited to tests: short leases and waits. Credentials are sealed with
+    /// a key generated for this test process (see [`super::install_test_key`]).
     pub fn new(pool: PgPool, registry: Registry) -> Self {
+        super::install_test_key();
         Self {
             pool,
             registry: Arc::new(registry),

@@ -36,12 +36,20 @@ pub struct ChecksBenchArgs {
     /// Workers (separate processes) taking the checks.
     #[arg(long, default_value_t = 1)]
     pub workers: usize,
-    /// Messages each worker handles at once (its --concurrency).
+    /// Messages each worker handles at once without a backlog (its --concurrency).
     #[arg(long, default_value_t = 4)]
     pub concurrency: usize,
+    /// Messages each worker handles at once at most (its --max-concurrency; default: the
+    /// worker's).
+    #[arg(long)]
+    pub max_concurrency: Option<usize>,
     /// Simulated latency of every request, in milliseconds.
     #[arg(long, default_value_t = 50)]
     pub latency_ms: u64,
+    /// Share of the minute over which the tick's checks are spread (the worker's
+    /// TRIBUTARY_CHECK_SPREAD; 0: all at the tick, which measures throughput).
+    #[arg(long, default_value_t = 0.0)]
+    pub spread: f64,
     /// Give up on a round after this many seconds.
     #[arg(long, default_value_t = 900)]
     pub timeout_secs: u64,
@@ -82,12 +90,18 @@ pub async fn run(args: ChecksBenchArgs) -> anyhow::Result<()> {
     .context("starting the fake forum")?;
     insert_integrations(&pool, args.integrations, &forum.base_url()).await?;
     println!(
-        "{} Example Forum integrations due at one tick; {} worker(s) × concurrency {}; {} ms per request; postgres queue",
-        args.integrations, args.workers, args.concurrency, args.latency_ms
+        "{} Example Forum integrations due at one tick (spread over {:.0}% of the minute); {} worker(s) × concurrency {} (at most {}); {} ms per request; postgres queue",
+        args.integrations,
+        args.spread * 100.0,
+        args.workers,
+        args.concurrency,
+        args.max_concurrency
+            .map_or_else(|| "the worker's default".to_owned(), |m| m.to_string()),
+        args.latency_ms
     );
     let mut workers = Vec::new();
     for n in 0..args.workers {
-        workers.push(start_worker(&url, n, args.concurrency)?);
+        workers.push(start_worker(&url, n, &args)?);
     }
     let registry = Arc::new(tributary_integrations::registry()?);
     let queue = Arc::new(PgQueue::new(pool.clone(), PgQueueConfig::default()));
@@ -95,7 +109,10 @@ pub async fn run(args: ChecksBenchArgs) -> anyhow::Result<()> {
         pool.clone(),
         registry,
         queue,
-        TickSchedulerConfig::default(),
+        TickSchedulerConfig {
+            spread: args.spread,
+            ..TickSchedulerConfig::default()
+        },
     );
     let timeout = Duration::from_secs(args.timeout_secs);
     let mut slot = TickSlot::containing(Utc::now());
@@ -158,15 +175,19 @@ fn worker_binary() -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
-fn start_worker(database_url: &str, n: usize, concurrency: usize) -> anyhow::Result<Child> {
-    Command::new(worker_binary()?)
+fn start_worker(database_url: &str, n: usize, args: &ChecksBenchArgs) -> anyhow::Result<Child> {
+    let mut command = Command::new(worker_binary()?);
+    if let Some(max) = args.max_concurrency {
+        command.env("TRIBUTARY_WORKER_MAX_CONCURRENCY", max.to_string());
+    }
+    command
         .env("DATABASE_URL", database_url)
         .env("TRIBUTARY_QUEUE", "postgres")
         .env("TRIBUTARY_HEALTH_ADDR", "off")
         .env("TRIBUTARY_WORKER_ID", format!("bench-checks-{n}"))
-        .env("TRIBUTARY_WORKER_CONCURRENCY", concurrency.to_string())
+        .env("TRIBUTARY_WORKER_CONCURRENCY", args.concurrency.to_string())
         .env("TRIBUTARY_ALLOW_PLAINTEXT_CREDENTIALS", "1")
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", "warn,sqlx=error")
         .stdout(Stdio::null())
         .kill_on_drop(true)
         .spawn()

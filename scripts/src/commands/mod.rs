@@ -4,6 +4,7 @@ pub mod connect;
 pub mod continue_run;
 pub mod handoff;
 pub mod process;
+pub mod rotate_key;
 
 use tributary::admin::AdminError;
 

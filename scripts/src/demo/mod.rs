@@ -39,6 +39,14 @@ pub const SPEC: DatasetSpec = DatasetSpec {
 };
 
 pub async fn run(shutdown: &CancellationToken) -> anyhow::Result<()> {
+    // credentials are sealed at rest: the demo's key is the environment's, or one made for it
+    let key = std::env::var(tributary::keyring::KEY_ENV)
+        .ok()
+        .filter(|k| !k.trim().is_empty())
+        .unwrap_or_else(tributary::keyring::Keyring::generate_key);
+    tributary::keyring::install(
+        tributary::keyring::Keyring::new(&key, &[]).context("the demo's credentials key")?,
+    );
     let ctx = CommandContext::from_env().await?;
     let database_url = std::env::var("DATABASE_URL").context("DATABASE_URL is not set")?;
     let data = ForumData::generate(SPEC);
@@ -68,7 +76,7 @@ pub async fn run(shutdown: &CancellationToken) -> anyhow::Result<()> {
         .map(PathBuf::from)
         .unwrap_or_else(|_| PathBuf::from("."))
         .join(".tmp/demo");
-    let mut topology = Topology::start(&database_url, &logs).await?;
+    let mut topology = Topology::start(&database_url, &logs, &key).await?;
     println!(
         "  runtime: {} on the postgres queue; logs in {}",
         topology.describe(),

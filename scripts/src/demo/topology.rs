@@ -17,7 +17,7 @@ pub struct Topology {
 impl Topology {
     /// Starts `tributary-worker` and `tributary-tick-generator` (built next to this binary),
     /// logging to `logs/`.
-    pub async fn start(database_url: &str, logs: &Path) -> anyhow::Result<Self> {
+    pub async fn start(database_url: &str, logs: &Path, secret_key: &str) -> anyhow::Result<Self> {
         std::fs::create_dir_all(logs)
             .with_context(|| format!("creating the log folder {}", logs.display()))?;
         let dir = std::env::current_exe()
@@ -34,6 +34,7 @@ impl Topology {
             let child = Command::new(dir.join(name))
                 .env("DATABASE_URL", database_url)
                 .env("TRIBUTARY_QUEUE", "postgres")
+                .env(tributary::keyring::KEY_ENV, secret_key)
                 .env("RUST_LOG", "info,sqlx::query=error")
                 .env("NO_COLOR", "1")
                 .stdin(Stdio::null())

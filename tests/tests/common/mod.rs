@@ -195,6 +195,8 @@ pub fn worker_env(pool: &PgPool, name: &str) -> Vec<(String, String)> {
             format!("127.0.0.1:{}", free_port()),
         ),
         ("TRIBUTARY_WORKER_CONCURRENCY", "4".to_owned()),
+        // a tick's checks start at once, not spread over the minute
+        ("TRIBUTARY_CHECK_SPREAD", "0".to_owned()),
         ("TRIBUTARY_LEASE_SECS", "3".to_owned()),
         ("TRIBUTARY_HEARTBEAT_SECS", "0.5".to_owned()),
         ("TRIBUTARY_SHUTDOWN_GRACE_SECS", "5".to_owned()),
@@ -204,6 +206,11 @@ pub fn worker_env(pool: &PgPool, name: &str) -> Vec<(String, String)> {
         ("TRIBUTARY_RESCUE_INTERVAL_SECS", "1".to_owned()),
         ("TRIBUTARY_RESEND_AFTER_SECS", "2".to_owned()),
         ("TRIBUTARY_DB_MAX_CONNECTIONS", "20".to_owned()),
+        // the key the test's own harness seals credentials with
+        (
+            "TRIBUTARY_SECRET_KEY",
+            tributary::testkit::test_key().to_owned(),
+        ),
         ("RUST_LOG", "info,sqlx=warn".to_owned()),
     ]
     .into_iter()

@@ -1,0 +1,172 @@
+//! Issue 8 items 2 and 10: a dead worker charges a retry only to the streams that ran, and an
+//! outage of the database charges none and the run goes on as soon as the database answers.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use common::{Signal, activity, fast_config, harness, roots};
+use serde_json::json;
+use sqlx::postgres::PgPoolOptions;
+use tokio_util::sync::CancellationToken;
+use tributary::store::runs::RunState;
+use tributary::testkit::{PgServer, ScriptedService, eventually};
+use tributary::{RunOutcome, ServiceConfig, StreamOutcome};
+
+const PLATFORM: &str = common::PLATFORM;
+
+fn identifiers(ids: &[&str]) -> BTreeSet<String> {
+    ids.iter().map(|s| (*s).to_owned()).collect()
+}
+
+#[sqlx::test(migrator = "tributary::MIGRATOR")]
+async fn a_dead_worker_charges_a_retry_only_to_the_streams_that_ran(pool: sqlx::PgPool) {
+    let started = Arc::new(AtomicUsize::new(0));
+    let dying = Arc::new(AtomicBool::new(true));
+    let (counter, hang) = (started.clone(), dying.clone());
+    let service = ScriptedService::new(
+        PLATFORM,
+        roots(&["s0", "s1", "s2", "s3", "s4", "s5", "s6", "s7"]),
+        move |call| {
+            let (counter, hang) = (counter.clone(), hang.clone());
+            async move {
+                let id = call.stream.identifier.clone();
+                if hang.load(Ordering::SeqCst) && id != "s3" {
+                    // the worker dies while this stream runs
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    std::future::pending::<()>().await;
+                }
+                Ok(StreamOutcome::new().activity(activity(&id, "ada")))
+            }
+        },
+    )
+    .config(ServiceConfig {
+        stream_concurrency: 4,
+        ..fast_config()
+    });
+    let h = harness(pool, service);
+    let (_, run) = h.connect(PLATFORM, json!({}), json!({})).await.unwrap();
+    let first = h.clone();
+    let worker = tokio::spawn(async move { first.process(run.id).await });
+    // s0, s1, s2 hang; s3 ends and frees a slot for s4, which hangs too
+    eventually(Duration::from_secs(30), "4 streams running", || async {
+        (started.load(Ordering::SeqCst) == 4).then_some(())
+    })
+    .await;
+    worker.abort();
+    let _ = worker.await;
+    dying.store(false, Ordering::SeqCst);
+
+    h.expire_lease(run.id).await;
+    let outcome = h
+        .processor("rescuer")
+        .process_run(run.id, &CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(outcome, RunOutcome::Processed);
+    let charged: BTreeSet<String> = h
+        .streams(run.id)
+        .await
+        .into_iter()
+        .filter(|s| s.retries > 0)
+        .map(|s| s.identifier)
+        .collect();
+    assert_eq!(
+        charged,
+        identifiers(&["s0", "s1", "s2", "s4"]),
+        "only the streams that ran when the worker died are charged"
+    );
+}
+
+/// The test's own PostgreSQL, stopped while streams are in flight and started again: the commits
+/// fail, the worker waits for the database, hands the run back uncharged and goes on at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_outage_mid_run_charges_no_retry_and_the_run_goes_on_when_it_answers() {
+    let server = PgServer::start_new();
+    let pool = PgPoolOptions::new()
+        .max_connections(10)
+        // a query waits this long for a connection while the server is down, then fails
+        .acquire_timeout(Duration::from_millis(500))
+        .connect(&server.url())
+        .await
+        .unwrap();
+    tributary::db::migrate(&pool).await.unwrap();
+
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let returned = Arc::new(AtomicUsize::new(0));
+    let gate = Signal::new();
+    let (counter, done, open) = (in_flight.clone(), returned.clone(), gate.clone());
+    let service = ScriptedService::new(
+        PLATFORM,
+        roots(&["s0", "s1", "s2", "s3", "s4", "s5"]),
+        move |call| {
+            let (counter, done, open) = (counter.clone(), done.clone(), open.clone());
+            async move {
+                let id = call.stream.identifier.clone();
+                if call.call == 1 && ["s0", "s1", "s2"].contains(&id.as_str()) {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    open.wait().await;
+                    done.fetch_add(1, Ordering::SeqCst);
+                }
+                Ok(StreamOutcome::new().activity(activity(&id, "ada")))
+            }
+        },
+    )
+    .config(ServiceConfig {
+        stream_concurrency: 3,
+        ..fast_config()
+    });
+    let h = harness(pool.clone(), service);
+    let (integration, run) = h.connect(PLATFORM, json!({}), json!({})).await.unwrap();
+    let worker = {
+        let h = h.clone();
+        tokio::spawn(async move { h.process(run.id).await })
+    };
+    eventually(Duration::from_secs(30), "3 streams in flight", || async {
+        (in_flight.load(Ordering::SeqCst) == 3).then_some(())
+    })
+    .await;
+
+    server.stop("fast");
+    gate.fire();
+    eventually(Duration::from_secs(30), "the pages fetched", || async {
+        (returned.load(Ordering::SeqCst) == 3).then_some(())
+    })
+    .await;
+    // the outage lasts well past the commits' connection timeout: they fail
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    server.start();
+    let back = tokio::time::Instant::now();
+
+    let outcome = tokio::time::timeout(Duration::from_secs(30), worker)
+        .await
+        .expect("the run did not go on after the database came back")
+        .unwrap();
+    assert_eq!(outcome, RunOutcome::Processed);
+    assert!(
+        back.elapsed() < Duration::from_secs(10),
+        "resumed {:?} after the database answered (the lease is 30 s)",
+        back.elapsed()
+    );
+    let run = h.run(run.id).await;
+    assert_eq!(run.state, RunState::Processed);
+    assert!(
+        run.attempt >= 2,
+        "the run was handed back and claimed again"
+    );
+    let streams = h.streams(run.id).await;
+    assert_eq!(streams.len(), 6);
+    assert!(
+        streams.iter().all(|s| s.retries == 0),
+        "no stream charged: {:?}",
+        streams
+            .iter()
+            .map(|s| (&s.identifier, s.retries))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(h.activities(integration.id).await.len(), 6);
+}

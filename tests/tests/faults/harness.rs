@@ -209,6 +209,8 @@ impl Onboarding {
     ) -> Self {
         // the binaries are built before the clock starts
         crate::common::binary(crate::common::WORKER);
+        // credentials sealed as in production, with the key the workers are given
+        tributary::testkit::install_test_key();
         let registry = tributary_integrations::registry().unwrap();
         let mut integrations = Vec::new();
         for (forum, base_url) in forums.iter().zip(base_urls) {

@@ -13,7 +13,7 @@ use tributary::testkit::{Fault, Reply};
 use tributary_integrations::example_forum::fake::{FakeForum, ForumData, ForumOptions};
 
 use crate::common::database_url;
-use crate::harness::{Expect, Figures, Onboarding, Scale, seeded, soak};
+use crate::harness::{Expect, Figures, Onboarding, Scale, seeded};
 use crate::workers::Workers;
 
 /// `pg_dump` of `url` (the system's PostgreSQL binaries, found as scripts/lib/common.sh does).
@@ -48,17 +48,8 @@ fn lines_with<'a>(text: &'a str, needle: &str) -> Vec<&'a str> {
         .collect()
 }
 
-/// Fails until defects 3 and 4 of issue 8 land (credentials encrypted at rest; every stored value
-/// scrubbed): today `integrations.credentials` holds the token in plain text. Runs with
-/// `TRIBUTARY_SOAK=1` (scripts/soak).
 #[sqlx::test(migrator = "tributary::MIGRATOR")]
 async fn a_token_placed_everywhere_appears_in_no_dump_and_no_log(pool: PgPool) {
-    if !soak() && std::env::var("TRIBUTARY_FAULTS_PENDING").is_err() {
-        eprintln!(
-            "secret sweep: fails until defects 3 and 4 (encryption, scrubbing) land; run it with TRIBUTARY_SOAK=1"
-        );
-        return;
-    }
     let (seed, mut rng) = seeded("secret sweep");
     let token = format!("tok_sweep_{:016x}{:016x}", rng.u64(..), rng.u64(..));
     let scale = Scale::standard(5);

@@ -2,10 +2,12 @@
 
 pub mod devto;
 pub mod discord;
+pub mod discourse;
 pub mod example_forum;
 pub mod github;
 pub mod hackernews;
 pub mod slack;
+pub mod stackoverflow;
 
 use tributary::Registry;
 use tributary::registry::RegistryError;
@@ -23,6 +25,8 @@ pub fn register_all(registry: &mut Registry) -> Result<(), RegistryError> {
     registry.register(HackerNewsIntegration::new())?;
     registry.register(discord::DiscordIntegration)?;
     registry.register(slack::SlackIntegration::default())?;
+    registry.register(discourse::DiscourseIntegration)?;
+    registry.register(stackoverflow::StackoverflowIntegration)?;
     Ok(())
 }
 

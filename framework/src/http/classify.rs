@@ -4,6 +4,7 @@
 //! | answer | kind |
 //! | --- | --- |
 //! | 429 | `RateLimited` until the announced wait (or `default_wait`) |
+//! | 400 with Stack Exchange's `throttle_violation` (`error_id` 502) in the body | `RateLimited` until the wait its message states |
 //! | 403 with an exhausted budget (`x-ratelimit-remaining: 0`), a `Retry-After`, or a message about a rate limit / GitHub's *secondary rate limit* / abuse detection | `RateLimited` |
 //! | 5xx, 408, a timeout, a refused or reset connection | `Retryable` |
 //! | any other 4xx (and unexpected 1xx/3xx) | `Fatal`, with the platform's own message |
@@ -15,6 +16,7 @@ use chrono::{DateTime, Utc};
 use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
 
+use super::body_limits::{is_body_rate_limit, stated_wait};
 use super::waits::{RateLimitInfo, WaitCaps, after, announced_wait};
 use crate::error::IntegrationError;
 
@@ -32,10 +34,11 @@ pub fn classify_response(
     }
     let message = platform_message(body);
     let text = format!("{what}: {status}: {message}");
-    if is_rate_limited(status, headers, &message) {
+    if is_rate_limited(status, headers, &message) || is_body_rate_limit(status, body) {
         let info = RateLimitInfo::from_headers_at(headers, now);
         let wait = announced_wait(headers, body, now, caps)
             .or_else(|| info.reset_in(now, caps))
+            .or_else(|| stated_wait(&message).map(|w| w.min(caps.max_wait)))
             .unwrap_or(caps.default_wait);
         return Some(IntegrationError::rate_limited(
             after(now, caps.bound(wait)),
@@ -81,13 +84,20 @@ pub fn transport_error(what: &str, e: reqwest::Error) -> IntegrationError {
 }
 
 /// The platform's own message: a JSON body's `message` / `error` / `error_description` /
-/// `error_message`, else the start of the body.
+/// `error_message`, or the first of its `errors` (Discourse), else the start of the body.
 pub fn platform_message(body: &[u8]) -> String {
     if let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) {
         for key in ["message", "error_message", "error_description", "error"] {
             if let Some(text) = value.get(key).and_then(|v| v.as_str()) {
                 return text.to_owned();
             }
+        }
+        let first_error = value
+            .get("errors")
+            .and_then(|v| v.get(0))
+            .and_then(|v| v.as_str());
+        if let Some(text) = first_error {
+            return text.to_owned();
         }
     }
     let text = String::from_utf8_lossy(body);
@@ -224,6 +234,38 @@ mod tests {
     }
 
     #[test]
+    fn stack_exchanges_throttle_violation_is_a_rate_limit_for_what_it_states() {
+        let e = classify(
+            400,
+            &[],
+            r#"{"error_id": 502, "error_message": "too many requests from this IP, more requests available in 3600 seconds", "error_name": "throttle_violation"}"#,
+        );
+        assert_eq!(until(&e), Duration::from_secs(3600));
+        let e = classify(
+            400,
+            &[],
+            r#"{"error_id": 502, "error_message": "too many requests", "error_name": "throttle_violation"}"#,
+        );
+        assert_eq!(until(&e), Duration::from_secs(60), "default wait");
+        let e = classify(
+            429,
+            &[("Retry-After", "39")],
+            r#"{"errors": ["Please wait 39 seconds."], "error_type": "rate_limit", "extras": {"wait_seconds": 39}}"#,
+        );
+        assert_eq!(until(&e), Duration::from_secs(39), "Discourse");
+        let e = classify(
+            429,
+            &[],
+            r#"{"errors": ["too many"], "error_type": "rate_limit", "extras": {"wait_seconds": 7200}}"#,
+        );
+        assert_eq!(
+            until(&e),
+            Duration::from_secs(7200),
+            "Discourse's daily limit"
+        );
+    }
+
+    #[test]
     fn an_ordinary_403_is_fatal_with_the_platforms_message() {
         let e = classify(
             403,
@@ -265,6 +307,15 @@ mod tests {
             )
             .to_string(),
             "GET /x: 400 Bad Request: page must be > 0"
+        );
+        assert_eq!(
+            classify(
+                403,
+                &[],
+                r#"{"errors": ["You are not permitted to view the requested resource."], "error_type": "invalid_access"}"#
+            )
+            .to_string(),
+            "GET /x: 403 Forbidden: You are not permitted to view the requested resource."
         );
         assert_eq!(
             classify(400, &[], "  plain text\n").to_string(),

@@ -9,6 +9,7 @@ use reqwest::header::HeaderMap;
 use reqwest::{Method, StatusCode, Url, redirect};
 use serde::de::DeserializeOwned;
 
+use super::body_limits::daily_quota;
 use super::buckets::{Book, Books};
 use super::budgets::{BudgetKey, SharedBudgets};
 use super::classify::transport_error;
@@ -35,7 +36,8 @@ pub struct HttpClient {
     books: Option<Arc<Books>>,
 }
 
-/// A successful response, decoded, with the rate-limit figures it reported.
+/// A successful response, decoded, with the rate-limit figures it reported (its headers', else a
+/// daily quota its body reports, as Stack Exchange's `quota_remaining`).
 #[derive(Debug, Clone)]
 pub struct HttpResponse<T> {
     pub body: T,
@@ -201,7 +203,7 @@ impl HttpClient {
             if let Some(book) = &book {
                 book.check_invalid(self.config.invalid_requests, &what)?;
             }
-            pacer.acquire().await?;
+            pacer.acquire_for(&what).await?;
             if let (Some((budgets, _)), Some(key)) = (shared, &key) {
                 budgets.acquire(key, pacer.max_inline_wait()).await?;
             }
@@ -257,10 +259,16 @@ impl HttpClient {
             tracing::debug!(%until, "rate limited briefly; waiting inline");
         };
         let body = decode(&what, &bytes)?;
+        let mut rate_limit = RateLimitInfo::from_headers(&headers);
+        if !rate_limit.is_reported()
+            && let Some(quota) = daily_quota(&bytes, Utc::now())
+        {
+            rate_limit = quota;
+        }
         Ok(HttpResponse {
             body,
             status,
-            rate_limit: RateLimitInfo::from_headers(&headers),
+            rate_limit,
             headers,
         })
     }

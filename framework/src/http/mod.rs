@@ -15,7 +15,12 @@
 //!   shared by every stream of a credential, global 429s (`"global": true`) blocking the
 //!   credential; [`InvalidRequestLimit`]: stop before a ban for too many 401/403/429 answers.
 //! * [`announced_wait`], [`RateLimitInfo`]: every form of announced wait and budget
-//!   (`Retry-After`, reset epochs and deltas, float counts, JSON `retry_after` / `backoff`).
+//!   (`Retry-After`, reset epochs and deltas, float counts, JSON `retry_after` / `backoff` /
+//!   `extras.wait_seconds`); body-level limits ([`is_body_rate_limit`]: Stack Exchange's 400
+//!   `throttle_violation`; [`daily_quota`]: `quota_remaining`, surfaced as the answer's
+//!   [`RateLimitInfo`], deferring the run to midnight UTC once spent).
+//! * [`MethodBackoffs`]: a `backoff` holds back the next call of the same method ([`method_of`]),
+//!   from every stream of the process, while other methods go on.
 //! * [`Pacer`]: per-credential pacing with `governor`, fed by the reported budget; waits up to
 //!   `max_inline_wait` are slept, longer ones come back as `RateLimited` (a deferral of the run).
 //! * [`SharedBudgets`]: each credential's budget in PostgreSQL, shared by every worker and
@@ -33,7 +38,9 @@
 //! Ok(StreamOutcome::new().activities(items.into_iter().map(to_activity)).next_page_opt(next))
 //! ```
 
+mod backoff;
 mod body;
+mod body_limits;
 mod buckets;
 mod budgets;
 mod classify;
@@ -43,7 +50,9 @@ mod pacing;
 mod pagination;
 mod waits;
 
+pub use backoff::{MethodBackoffs, method_of};
 pub use body::{Answer, BodyClassifier, Verdict, classify_answer};
+pub use body_limits::{daily_quota, is_body_rate_limit, stated_wait};
 pub use buckets::{Book, Books, InvalidRequestLimit, Route, RouteBuckets};
 pub use budgets::{BudgetKey, SharedBudgets, Turn, credential_fingerprint};
 pub use classify::{classify_response, platform_message, transport_error};

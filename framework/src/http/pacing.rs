@@ -8,7 +8,10 @@
 //!   [`super::Pacing::spread_below`] of `limit`), the remaining requests are spread evenly until
 //!   the reset: one every `time_left / remaining`;
 //! * an exhausted budget or a refusal (429, `Retry-After`) blocks the credential until the
-//!   announced time: nothing else goes out for it, from any stream of the process.
+//!   announced time: nothing else goes out for it, from any stream of the process; so does a
+//!   spent daily quota reported in a body (`quota_remaining: 0`), until midnight UTC;
+//! * a `backoff` in a body holds back the same method only ([`MethodBackoffs`]):
+//!   [`Pacer::acquire_for`] waits for it.
 //!
 //! [`Pacer::acquire`] sleeps waits up to `max_inline_wait`; a longer one returns
 //! [`IntegrationError::RateLimited`], which the processor turns into a deferral of the run.
@@ -30,7 +33,9 @@ use tokio::time::Instant;
 use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
 
+use super::backoff::{MethodBackoffs, method_of};
 use super::body::{BodyClassifier, classify_answer};
+use super::body_limits::daily_quota;
 use super::config::{Pacing, RequestRate};
 use super::waits::{RateLimitInfo, WaitCaps, after, body_wait};
 use crate::error::IntegrationError;
@@ -58,6 +63,7 @@ pub struct Pacer {
     caps: WaitCaps,
     clock: TokioClock,
     state: Mutex<State>,
+    backoffs: MethodBackoffs,
 }
 
 struct State {
@@ -69,6 +75,8 @@ struct State {
     spread_until: Option<Instant>,
     /// Nothing goes out before this (an exhausted budget, a refusal).
     blocked_until: Option<Instant>,
+    /// Why the credential is blocked until then, when the platform said (a spent daily quota).
+    why: Option<(Instant, String)>,
 }
 
 /// What a pacer is doing, for tests and diagnostics.
@@ -99,7 +107,9 @@ impl Pacer {
                 spread: None,
                 spread_until: None,
                 blocked_until: None,
+                why: None,
             }),
+            backoffs: MethodBackoffs::default(),
         }
     }
 
@@ -117,13 +127,39 @@ impl Pacer {
                 Err(wait) => wait,
             };
             if wait > self.pacing.max_inline_wait {
+                let now = Instant::now();
+                let message = match &self.state().why {
+                    Some((until, why)) if *until > now => format!("{why}; waiting {wait:.0?}"),
+                    _ => {
+                        format!("pacing this credential: its next request may go out in {wait:.1?}")
+                    }
+                };
                 return Err(IntegrationError::rate_limited(
                     after(Utc::now(), wait),
-                    format!("pacing this credential: its next request may go out in {wait:.1?}"),
+                    message,
                 ));
             }
             tokio::time::sleep(wait).await;
         }
+    }
+
+    /// [`Pacer::acquire`] for a request described as `GET /path`: first waits out a `backoff`
+    /// its method was given (inline when short, else [`IntegrationError::RateLimited`]).
+    pub async fn acquire_for(&self, what: &str) -> Result<(), IntegrationError> {
+        let method = method_of(what);
+        let wait = self.backoffs.remaining(&method);
+        if !wait.is_zero() {
+            if wait > self.pacing.max_inline_wait {
+                return Err(IntegrationError::rate_limited(
+                    after(Utc::now(), wait),
+                    format!(
+                        "`{method}` was asked to back off: it may be called again in {wait:.1?}"
+                    ),
+                ));
+            }
+            tokio::time::sleep(wait).await;
+        }
+        self.acquire().await
     }
 
     /// Takes a turn if one is free now; else says how long until one may be.
@@ -223,7 +259,27 @@ impl Pacer {
             Some(_) => {}
             None => {
                 if let Some(backoff) = body_wait(body).filter(|w| !w.is_zero()) {
-                    self.block_for(backoff.min(self.caps.max_wait));
+                    // the same method waits; the credential's other methods go on
+                    self.backoffs
+                        .block(&method_of(what), backoff.min(self.caps.max_wait));
+                }
+                if let Some(quota) = daily_quota(body, now).filter(RateLimitInfo::exhausted) {
+                    tracing::warn!(reset_at = ?quota.reset_at, "the daily quota is spent");
+                    if let (Some(left), Some(reset)) =
+                        (quota.reset_in(now, self.caps), quota.reset_at)
+                    {
+                        let mut state = self.state();
+                        block(&mut state, left);
+                        let max = quota
+                            .limit
+                            .map_or_else(String::new, |l| format!(" of {l} requests"));
+                        state.why = Some((
+                            Instant::now() + left,
+                            format!(
+                                "the daily quota{max} is spent; it comes back at {reset} (midnight UTC)"
+                            ),
+                        ));
+                    }
                 }
             }
         }
@@ -641,7 +697,7 @@ mod tests {
                 assert_eq!(error.kind(), ErrorKind::RateLimited, "{name}");
             }
             let start = Instant::now();
-            pacer.acquire().await.unwrap();
+            pacer.acquire_for("GET /x").await.unwrap();
             assert_eq!(start.elapsed(), expected, "{name}");
         }
     }

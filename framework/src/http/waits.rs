@@ -7,8 +7,9 @@
 //!   seconds from now, as Reddit sends it under the same name;
 //! * `X-RateLimit-Reset-After` / `X-Rate-Limit-Reset-After`: seconds from now (Discord);
 //! * remaining and limit counts, integers or floats (`598.0`, Reddit);
-//! * a JSON body's `retry_after` (Discord, seconds, decimals allowed) or `backoff` (Stack
-//!   Exchange, seconds; sent on successful answers too).
+//! * a JSON body's `retry_after` (Discord, seconds, decimals allowed), `backoff` (Stack
+//!   Exchange, seconds; sent on successful answers too) or `extras.wait_seconds` (Discourse's
+//!   429s, its per-minute and per-day API limits).
 //!
 //! Header names are case-insensitive. When several waits apply, the longest wins. Values that
 //! make no sense are bounded by [`WaitCaps`], never obeyed as such: a reset decades away waits
@@ -151,19 +152,24 @@ pub fn retry_after(headers: &HeaderMap, now: DateTime<Utc>) -> Option<Duration> 
     Some(until(now, at))
 }
 
-/// A JSON body's `retry_after` (seconds, maybe fractional, maybe a string) or `backoff`
-/// (seconds); the longer of the two.
+/// A JSON body's `retry_after` (seconds, maybe fractional, maybe a string), `backoff`
+/// (seconds) or `extras.wait_seconds` (Discourse); the longest of them.
 pub fn body_wait(body: &[u8]) -> Option<Duration> {
-    // cheap pre-check: most bodies carry neither, and may be large
+    // cheap pre-check: most bodies carry none, and may be large
     let mentions = |needle: &[u8]| body.windows(needle.len()).any(|w| w == needle);
-    if !(mentions(b"retry_after") || mentions(b"backoff")) {
+    if !(mentions(b"retry_after") || mentions(b"backoff") || mentions(b"wait_seconds")) {
         return None;
     }
     let value: Value = serde_json::from_slice(body).ok()?;
     let object = value.as_object()?;
+    let extras = object
+        .get("extras")
+        .and_then(Value::as_object)
+        .and_then(|extras| extras.get("wait_seconds"));
     ["retry_after", "backoff"]
         .iter()
         .filter_map(|key| object.get(*key))
+        .chain(extras)
         .filter_map(|v| match v {
             Value::Number(n) => n.as_f64(),
             Value::String(s) => s.trim().parse::<f64>().ok(),
@@ -406,6 +412,18 @@ mod tests {
             Some(S(10))
         );
         assert_eq!(body_wait(br#"{"retry_after": "3"}"#), Some(S(3)));
+        // Discourse's 429, per-minute or per-day
+        assert_eq!(
+            body_wait(
+                br#"{"errors": ["You've performed this action too many times. Please wait 39 seconds before trying again."], "error_type": "rate_limit", "extras": {"wait_seconds": 39, "time_left": "39 seconds"}}"#
+            ),
+            Some(S(39))
+        );
+        assert_eq!(
+            body_wait(br#"{"wait_seconds": 39}"#),
+            None,
+            "only in `extras`"
+        );
         assert_eq!(body_wait(br#"{"retry_after": "later"}"#), None);
         assert_eq!(body_wait(br#"{"backoff": -4}"#), Some(Duration::ZERO));
         assert_eq!(body_wait(b"retry_after: not json"), None);

@@ -395,7 +395,7 @@ impl HttpClient {
             }
             bytes.extend_from_slice(&chunk);
         }
-        Ok((status, headers, bytes.into(), bearer))
+        Ok((status, headers, bytes, bearer))
     }
 }
 

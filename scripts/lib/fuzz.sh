@@ -28,7 +28,10 @@ fuzz_api() {
   local url="${DATABASE_URL%/*}/$db" dir
   dir=$(mktemp -d)
   local token
-  token=$(DATABASE_URL=$url "$bin" token create --name fuzz --role operator 2>/dev/null) || return 1
+  token=$(DATABASE_URL=$url "$bin" token create --name fuzz --role operator 2>"$dir/token-err") || {
+    printf 'error: %s\n' "creating the fuzzer's token failed: $(head -n 8 "$dir/token-err")" >&2
+    return 1
+  }
   # a throwaway credentials key: the fuzzer connects integrations
   local key
   key=$("${PYTHON:-python3}" -c 'import secrets; print(secrets.token_hex(32))')

@@ -21,6 +21,7 @@
 
 mod pg;
 mod sqs;
+mod sqs_dead_letter;
 
 use std::fmt;
 use std::sync::Arc;

@@ -153,7 +153,7 @@ async fn every_write_names_the_attempt_of_its_lease(pool: PgPool) {
         .await
         .unwrap()
         .unwrap();
-    runs::save_preprocessed(&pool, &first.lease(), &json!(null), None, &roots(&["s"]))
+    runs::save_preprocessed(&pool, &first.lease(), &json!(null), None, &roots(&["s"]), 0)
         .await
         .unwrap();
     let claimed = tributary::store::streams::claim_due(&pool, &first.lease(), 10)
@@ -197,10 +197,10 @@ async fn every_write_names_the_attempt_of_its_lease(pool: PgPool) {
         integration_id: run.integration_id,
     };
     lost(
-        tributary::store::streams::complete(
+        tributary::store::outcomes::complete(
             &pool,
             &stale,
-            &tributary::store::streams::Completion {
+            &tributary::store::outcomes::Completion {
                 // pending again: refused by the stream's own guard too
                 stream_id: claimed[0].id,
                 scope: &scope,
@@ -210,6 +210,8 @@ async fn every_write_names_the_attempt_of_its_lease(pool: PgPool) {
                 last_record: None,
                 last_record_timestamp: None,
                 error: None,
+                // the summarizing statement is guarded the same way
+                summarize: true,
             },
         )
         .await
@@ -466,6 +468,7 @@ async fn streams_abandoned_too_often_end_in_error(pool: PgPool) {
                 &json!(null),
                 None,
                 &roots(&["poison"]),
+                0,
             )
             .await
             .unwrap();

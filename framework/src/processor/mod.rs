@@ -20,12 +20,13 @@ use crate::error::{ErrorKind, ErrorRecord};
 use crate::events;
 use crate::registry::Registry;
 use crate::service::{DynService, ServiceConfig};
+use crate::store::claims::ClaimedRun;
 use crate::store::integrations::Integration;
 use crate::store::runs::{Run, RunEnd, RunState};
 use crate::store::{self, Lease, StoreError};
 use hooks::HookFailure;
 use lease::LeaseKeeper;
-use streams::{LoopEnd, StreamLoop};
+use streams::{FirstClaim, LoopEnd, StreamLoop};
 
 /// How a worker processes runs.
 #[derive(Debug, Clone)]
@@ -138,14 +139,14 @@ impl IntegrationProcessor {
         shutdown: &CancellationToken,
     ) -> Result<RunOutcome, ProcessorError> {
         loop {
-            let claimed = store::runs::claim(
+            let claimed = store::claims::claim(
                 &self.pool,
                 run_id,
                 &self.config.worker_id,
                 self.config.lease_duration,
             )
             .await?;
-            let Some(run) = claimed else {
+            let Some(claimed) = claimed else {
                 let run = store::runs::get(&self.pool, run_id).await?;
                 events::run_not_claimable(&run);
                 return Ok(RunOutcome::NotClaimable {
@@ -153,7 +154,8 @@ impl IntegrationProcessor {
                     delayed_until: run.delayed_until,
                 });
             };
-            events::run_claimed(&run);
+            let run = &claimed.run;
+            events::run_claimed(run);
             let lease = run.lease();
             let keeper = LeaseKeeper::start(
                 self.pool.clone(),
@@ -165,7 +167,7 @@ impl IntegrationProcessor {
                 "run", run_id = %run.id, integration_id = %run.integration_id, attempt = run.attempt
             );
             let result = tracing::Instrument::instrument(
-                self.drive(&run, &lease, keeper.lost(), shutdown),
+                self.drive(claimed, &lease, keeper.lost(), shutdown),
                 span,
             )
             .await;
@@ -201,12 +203,13 @@ impl IntegrationProcessor {
 
     async fn drive(
         &self,
-        run: &Run,
+        mut claimed: ClaimedRun,
         lease: &Lease,
         lost: CancellationToken,
         shutdown: &CancellationToken,
     ) -> Result<RunOutcome, ProcessorError> {
-        let integration = store::integrations::get(&self.pool, run.integration_id).await?;
+        let integration = claimed.integration()?;
+        let run = &claimed.run;
         let service = match self.registry.get(&integration.platform) {
             Ok(service) => service,
             Err(unknown) => {
@@ -229,7 +232,7 @@ impl IntegrationProcessor {
             }
         }
 
-        let checkpoints = store::checkpoints::load(&self.pool, integration.id).await?;
+        let checkpoints = claimed.checkpoints()?;
         let credentials = integration
             .credentials
             .clone()
@@ -244,6 +247,8 @@ impl IntegrationProcessor {
                     .await;
             }
         };
+        // the roots claimed with the preprocessing's commit: the stream loop starts with them
+        let mut first_claim = None;
         if !run.preprocessed {
             match preprocess(&service, ctx, &config).await {
                 Ok(mut done) => {
@@ -252,18 +257,28 @@ impl IntegrationProcessor {
                     scrub::roots(&credentials, &mut done.roots);
                     let pipeline_data = scrub::value(&credentials, ctx.pipeline_data());
                     let settings = done.settings.map(|s| scrub::value(&credentials, &s));
+                    let claim = config.stream_concurrency.max(1);
                     let saved = store::runs::save_preprocessed(
                         &self.pool,
                         lease,
                         &pipeline_data,
                         settings.as_ref(),
                         &done.roots,
+                        claim,
                     )
                     .await;
-                    if let Err(e) = saved {
-                        return self
-                            .unstorable_or(lease, "get_streams", e, &credentials)
-                            .await;
+                    match saved {
+                        Ok((_, claimed)) => {
+                            first_claim = Some(FirstClaim {
+                                claimed,
+                                asked: claim,
+                            })
+                        }
+                        Err(e) => {
+                            return self
+                                .unstorable_or(lease, "get_streams", e, &credentials)
+                                .await;
+                        }
                     }
                 }
                 Err((hook, failure)) => {
@@ -284,11 +299,12 @@ impl IntegrationProcessor {
             processor_config: &self.config,
             lost,
             shutdown,
+            first_claim,
         }
         .run()
         .await?;
-        match end {
-            LoopEnd::AllFinal => {}
+        let errored = match end {
+            LoopEnd::AllFinal { errored } => errored,
             LoopEnd::Deferred { until, reason } => return self.defer(lease, until, &reason).await,
             LoopEnd::Stopped => {
                 store::runs::defer(
@@ -303,9 +319,12 @@ impl IntegrationProcessor {
                 return Ok(RunOutcome::Released);
             }
             LoopEnd::LeaseLost => return Ok(RunOutcome::LeaseLost),
-        }
+        };
 
-        let errored = store::streams::count_errored(&self.pool, run.id).await?;
+        let errored = match errored {
+            Some(errored) => errored,
+            None => store::streams::count_errored(&self.pool, run.id).await?,
+        };
         if errored > 0 {
             let record = streams_failed_error(&self.pool, run.id, errored).await?;
             return self.fail(lease, &record).await;

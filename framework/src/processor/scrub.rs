@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use crate::records::{Activity, Member};
 use crate::secret::Credentials;
-use crate::store::streams::Completion;
+use crate::store::outcomes::Completion;
 use crate::stream::NewStream;
 
 fn opt(credentials: &Credentials, text: &mut Option<String>) {

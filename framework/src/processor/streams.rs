@@ -4,6 +4,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
@@ -19,10 +20,9 @@ use crate::events;
 use crate::records::Operation;
 use crate::service::{DynService, ServiceConfig};
 use crate::store::limits::{self, LimitDecision};
+use crate::store::outcomes::{self, Completion, RunSummary};
 use crate::store::records::RecordScope;
-use crate::store::streams::{
-    self as stream_store, Completion, PendingWait, StreamInsert, StreamRow,
-};
+use crate::store::streams::{self as stream_store, PendingWait, StreamInsert, StreamRow};
 use crate::store::{Lease, StoreError};
 use crate::stream::{Stream, StreamOutcome};
 use crate::telemetry;
@@ -31,8 +31,10 @@ use crate::telemetry;
 const MAX_COMMIT_TRIES: u32 = 3;
 
 pub(super) enum LoopEnd {
-    /// No stream is pending or processing.
-    AllFinal,
+    /// No stream is pending or processing; `errored` streams ended in `error`, when known.
+    AllFinal {
+        errored: Option<i64>,
+    },
     /// Everything in flight committed; the run must wait.
     Deferred {
         until: DateTime<Utc>,
@@ -41,6 +43,20 @@ pub(super) enum LoopEnd {
     /// Shutdown requested; everything in flight committed or was put back.
     Stopped,
     LeaseLost,
+}
+
+/// The streams claimed in the commit of the run's preprocessing, and how many were asked for.
+pub(super) struct FirstClaim {
+    pub claimed: Vec<StreamRow>,
+    pub asked: usize,
+}
+
+/// What a stream task ended with.
+struct StreamDone {
+    /// The run must be deferred.
+    deferral: Option<Deferral>,
+    /// How the run's streams stood at this stream's commit, when it was the last one in flight.
+    summary: Option<RunSummary>,
 }
 
 /// A request to defer the run; the latest wins.
@@ -66,6 +82,7 @@ pub(super) struct StreamLoop<'a> {
     pub processor_config: &'a ProcessorConfig,
     pub lost: CancellationToken,
     pub shutdown: &'a CancellationToken,
+    pub first_claim: Option<FirstClaim>,
 }
 
 /// What one stream task needs, shared by all of a run's stream tasks.
@@ -76,10 +93,16 @@ struct Shared {
     ctx: Arc<AnyContext>,
     config: ServiceConfig,
     scope: RecordScope,
+    /// Stream tasks in flight, as the loop last counted them.
+    in_flight: AtomicUsize,
+    /// The loop's last claim found fewer due streams than it asked for, and none is waiting to
+    /// start: a commit made with nothing else in flight may be the run's last, and says how the
+    /// run's streams stand (one round trip fewer for the many runs of one stream).
+    nothing_due: AtomicBool,
 }
 
 impl StreamLoop<'_> {
-    pub(super) async fn run(self) -> Result<LoopEnd, ProcessorError> {
+    pub(super) async fn run(mut self) -> Result<LoopEnd, ProcessorError> {
         let shared = Arc::new(Shared {
             pool: self.pool.clone(),
             lease: self.lease.clone(),
@@ -91,16 +114,27 @@ impl StreamLoop<'_> {
                 platform: self.ctx.platform().to_owned(),
                 integration_id: self.ctx.integration_id(),
             },
+            in_flight: AtomicUsize::new(0),
+            nothing_due: AtomicBool::new(false),
         });
         let concurrency = self.service_config.stream_concurrency.max(1);
         let limit = self
             .service_config
             .effective_limit(self.ctx.is_onboarding());
         let limit_key = format!("platform:{}", self.ctx.platform());
-        let mut in_flight: JoinSet<Result<Option<Deferral>, StoreError>> = JoinSet::new();
+        let mut in_flight: JoinSet<Result<StreamDone, StoreError>> = JoinSet::new();
         let mut in_flight_ids: HashMap<tokio::task::Id, Uuid> = HashMap::new();
         let mut deferral: Option<Deferral> = None;
         let mut buffer: VecDeque<StreamRow> = VecDeque::new();
+        // the last claim found fewer than it asked for: no use claiming again until a stream
+        // ends (its commit may add streams) or a retry backoff ends
+        let mut exhausted = false;
+        if let Some(first) = self.first_claim.take() {
+            exhausted = first.claimed.len() < first.asked;
+            buffer.extend(first.claimed);
+        }
+        // the summary of the last stream joined, if it made one
+        let mut last_summary: Option<RunSummary> = None;
         let grace = tokio::time::sleep(self.processor_config.shutdown_grace);
         tokio::pin!(grace);
         let mut grace_started = false;
@@ -124,8 +158,13 @@ impl StreamLoop<'_> {
                     // and all of them start now: a worker that dies leaves in `processing` only
                     // streams that ran (and only those are charged a retry)
                     if buffer.is_empty() {
+                        if exhausted {
+                            break;
+                        }
                         let free = concurrency - in_flight.len();
-                        buffer.extend(stream_store::claim_due(self.pool, self.lease, free).await?);
+                        let claimed = stream_store::claim_due(self.pool, self.lease, free).await?;
+                        exhausted = claimed.len() < free;
+                        buffer.extend(claimed);
                     }
                     let Some(row) = buffer.pop_front() else { break };
                     if let Some((units, window)) = limit
@@ -154,7 +193,11 @@ impl StreamLoop<'_> {
                         span,
                     ));
                     in_flight_ids.insert(handle.id(), stream_id);
+                    shared.in_flight.store(in_flight.len(), Ordering::SeqCst);
                 }
+                shared
+                    .nothing_due
+                    .store(exhausted && buffer.is_empty(), Ordering::SeqCst);
             }
             if (deferral.is_some() || stopping) && !buffer.is_empty() {
                 // claimed but never started: back to pending, untouched
@@ -172,8 +215,19 @@ impl StreamLoop<'_> {
                 if stopping {
                     return Ok(LoopEnd::Stopped);
                 }
-                match stream_store::pending_wait(self.pool, self.lease.run_id).await? {
-                    PendingWait::None => return Ok(LoopEnd::AllFinal),
+                // the last stream's commit said how the run stands, or it is asked now
+                let (wait, errored) = match last_summary.take() {
+                    Some(summary) if buffer.is_empty() => {
+                        (summary.pending_wait(), Some(summary.errored))
+                    }
+                    _ => (
+                        stream_store::pending_wait(self.pool, self.lease.run_id).await?,
+                        None,
+                    ),
+                };
+                exhausted = false;
+                match wait {
+                    PendingWait::None => return Ok(LoopEnd::AllFinal { errored }),
                     PendingWait::DueNow => continue,
                     PendingWait::DueAt(at) => {
                         let wait = (at - Utc::now()).to_std().unwrap_or_default();
@@ -199,9 +253,18 @@ impl StreamLoop<'_> {
                     match joined {
                         Ok((id, result)) => {
                             in_flight_ids.remove(&id);
+                            shared.in_flight.store(in_flight.len(), Ordering::SeqCst);
                             match result {
-                                Ok(Some(d)) => deferral = merge(deferral, d),
-                                Ok(None) => {}
+                                Ok(done) => {
+                                    if let Some(d) = done.deferral {
+                                        deferral = merge(deferral, d);
+                                    }
+                                    // its commit may have added streams, or said none is due
+                                    exhausted = done
+                                        .summary
+                                        .is_some_and(|s| s.pending_wait() != PendingWait::DueNow);
+                                    last_summary = done.summary;
+                                }
                                 Err(e) if e.is_lease_lost() => {
                                     in_flight.abort_all();
                                     return Ok(LoopEnd::LeaseLost);
@@ -241,7 +304,7 @@ impl StreamLoop<'_> {
 
 /// Processes one claimed stream and commits what happened to it. Returns a deferral the run must
 /// honour (a rate limit, a sleep).
-async fn process_one(shared: Arc<Shared>, row: StreamRow) -> Result<Option<Deferral>, StoreError> {
+async fn process_one(shared: Arc<Shared>, row: StreamRow) -> Result<StreamDone, StoreError> {
     let stream = row.to_stream();
     let result = {
         let service = shared.service.clone();
@@ -258,7 +321,7 @@ async fn process_one(shared: Arc<Shared>, row: StreamRow) -> Result<Option<Defer
     };
     let mut outcome = match result {
         Ok(outcome) => outcome,
-        Err(failure) => return record_failure(&shared, &stream, failure).await,
+        Err(failure) => return done(record_failure(&shared, &stream, failure).await?),
     };
     if outcome.next_page.is_some() {
         let service = shared.service.clone();
@@ -279,25 +342,36 @@ async fn process_one(shared: Arc<Shared>, row: StreamRow) -> Result<Option<Defer
                     outcome.next_page = None;
                 }
             }
-            Err(failure) => return record_failure(&shared, &stream, failure).await,
+            Err(failure) => return done(record_failure(&shared, &stream, failure).await?),
         }
     }
     let sleep = outcome.sleep;
-    commit(&shared, &stream, outcome).await?;
-    Ok(sleep.map(|d| Deferral {
-        until: Utc::now() + to_chrono(d),
-        reason: format!("stream `{}` asked to sleep {d:?}", stream.identifier),
-    }))
+    let summary = commit(&shared, &stream, outcome).await?;
+    Ok(StreamDone {
+        deferral: sleep.map(|d| Deferral {
+            until: Utc::now() + to_chrono(d),
+            reason: format!("stream `{}` asked to sleep {d:?}", stream.identifier),
+        }),
+        summary,
+    })
+}
+
+fn done(deferral: Option<Deferral>) -> Result<StreamDone, StoreError> {
+    Ok(StreamDone {
+        deferral,
+        summary: None,
+    })
 }
 
 /// Writes an outcome: its records, its child streams and next page, the stream processed. A next
 /// page that breaks the pagination rules is not followed: the stream's records are kept and the
-/// stream ends in `error` saying why.
+/// stream ends in `error` saying why. Returns how the run's streams stand, when this stream was
+/// the last one in flight.
 async fn commit(
     shared: &Shared,
     stream: &Stream,
     outcome: StreamOutcome,
-) -> Result<(), StoreError> {
+) -> Result<Option<RunSummary>, StoreError> {
     let credentials = shared.ctx.credentials();
     let StreamOutcome {
         operations,
@@ -356,17 +430,20 @@ async fn commit(
         last_record,
         last_record_timestamp,
         error: error.as_ref(),
+        summarize: shared.in_flight.load(Ordering::SeqCst) == 1
+            && shared.nothing_due.load(Ordering::SeqCst),
     };
     super::scrub::completion(credentials, &mut completion);
     if let Some(reason) = over_caps(shared, &completion).await? {
-        return refuse_outcome(shared, stream, reason).await;
+        refuse_outcome(shared, stream, reason).await?;
+        return Ok(None);
     }
     let mut tries = 0;
     let written = match completion.make_storable() {
         Err(refused) => Err(StoreError::from(refused)),
         Ok(()) => loop {
             tries += 1;
-            match stream_store::complete(&shared.pool, &shared.lease, &completion).await {
+            match outcomes::complete(&shared.pool, &shared.lease, &completion).await {
                 Err(e) if e.is_transient() && tries < MAX_COMMIT_TRIES => continue,
                 other => break other,
             }
@@ -376,7 +453,10 @@ async fn commit(
         Ok(completed) => completed,
         Err(e) => match e.unstorable() {
             // this outcome can never be stored: only its stream ends, on this first attempt
-            Some(reason) => return refuse_outcome(shared, stream, reason).await,
+            Some(reason) => {
+                refuse_outcome(shared, stream, reason).await?;
+                return Ok(None);
+            }
             None => return Err(e),
         },
     };
@@ -395,7 +475,7 @@ async fn commit(
         completed.records.activities_updated,
         completed.records.members_created,
     );
-    Ok(())
+    Ok(completed.summary)
 }
 
 /// Why an outcome is over the service's caps (records per outcome, streams per run), if it is.

@@ -67,17 +67,18 @@ pub struct Integration {
     pub updated_at: DateTime<Utc>,
 }
 
+/// An integration as read, its credentials still sealed.
 #[derive(sqlx::FromRow)]
-struct IntegrationRow {
-    id: Uuid,
-    tenant_id: Uuid,
-    platform: String,
-    status: String,
-    settings: Value,
-    credentials: Value,
-    last_processed_at: Option<DateTime<Utc>>,
-    created_at: DateTime<Utc>,
-    updated_at: DateTime<Utc>,
+pub(crate) struct IntegrationRow {
+    pub(crate) id: Uuid,
+    pub(crate) tenant_id: Uuid,
+    pub(crate) platform: String,
+    pub(crate) status: String,
+    pub(crate) settings: Value,
+    pub(crate) credentials: Value,
+    pub(crate) last_processed_at: Option<DateTime<Utc>>,
+    pub(crate) created_at: DateTime<Utc>,
+    pub(crate) updated_at: DateTime<Utc>,
 }
 
 impl TryFrom<IntegrationRow> for Integration {

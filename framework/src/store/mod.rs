@@ -8,11 +8,13 @@
 //! the old attempt match no row ([`StoreError::LeaseLost`]).
 
 pub mod checkpoints;
+pub mod claims;
 pub mod clock;
 pub mod deliveries;
 pub mod events;
 pub mod integrations;
 pub mod limits;
+pub mod outcomes;
 pub mod overview;
 pub mod records;
 pub mod runs;

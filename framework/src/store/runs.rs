@@ -275,14 +275,17 @@ pub async fn heartbeat(pool: &PgPool, lease: &Lease, duration: Duration) -> Resu
 }
 
 /// Commits what `preprocess` and `get_streams` produced: the pipeline data, changed settings and
-/// the root streams, together.
+/// the root streams, together; and claims up to `claim` of the roots for this attempt in the same
+/// transaction (the first streams the worker runs, without another round trip). Returns how many
+/// roots were new and the claimed ones.
 pub async fn save_preprocessed(
     pool: &PgPool,
     lease: &Lease,
     pipeline_data: &Value,
     settings: Option<&Value>,
     roots: &[NewStream],
-) -> Result<u64, StoreError> {
+    claim: usize,
+) -> Result<(u64, Vec<streams::StreamRow>), StoreError> {
     let roots = storable_roots(roots)?;
     let pipeline_data = super::storable::without_nul(pipeline_data);
     let mut tx = pool.begin().await?;
@@ -301,8 +304,9 @@ pub async fn save_preprocessed(
         update_settings(&mut tx, lease.run_id, settings).await?;
     }
     let inserted = streams::insert_many(&mut tx, lease.run_id, &roots).await?;
+    let claimed = streams::claim_due_in(&mut tx, lease, claim).await?;
     tx.commit().await?;
-    Ok(inserted)
+    Ok((inserted, claimed))
 }
 
 /// The roots as stored: NUL stripped, identifiers short enough for their index.

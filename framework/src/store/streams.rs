@@ -9,11 +9,9 @@ use serde_json::Value;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-use super::records::{self, RecordScope, UpsertCounts};
 use super::storable::{self, Unstorable};
 use super::{Lease, StoreError, expect_one};
 use crate::error::ErrorRecord;
-use crate::records::{Activity, Member};
 use crate::stream::{NewStream, Stream};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -248,6 +246,30 @@ pub(crate) async fn insert_many(
     Ok(done.rows_affected())
 }
 
+/// The claim of up to `$3` due pending streams of run `$1` for attempt `$2`, oldest first;
+/// nothing once the attempt no longer holds the run. `$with` adds CTEs, `$uses` makes the claim
+/// depend on them (a CTE nothing refers to is not run).
+macro_rules! claim_sql {
+    ($with:literal, $uses:literal) => {
+        concat!(
+            "WITH ",
+            $with,
+            " fence AS (SELECT 1 FROM integration_runs
+                         WHERE id = $1 AND attempt = $2 AND state = 'processing' FOR SHARE)
+             UPDATE integration_streams SET state = 'processing', claimed_attempt = $2,
+                 started_at = now(), updated_at = now()
+             WHERE id IN (
+                 SELECT id FROM integration_streams
+                 WHERE run_id = $1 AND state = 'pending'
+                   AND (delayed_until IS NULL OR delayed_until <= now())
+                   AND EXISTS (SELECT 1 FROM fence)",
+            $uses,
+            " ORDER BY seq LIMIT $3 FOR UPDATE SKIP LOCKED)
+             RETURNING *"
+        )
+    };
+}
+
 /// Claims up to `limit` due pending streams of the leased run, oldest first, in one statement.
 /// Nothing is claimed once the lease no longer holds the run.
 pub async fn claim_due(
@@ -255,190 +277,43 @@ pub async fn claim_due(
     lease: &Lease,
     limit: usize,
 ) -> Result<Vec<StreamRow>, StoreError> {
-    let mut rows: Vec<StreamRow> = sqlx::query_as(
-        // A claim lost in a database crash is harmless (the streams are simply pending again),
-        // and the stream's own durable commit later flushes the log in order: this statement's
-        // transaction does not wait for fsync.
-        "WITH no_fsync_wait AS (SELECT set_config('synchronous_commit', 'off', true)),
-              fence AS (SELECT 1 FROM integration_runs
-                        WHERE id = $1 AND attempt = $2 AND state = 'processing' FOR SHARE)
-         UPDATE integration_streams SET state = 'processing', claimed_attempt = $2,
-             started_at = now(), updated_at = now()
-         WHERE id IN (
-             SELECT id FROM integration_streams
-             WHERE run_id = $1 AND state = 'pending'
-               AND (delayed_until IS NULL OR delayed_until <= now())
-               AND EXISTS (SELECT 1 FROM fence) AND EXISTS (SELECT 1 FROM no_fsync_wait)
-             ORDER BY seq LIMIT $3 FOR UPDATE SKIP LOCKED)
-         RETURNING *",
-    )
-    .bind(lease.run_id)
-    .bind(lease.attempt)
-    .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-    .fetch_all(pool)
-    .await?;
-    rows.sort_by_key(|r| r.seq);
-    Ok(rows)
+    // A claim lost in a database crash is harmless (the streams are simply pending again), and
+    // the stream's own durable commit later flushes the log in order: this statement's
+    // transaction does not wait for fsync.
+    const CLAIM: &str = claim_sql!(
+        "no_fsync_wait AS (SELECT set_config('synchronous_commit', 'off', true)),",
+        " AND EXISTS (SELECT 1 FROM no_fsync_wait)"
+    );
+    claim_with(CLAIM, &mut *pool.acquire().await?, lease, limit).await
 }
 
-/// A processed stream's outcome, ready to commit.
-#[derive(Debug, Clone)]
-pub struct Completion<'a> {
-    pub stream_id: Uuid,
-    pub scope: &'a RecordScope,
-    pub members: Vec<Member>,
-    pub activities: Vec<Activity>,
-    pub new_streams: Vec<StreamInsert>,
-    pub last_record: Option<Value>,
-    pub last_record_timestamp: Option<DateTime<Utc>>,
-    /// Set when the outcome is committed but the stream must still end in `error` (its
-    /// pagination broke the rules).
-    pub error: Option<&'a ErrorRecord>,
-}
-
-impl Completion<'_> {
-    /// Makes the outcome storable, the same way for every integration: NUL stripped from every
-    /// record, stream and last record (a record's `nul_stripped` attribute says which fields);
-    /// a source id or stream identifier too long for its index refused with its field named.
-    pub fn make_storable(&mut self) -> Result<(), Unstorable> {
-        for (i, member) in self.members.iter_mut().enumerate() {
-            storable::strip_member(member);
-            storable::check_key(|| format!("members[{i}].source_id"), &member.source_id)?;
-        }
-        for (i, activity) in self.activities.iter_mut().enumerate() {
-            storable::strip_activity(activity);
-            storable::check_key(|| format!("activities[{i}].source_id"), &activity.source_id)?;
-            storable::check_key(
-                || format!("activities[{i}].member.source_id"),
-                &activity.member.source_id,
-            )?;
-        }
-        for (i, insert) in self.new_streams.iter_mut().enumerate() {
-            insert.make_storable(|| format!("new_streams[{i}].identifier"))?;
-        }
-        if let Some(record) = &mut self.last_record {
-            storable::strip_nul_value(record);
-        }
-        Ok(())
-    }
-}
-
-/// What committing an outcome wrote.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct Completed {
-    pub records: UpsertCounts,
-    /// Child streams and next pages that were new to the run.
-    pub new_streams: u64,
-    /// Set when the next page had already been fetched in this run: the stream ended in `error`.
-    pub cycle: Option<ErrorRecord>,
-}
-
-/// Commits a stream's outcome in one transaction: members and activities upserted, new streams
-/// inserted (deduplicated by identifier), the stream `processed` (or `error` with
-/// `completion.error`). Nothing is written unless the
-/// lease still holds the run and the stream.
-pub async fn complete(
-    pool: &PgPool,
-    lease: &Lease,
-    completion: &Completion<'_>,
-) -> Result<Completed, StoreError> {
-    let writes_rows = !(completion.members.is_empty()
-        && completion.activities.is_empty()
-        && completion.new_streams.is_empty());
-    if writes_rows {
-        let mut tx = pool.begin().await?;
-        let completed = complete_in(&mut tx, lease, completion).await?;
-        tx.commit().await?;
-        Ok(completed)
-    } else {
-        // one guarded statement: its own transaction
-        complete_in(&mut *pool.acquire().await?, lease, completion).await
-    }
-}
-
-async fn complete_in(
+/// [`claim_due`] in a transaction of the caller's (which decides how it commits).
+pub(crate) async fn claim_due_in(
     conn: &mut PgConnection,
     lease: &Lease,
-    completion: &Completion<'_>,
-) -> Result<Completed, StoreError> {
-    let counts = records::upsert(
-        conn,
-        completion.scope,
-        &completion.members,
-        &completion.activities,
-    )
-    .await?;
-    // the next page, if any, is last: a page the chain already fetched in this run is a cycle
-    // (A → B → A), which ends the stream in `error` with its records kept
-    let (children, next_page) = match completion.new_streams.split_last() {
-        Some((last, children)) if last.page.is_some() => (children, Some(last)),
-        _ => (completion.new_streams.as_slice(), None),
-    };
-    let mut new_streams = insert_many(conn, lease.run_id, children).await?;
-    let mut cycle = None;
-    if let Some(page) = next_page {
-        let inserted = insert_many(conn, lease.run_id, std::slice::from_ref(page)).await?;
-        new_streams += inserted;
-        // (a child of this same outcome with that identifier is the page, not a cycle)
-        if inserted == 0 && !children.iter().any(|c| c.identifier == page.identifier) {
-            cycle = Some(cycle_error(page));
-        }
-    }
-    let error = completion.error.cloned().or(cycle);
-    let records_total =
-        i32::try_from(completion.members.len() + completion.activities.len()).unwrap_or(i32::MAX);
-    let done = sqlx::query(
-        "UPDATE integration_streams SET
-             state = CASE WHEN $10::jsonb IS NULL THEN 'processed' ELSE 'error' END,
-             error = $10, claimed_attempt = NULL,
-             delayed_until = NULL, finished_at = now(), updated_at = now(),
-             records = $4, members_created = $5, activities_created = $6, activities_updated = $7,
-             last_record = $8, last_record_timestamp = $9
-         WHERE id = $1 AND state = 'processing' AND claimed_attempt = $3
-           AND EXISTS (SELECT 1 FROM integration_runs
-                       WHERE id = $2 AND attempt = $3 AND state = 'processing' FOR SHARE)",
-    )
-    .bind(completion.stream_id)
-    .bind(lease.run_id)
-    .bind(lease.attempt)
-    .bind(records_total)
-    .bind(clamp(counts.members_created))
-    .bind(clamp(counts.activities_created))
-    .bind(clamp(counts.activities_updated))
-    .bind(&completion.last_record)
-    .bind(completion.last_record_timestamp)
-    .bind(error.as_ref().map(super::error_json))
-    .execute(&mut *conn)
-    .await?;
-    expect_one(done.rows_affected(), lease)?;
-    Ok(Completed {
-        records: counts,
-        new_streams,
-        cycle: error.filter(|_| completion.error.is_none()),
-    })
+    limit: usize,
+) -> Result<Vec<StreamRow>, StoreError> {
+    const CLAIM: &str = claim_sql!("", "");
+    claim_with(CLAIM, conn, lease, limit).await
 }
 
-fn cycle_error(page: &StreamInsert) -> ErrorRecord {
-    let message = format!(
-        "pagination cycles: the next page of `{}` ({}) was already fetched in this run",
-        page.chain_identifier,
-        page.page
-            .as_ref()
-            .map(ToString::to_string)
-            .unwrap_or_default()
-    );
-    ErrorRecord {
-        kind: crate::error::ErrorKind::Fatal,
-        hook: "processor".to_owned(),
-        chain: vec![message.clone()],
-        message,
-        failures: 1,
-        at: chrono::Utc::now(),
+async fn claim_with(
+    sql: &'static str,
+    conn: &mut PgConnection,
+    lease: &Lease,
+    limit: usize,
+) -> Result<Vec<StreamRow>, StoreError> {
+    if limit == 0 {
+        return Ok(Vec::new());
     }
-}
-
-fn clamp(n: u64) -> i32 {
-    i32::try_from(n).unwrap_or(i32::MAX)
+    let mut rows: Vec<StreamRow> = sqlx::query_as(sql)
+        .bind(lease.run_id)
+        .bind(lease.attempt)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(conn)
+        .await?;
+    rows.sort_by_key(|r| r.seq);
+    Ok(rows)
 }
 
 /// Records a failure: the stream is pending again from `retry_at`, or, without one, ends in

@@ -1,0 +1,260 @@
+//! Committing a stream's outcome: its records, its child streams and next page, and the stream
+//! `processed`, in one transaction under the run's lease. The last stream in flight may ask, in
+//! the same statement, how the run's other streams stand ([`RunSummary`]): a run whose streams are
+//! all final then ends without another round trip.
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+
+use super::records::{self, RecordScope, UpsertCounts};
+use super::storable::{self, Unstorable};
+use super::streams::{PendingWait, StreamInsert, insert_many};
+use super::{Lease, StoreError, expect_one};
+use crate::error::ErrorRecord;
+use crate::records::{Activity, Member};
+
+/// A processed stream's outcome, ready to commit.
+#[derive(Debug, Clone)]
+pub struct Completion<'a> {
+    pub stream_id: Uuid,
+    pub scope: &'a RecordScope,
+    pub members: Vec<Member>,
+    pub activities: Vec<Activity>,
+    pub new_streams: Vec<StreamInsert>,
+    pub last_record: Option<Value>,
+    pub last_record_timestamp: Option<DateTime<Utc>>,
+    /// Set when the outcome is committed but the stream must still end in `error` (its
+    /// pagination broke the rules).
+    pub error: Option<&'a ErrorRecord>,
+    /// Ask how the run's other streams stand after this commit ([`Completed::summary`]).
+    pub summarize: bool,
+}
+
+impl Completion<'_> {
+    /// Makes the outcome storable, the same way for every integration: NUL stripped from every
+    /// record, stream and last record (a record's `nul_stripped` attribute says which fields);
+    /// a source id or stream identifier too long for its index refused with its field named.
+    pub fn make_storable(&mut self) -> Result<(), Unstorable> {
+        for (i, member) in self.members.iter_mut().enumerate() {
+            storable::strip_member(member);
+            storable::check_key(|| format!("members[{i}].source_id"), &member.source_id)?;
+        }
+        for (i, activity) in self.activities.iter_mut().enumerate() {
+            storable::strip_activity(activity);
+            storable::check_key(|| format!("activities[{i}].source_id"), &activity.source_id)?;
+            storable::check_key(
+                || format!("activities[{i}].member.source_id"),
+                &activity.member.source_id,
+            )?;
+        }
+        for (i, insert) in self.new_streams.iter_mut().enumerate() {
+            insert.make_storable(|| format!("new_streams[{i}].identifier"))?;
+        }
+        if let Some(record) = &mut self.last_record {
+            storable::strip_nul_value(record);
+        }
+        Ok(())
+    }
+}
+
+/// What committing an outcome wrote.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Completed {
+    pub records: UpsertCounts,
+    /// Child streams and next pages that were new to the run.
+    pub new_streams: u64,
+    /// Set when the next page had already been fetched in this run: the stream ended in `error`.
+    pub cycle: Option<ErrorRecord>,
+    /// How the run's streams stand once this one is final, when [`Completion::summarize`] asked.
+    pub summary: Option<RunSummary>,
+}
+
+/// How a run's streams stand, read in the commit of one of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, sqlx::FromRow)]
+pub struct RunSummary {
+    /// Streams pending or processing (the committed one is final, so not among them).
+    pub open: i64,
+    /// Streams in `error`, the committed one included if it ended so.
+    pub errored: i64,
+    /// Some pending stream may be claimed now.
+    pub due_now: bool,
+    /// The earliest end of a pending stream's retry backoff.
+    pub next_due: Option<DateTime<Utc>>,
+}
+
+impl RunSummary {
+    /// When the run's pending streams can next be claimed (as [`super::streams::pending_wait`]
+    /// says, with the streams in flight counted as due: their worker decides).
+    pub fn pending_wait(&self) -> PendingWait {
+        match (self.open, self.due_now, self.next_due) {
+            (0, _, _) => PendingWait::None,
+            (_, false, Some(at)) => PendingWait::DueAt(at),
+            _ => PendingWait::DueNow,
+        }
+    }
+}
+
+/// Commits a stream's outcome in one transaction: members and activities upserted, new streams
+/// inserted (deduplicated by identifier), the stream `processed` (or `error` with
+/// `completion.error`). Nothing is written unless the
+/// lease still holds the run and the stream.
+pub async fn complete(
+    pool: &PgPool,
+    lease: &Lease,
+    completion: &Completion<'_>,
+) -> Result<Completed, StoreError> {
+    let writes_rows = !(completion.members.is_empty()
+        && completion.activities.is_empty()
+        && completion.new_streams.is_empty());
+    if writes_rows {
+        let mut tx = pool.begin().await?;
+        let completed = complete_in(&mut tx, lease, completion).await?;
+        tx.commit().await?;
+        Ok(completed)
+    } else {
+        // one guarded statement: its own transaction
+        complete_in(&mut *pool.acquire().await?, lease, completion).await
+    }
+}
+
+async fn complete_in(
+    conn: &mut PgConnection,
+    lease: &Lease,
+    completion: &Completion<'_>,
+) -> Result<Completed, StoreError> {
+    let counts = records::upsert(
+        conn,
+        completion.scope,
+        &completion.members,
+        &completion.activities,
+    )
+    .await?;
+    // the next page, if any, is last: a page the chain already fetched in this run is a cycle
+    // (A → B → A), which ends the stream in `error` with its records kept
+    let (children, next_page) = match completion.new_streams.split_last() {
+        Some((last, children)) if last.page.is_some() => (children, Some(last)),
+        _ => (completion.new_streams.as_slice(), None),
+    };
+    let mut new_streams = insert_many(conn, lease.run_id, children).await?;
+    let mut cycle = None;
+    if let Some(page) = next_page {
+        let inserted = insert_many(conn, lease.run_id, std::slice::from_ref(page)).await?;
+        new_streams += inserted;
+        // (a child of this same outcome with that identifier is the page, not a cycle)
+        if inserted == 0 && !children.iter().any(|c| c.identifier == page.identifier) {
+            cycle = Some(cycle_error(page));
+        }
+    }
+    let error = completion.error.cloned().or(cycle);
+    let records_total =
+        i32::try_from(completion.members.len() + completion.activities.len()).unwrap_or(i32::MAX);
+    let (updated, summary) = mark_processed(
+        conn,
+        lease,
+        completion,
+        error.as_ref(),
+        &counts,
+        records_total,
+    )
+    .await?;
+    expect_one(updated, lease)?;
+    Ok(Completed {
+        records: counts,
+        new_streams,
+        cycle: error.filter(|_| completion.error.is_none()),
+        summary,
+    })
+}
+
+/// The guarded update of a committed stream ($1 stream, $2 run, $3 attempt, $4–$9 figures and
+/// last record, $10 error).
+macro_rules! mark_sql {
+    () => {
+        "UPDATE integration_streams SET
+             state = CASE WHEN $10::jsonb IS NULL THEN 'processed' ELSE 'error' END,
+             error = $10, claimed_attempt = NULL,
+             delayed_until = NULL, finished_at = now(), updated_at = now(),
+             records = $4, members_created = $5, activities_created = $6, activities_updated = $7,
+             last_record = $8, last_record_timestamp = $9
+         WHERE id = $1 AND state = 'processing' AND claimed_attempt = $3
+           AND EXISTS (SELECT 1 FROM integration_runs
+                       WHERE id = $2 AND attempt = $3 AND state = 'processing' FOR SHARE)"
+    };
+}
+const MARK: &str = mark_sql!();
+const MARK_AND_SUMMARIZE: &str = concat!(
+    "WITH done AS (",
+    mark_sql!(),
+    " RETURNING state),
+          others AS (
+              SELECT count(*) FILTER (WHERE state IN ('pending', 'processing')) AS open,
+                     count(*) FILTER (WHERE state = 'error') AS errored,
+                     coalesce(bool_or(state = 'pending'
+                         AND (delayed_until IS NULL OR delayed_until <= now())), false) AS due_now,
+                     min(delayed_until) FILTER (WHERE state = 'pending') AS next_due
+              FROM integration_streams WHERE run_id = $2 AND id <> $1)
+     SELECT (SELECT count(*) FROM done) AS updated,
+            o.open, o.errored + (SELECT count(*) FROM done WHERE state = 'error') AS errored,
+            o.due_now, o.next_due
+     FROM others o"
+);
+
+/// The stream `processed` (or `error` with `error`), guarded by the lease; with
+/// [`Completion::summarize`], the run's other streams counted in the same statement (which sees
+/// them as they were before it, the committed stream excluded). Returns the rows updated.
+async fn mark_processed(
+    conn: &mut PgConnection,
+    lease: &Lease,
+    completion: &Completion<'_>,
+    error: Option<&ErrorRecord>,
+    counts: &UpsertCounts,
+    records_total: i32,
+) -> Result<(u64, Option<RunSummary>), StoreError> {
+    let query = sqlx::query(if completion.summarize {
+        MARK_AND_SUMMARIZE
+    } else {
+        MARK
+    })
+    .bind(completion.stream_id)
+    .bind(lease.run_id)
+    .bind(lease.attempt)
+    .bind(records_total)
+    .bind(clamp(counts.members_created))
+    .bind(clamp(counts.activities_created))
+    .bind(clamp(counts.activities_updated))
+    .bind(&completion.last_record)
+    .bind(completion.last_record_timestamp)
+    .bind(error.map(super::error_json));
+    if !completion.summarize {
+        return Ok((query.execute(&mut *conn).await?.rows_affected(), None));
+    }
+    let row = query.fetch_one(&mut *conn).await?;
+    let updated: i64 = sqlx::Row::try_get(&row, "updated")?;
+    let summary = <RunSummary as sqlx::FromRow<_>>::from_row(&row)?;
+    Ok((u64::try_from(updated).unwrap_or(0), Some(summary)))
+}
+
+fn cycle_error(page: &StreamInsert) -> ErrorRecord {
+    let message = format!(
+        "pagination cycles: the next page of `{}` ({}) was already fetched in this run",
+        page.chain_identifier,
+        page.page
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default()
+    );
+    ErrorRecord {
+        kind: crate::error::ErrorKind::Fatal,
+        hook: "processor".to_owned(),
+        chain: vec![message.clone()],
+        message,
+        failures: 1,
+        at: chrono::Utc::now(),
+    }
+}
+
+fn clamp(n: u64) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
+}

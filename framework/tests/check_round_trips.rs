@@ -1,0 +1,312 @@
+//! The round trips a check saves: the run claimed with its integration and checkpoints, the roots
+//! claimed with the preprocessing's commit, the last stream's commit saying how the run stands.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use chrono::{Duration as ChronoDuration, SubsecRound, Utc};
+use common::*;
+use serde_json::json;
+use sqlx::PgPool;
+use tributary::store::outcomes::{self, Completion, RunSummary};
+use tributary::store::records::RecordScope;
+use tributary::store::streams::{self, PendingWait, StreamState};
+use tributary::store::{Lease, claims, runs};
+use tributary::testkit::ScriptedService;
+use tributary::{ErrorKind, ErrorRecord, IntegrationError, ServiceConfig, StreamOutcome};
+
+fn service() -> ScriptedService {
+    ScriptedService::new(PLATFORM, roots(&["a"]), |_| async move {
+        Ok(StreamOutcome::new())
+    })
+}
+
+const LEASE: Duration = Duration::from_secs(30);
+
+#[sqlx::test(migrator = "tributary::MIGRATOR")]
+async fn a_claim_reads_the_integration_and_its_checkpoints_with_the_run(pool: PgPool) {
+    let h = harness(pool.clone(), service());
+    let (integration, run) = h
+        .connect(PLATFORM, json!({ "x": 1 }), json!({ "token": "t0ken" }))
+        .await
+        .unwrap();
+    let read_from = Utc::now().trunc_subsecs(3) - ChronoDuration::hours(2);
+    sqlx::query(
+        "INSERT INTO source_checkpoints (integration_id, source, read_from, run_id)
+         VALUES ($1, 'issues', $2, $3)",
+    )
+    .bind(integration.id)
+    .bind(read_from)
+    .bind(run.id)
+    .execute(&pool)
+    .await
+    .unwrap();
+
+    let mut claimed = claims::claim(&pool, run.id, "w1", LEASE)
+        .await
+        .unwrap()
+        .expect("a pending run is claimable");
+    assert_eq!(
+        (claimed.run.attempt, claimed.run.lease_owner.as_deref()),
+        (1, Some("w1"))
+    );
+    let read = claimed.integration().unwrap();
+    assert_eq!(
+        (read.id, read.platform.as_str(), &read.settings),
+        (integration.id, PLATFORM, &json!({ "x": 1 }))
+    );
+    assert_eq!(
+        read.credentials
+            .secret("token")
+            .map(|s| s.expose().to_owned()),
+        Some("t0ken".to_owned()),
+        "credentials opened with the process's key"
+    );
+    let checkpoints = claimed.checkpoints().unwrap();
+    assert_eq!(checkpoints.get("issues"), Some(&read_from));
+    assert_eq!(checkpoints.len(), 1);
+
+    assert!(
+        claims::claim(&pool, run.id, "w2", LEASE)
+            .await
+            .unwrap()
+            .is_none(),
+        "a run leased to another worker is not claimable"
+    );
+}
+
+#[sqlx::test(migrator = "tributary::MIGRATOR")]
+async fn the_preprocessing_commit_claims_the_first_roots(pool: PgPool) {
+    let h = harness(pool.clone(), service());
+    let (_, run) = h.connect(PLATFORM, json!({}), json!({})).await.unwrap();
+    let claimed = claims::claim(&pool, run.id, "w", LEASE)
+        .await
+        .unwrap()
+        .unwrap();
+    let lease = claimed.run.lease();
+
+    let (inserted, first) =
+        runs::save_preprocessed(&pool, &lease, &json!({}), None, &roots(&["a", "b", "c"]), 2)
+            .await
+            .unwrap();
+    assert_eq!(inserted, 3);
+    assert_eq!(
+        first
+            .iter()
+            .map(|s| (s.identifier.as_str(), s.state, s.claimed_attempt))
+            .collect::<Vec<_>>(),
+        [
+            ("a", StreamState::Processing, Some(lease.attempt)),
+            ("b", StreamState::Processing, Some(lease.attempt))
+        ],
+        "the first two roots, in order, claimed for this attempt"
+    );
+    let stored = h.streams(run.id).await;
+    assert_eq!(
+        stored.iter().map(|s| s.state).collect::<Vec<_>>(),
+        [
+            StreamState::Processing,
+            StreamState::Processing,
+            StreamState::Pending
+        ]
+    );
+
+    // a stale attempt claims nothing, and saves nothing
+    let stale = Lease {
+        attempt: lease.attempt - 1,
+        ..lease.clone()
+    };
+    let refused = runs::save_preprocessed(&pool, &stale, &json!({}), None, &roots(&["d"]), 2).await;
+    assert!(
+        refused.as_ref().is_err_and(|e| e.is_lease_lost()),
+        "{refused:?}"
+    );
+    assert_eq!(h.streams(run.id).await.len(), 3);
+}
+
+fn completion<'a>(
+    stream_id: uuid::Uuid,
+    scope: &'a RecordScope,
+    summarize: bool,
+) -> Completion<'a> {
+    Completion {
+        stream_id,
+        scope,
+        members: Vec::new(),
+        activities: Vec::new(),
+        new_streams: Vec::new(),
+        last_record: None,
+        last_record_timestamp: None,
+        error: None,
+        summarize,
+    }
+}
+
+#[sqlx::test(migrator = "tributary::MIGRATOR")]
+async fn the_last_commit_says_how_the_runs_streams_stand(pool: PgPool) {
+    let h = harness(pool.clone(), service());
+    let (integration, run) = h.connect(PLATFORM, json!({}), json!({})).await.unwrap();
+    let claimed = claims::claim(&pool, run.id, "w", LEASE)
+        .await
+        .unwrap()
+        .unwrap();
+    let lease = claimed.run.lease();
+    let (_, first) = runs::save_preprocessed(
+        &pool,
+        &lease,
+        &json!({}),
+        None,
+        &roots(&["a", "b", "c", "d"]),
+        4,
+    )
+    .await
+    .unwrap();
+    let scope = RecordScope {
+        tenant_id: integration.tenant_id,
+        platform: PLATFORM.to_owned(),
+        integration_id: integration.id,
+    };
+    // a: committed without a summary (others still in flight)
+    let done = outcomes::complete(&pool, &lease, &completion(first[0].id, &scope, false))
+        .await
+        .unwrap();
+    assert_eq!(done.summary, None, "not asked for");
+    // b: failed for good; c: failed, retried in an hour
+    let failure = ErrorRecord {
+        kind: ErrorKind::Fatal,
+        hook: "process_stream".to_owned(),
+        message: "gone".to_owned(),
+        chain: vec!["gone".to_owned()],
+        failures: 1,
+        at: Utc::now(),
+    };
+    streams::fail(&pool, &lease, first[1].id, &failure, None)
+        .await
+        .unwrap();
+    let retry_at = Utc::now().trunc_subsecs(3) + ChronoDuration::hours(1);
+    streams::fail(&pool, &lease, first[2].id, &failure, Some(retry_at))
+        .await
+        .unwrap();
+
+    // d, the last in flight: one errored, one waiting for its backoff
+    let done = outcomes::complete(&pool, &lease, &completion(first[3].id, &scope, true))
+        .await
+        .unwrap();
+    let summary = done.summary.expect("asked for");
+    assert_eq!(
+        summary,
+        RunSummary {
+            open: 1,
+            errored: 1,
+            due_now: false,
+            next_due: Some(retry_at),
+        }
+    );
+    assert_eq!(summary.pending_wait(), PendingWait::DueAt(retry_at));
+    assert_eq!(
+        summary.pending_wait(),
+        streams::pending_wait(&pool, run.id).await.unwrap(),
+        "the summary agrees with asking afterwards"
+    );
+}
+
+#[sqlx::test(migrator = "tributary::MIGRATOR")]
+async fn a_summary_counts_the_committed_stream_and_its_children(pool: PgPool) {
+    let h = harness(pool.clone(), service());
+    let (integration, run) = h.connect(PLATFORM, json!({}), json!({})).await.unwrap();
+    let lease = claims::claim(&pool, run.id, "w", LEASE)
+        .await
+        .unwrap()
+        .unwrap()
+        .run
+        .lease();
+    let (_, first) = runs::save_preprocessed(&pool, &lease, &json!({}), None, &roots(&["a"]), 4)
+        .await
+        .unwrap();
+    let scope = RecordScope {
+        tenant_id: integration.tenant_id,
+        platform: PLATFORM.to_owned(),
+        integration_id: integration.id,
+    };
+    let stream = first[0].to_stream();
+    let mut with_child = completion(first[0].id, &scope, true);
+    with_child.new_streams = vec![streams::StreamInsert::child(
+        &stream,
+        &tributary::NewStream::new("a/child", json!({})),
+    )];
+    let summary = outcomes::complete(&pool, &lease, &with_child)
+        .await
+        .unwrap()
+        .summary
+        .unwrap();
+    assert_eq!(
+        (summary.open, summary.errored, summary.pending_wait()),
+        (1, 0, PendingWait::DueNow),
+        "the child inserted by the same commit is due"
+    );
+
+    // the child ends in error by its pagination: counted as errored, nothing open
+    let child = streams::claim_due(&pool, &lease, 4).await.unwrap();
+    let broken = ErrorRecord {
+        kind: ErrorKind::Fatal,
+        hook: "processor".to_owned(),
+        message: "pagination does not advance".to_owned(),
+        chain: vec![],
+        failures: 1,
+        at: Utc::now(),
+    };
+    let mut last = completion(child[0].id, &scope, true);
+    last.error = Some(&broken);
+    let summary = outcomes::complete(&pool, &lease, &last)
+        .await
+        .unwrap()
+        .summary
+        .unwrap();
+    assert_eq!(
+        (summary.open, summary.errored, summary.pending_wait()),
+        (0, 1, PendingWait::None)
+    );
+}
+
+#[sqlx::test(migrator = "tributary::MIGRATOR")]
+async fn runs_of_one_stream_end_as_before_whatever_their_stream_did(pool: PgPool) {
+    // processed, failed for good, retried then processed: the run's end is the same as when the
+    // processor asked the database after the last stream
+    let service = ScriptedService::new(
+        PLATFORM,
+        roots(&["ok", "gone", "flaky"]),
+        |call| async move {
+            match (call.stream.identifier.as_str(), call.call) {
+                ("gone", _) => Err(IntegrationError::fatal("the channel was deleted")),
+                ("flaky", 1) => Err(IntegrationError::retryable("503 Service Unavailable")),
+                (id, _) => Ok(StreamOutcome::new().activity(activity(id, "ada"))),
+            }
+        },
+    )
+    .config(ServiceConfig {
+        stream_concurrency: 1,
+        ..fast_config()
+    });
+    let h = harness(pool, service);
+    let (integration, run) = h.connect(PLATFORM, json!({}), json!({})).await.unwrap();
+    let (_, run) = h.run_to_end(run.id).await;
+    assert_eq!(run.state, runs::RunState::Error);
+    let error = run.error_record().unwrap();
+    assert!(
+        error
+            .message
+            .starts_with("1 stream(s) ended in error; first: `gone`"),
+        "{error:?}"
+    );
+    assert_eq!(
+        (run.streams_processed, run.streams_errored),
+        (2, 1),
+        "{run:?}"
+    );
+    assert_eq!(
+        source_ids(&h.activities(integration.id).await),
+        ["act-flaky", "act-ok"]
+    );
+}

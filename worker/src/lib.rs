@@ -19,6 +19,7 @@
 //! freed) and handed on; after `shutdown_timeout` whatever is left is stopped, its leases expire
 //! and the rescuer hands it to another worker.
 
+mod acks;
 mod events;
 pub mod handler;
 mod health;
@@ -245,6 +246,9 @@ async fn bind_health(
 }
 
 /// The longest pause between two tries to reach a service at start.
+/// On a backlog, a receive waits up to this for free slots, to take messages ten at a time.
+const GATHER: Duration = Duration::from_millis(20);
+
 const MAX_START_PAUSE: Duration = Duration::from_secs(10);
 
 /// Connects to PostgreSQL, waiting while it is unreachable. `None`: shutdown came first.
@@ -386,6 +390,7 @@ impl Worker {
             );
         }
 
+        let acker = acks::Acker::start(self.queue.clone(), acks::ACK_DELAY);
         let mut slots = slots::Slots::new(config.concurrency, config.max_concurrency);
         let mut tasks: JoinSet<()> = JoinSet::new();
         let mut receive_failures = 0u32;
@@ -398,7 +403,7 @@ impl Worker {
             // wait for a free slot, then take as many as are free (at most a batch)
             let mut permits = tokio::select! {
                 () = shutdown.cancelled() => break,
-                permits = slots.take(MAX_BATCH) => match permits {
+                permits = slots.take(MAX_BATCH, GATHER) => match permits {
                     Ok(permits) => permits,
                     Err(_) => break,
                 },
@@ -438,6 +443,7 @@ impl Worker {
                 let span = tracing::info_span!("message", message_id = %message.id);
                 let job = Job {
                     queue: self.queue.clone(),
+                    acks: acker.acks(),
                     handler: self.handler.clone(),
                     stats: self.stats.clone(),
                     visibility: config.visibility_timeout,
@@ -468,6 +474,8 @@ impl Worker {
             events::drain_timed_out(tasks.len());
             tasks.shutdown().await;
         }
+        // every handled message's delete is sent before the worker stops
+        acker.close().await;
         services_stop.cancel();
         while services.join_next().await.is_some() {}
         events::stopped();
@@ -478,6 +486,7 @@ impl Worker {
 /// dead-letters it, or lets it come back.
 struct Job {
     queue: Arc<dyn Queue>,
+    acks: acks::Acks,
     handler: Arc<MessageHandler>,
     stats: Arc<Stats>,
     visibility: Duration,
@@ -509,9 +518,7 @@ impl Job {
         match disposition {
             Disposition::Done => {
                 self.stats.handled.fetch_add(1, Ordering::Relaxed);
-                if let Err(e) = self.queue.delete(&message.receipt).await {
-                    events::ack_failed(&message, &e);
-                }
+                self.acks.ack(message);
             }
             Disposition::Refused(reason) => {
                 self.stats.refused.fetch_add(1, Ordering::Relaxed);

@@ -28,6 +28,9 @@ const MAX_IDLE: Duration = Duration::from_secs(5);
 const SEND_CHUNK: usize = 5_000;
 /// Messages redriven to the dead letters per receive, at most.
 const REDRIVE_CHUNK: i64 = 100;
+/// A receive redrives at most this often (a message past its receives is never delivered again,
+/// so it waits at most this long to show in the dead letters): one statement per receive fewer.
+const REDRIVE_EVERY: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PgQueueConfig {
@@ -53,6 +56,8 @@ pub struct PgQueue {
     config: PgQueueConfig,
     /// Started by the first receive; aborted when the queue is dropped.
     listener: OnceCell<Listener>,
+    /// When a receive last redrove.
+    redriven_at: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 impl std::fmt::Debug for PgQueue {
@@ -91,6 +96,7 @@ impl PgQueue {
             pool,
             config,
             listener: OnceCell::new(),
+            redriven_at: std::sync::Mutex::new(None),
         }
     }
 
@@ -112,6 +118,21 @@ impl PgQueue {
             })
             .await?;
         Ok(listener.wakeups.clone())
+    }
+
+    /// Whether this receive redrives (at most every [`REDRIVE_EVERY`]).
+    fn redrive_due(&self) -> bool {
+        let Ok(mut last) = self.redriven_at.lock() else {
+            return true;
+        };
+        let now = std::time::Instant::now();
+        match *last {
+            Some(at) if now.duration_since(at) < REDRIVE_EVERY => false,
+            _ => {
+                *last = Some(now);
+                true
+            }
+        }
     }
 
     /// Moves messages received `max_receives` times, and visible again, to the dead letters.
@@ -144,7 +165,9 @@ impl PgQueue {
         &self,
         request: &ReceiveRequest,
     ) -> Result<Vec<ReceivedMessage>, QueueError> {
-        self.redrive().await?;
+        if self.redrive_due() {
+            self.redrive().await?;
+        }
         let rows: Vec<MessageRow> = sqlx::query_as(
             "UPDATE queue_messages m SET
                  receive_count = m.receive_count + 1,
@@ -392,6 +415,7 @@ impl Queue for PgQueue {
     }
 
     async fn peek_dead_letters(&self, max: usize) -> Result<Vec<DeadLetter>, QueueError> {
+        self.redrive().await?;
         let rows: Vec<(Uuid, String, String, i32, DateTime<Utc>)> = sqlx::query_as(
             "SELECT id, body, reason, receive_count, dead_lettered_at FROM queue_dead_letters
              WHERE queue = $1 ORDER BY dead_lettered_at, id LIMIT $2",

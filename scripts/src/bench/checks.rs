@@ -53,6 +53,10 @@ pub struct ChecksBenchArgs {
     /// Give up on a round after this many seconds.
     #[arg(long, default_value_t = 900)]
     pub timeout_secs: u64,
+    /// The worker binary to measure (default: the `tributary-worker` beside this benchmark), e.g.
+    /// an earlier version's build, for a baseline on the same machine and database.
+    #[arg(long)]
+    pub worker_binary: Option<PathBuf>,
 }
 
 const TOKEN: &str = "forum-bench-token";
@@ -64,6 +68,8 @@ struct Round {
     checks: u64,
     elapsed: Duration,
     transactions: i64,
+    /// Statements run, when the server has `pg_stat_statements`.
+    statements: Option<i64>,
     cpu: Duration,
     /// Requests the fake received during the round.
     requests: usize,
@@ -115,6 +121,7 @@ pub async fn run(args: ChecksBenchArgs) -> anyhow::Result<()> {
         },
     );
     let timeout = Duration::from_secs(args.timeout_secs);
+    let counts = counts_statements(&pool).await;
     let mut slot = TickSlot::containing(Utc::now());
     let mut rounds = Vec::new();
     for name in ["first check", "nothing new", "one new post"] {
@@ -122,16 +129,17 @@ pub async fn run(args: ChecksBenchArgs) -> anyhow::Result<()> {
             forum.edit(|data| data.add_post(CHANNEL, author(1), "News", Utc::now()));
         }
         let requests_before = forum.requests();
-        let round = match measure_round(&pool, &scheduler, slot, name, &workers, timeout).await {
-            Ok(round) => Round {
-                requests: forum.requests() - requests_before,
-                ..round
-            },
-            Err(e) => {
-                stop_workers(workers).await;
-                return Err(e);
-            }
-        };
+        let round =
+            match measure_round(&pool, &scheduler, slot, name, &workers, timeout, counts).await {
+                Ok(round) => Round {
+                    requests: forum.requests() - requests_before,
+                    ..round
+                },
+                Err(e) => {
+                    stop_workers(workers).await;
+                    return Err(e);
+                }
+            };
         print_round(&round);
         rounds.push(round);
         slot = slot.next();
@@ -161,7 +169,11 @@ async fn insert_integrations(pool: &PgPool, n: u64, base_url: &str) -> anyhow::R
     Ok(())
 }
 
-fn worker_binary() -> anyhow::Result<PathBuf> {
+fn worker_binary(args: &ChecksBenchArgs) -> anyhow::Result<PathBuf> {
+    if let Some(path) = &args.worker_binary {
+        anyhow::ensure!(path.exists(), "{} does not exist", path.display());
+        return Ok(path.clone());
+    }
     let exe = std::env::current_exe().context("locating this benchmark's binary")?;
     let path = exe
         .parent()
@@ -176,7 +188,7 @@ fn worker_binary() -> anyhow::Result<PathBuf> {
 }
 
 fn start_worker(database_url: &str, n: usize, args: &ChecksBenchArgs) -> anyhow::Result<Child> {
-    let mut command = Command::new(worker_binary()?);
+    let mut command = Command::new(worker_binary(args)?);
     if let Some(max) = args.max_concurrency {
         command.env("TRIBUTARY_WORKER_MAX_CONCURRENCY", max.to_string());
     }
@@ -213,8 +225,16 @@ async fn measure_round(
     name: &'static str,
     workers: &[Child],
     timeout: Duration,
+    counts_statements: bool,
 ) -> anyhow::Result<Round> {
     let transactions_before = transactions(pool).await?;
+    let statements_before = if counts_statements {
+        statements(pool).await
+    } else {
+        None
+    };
+    // this process's own transactions from here on: the read above, the statements' read
+    let mut own = 1 + i64::from(statements_before.is_some());
     let cpu_before: Duration = workers.iter().map(cpu_of).sum();
     let started = Instant::now();
     let fan_out = scheduler.run_once(slot).await?;
@@ -223,7 +243,7 @@ async fn measure_round(
     loop {
         polls += 1;
         let (done, failed): (i64, i64) = sqlx::query_as(
-            "SELECT count(*) FILTER (WHERE state = 'processed'),
+            "/* bench */ SELECT count(*) FILTER (WHERE state = 'processed'),
                     count(*) FILTER (WHERE state = 'error')
              FROM integration_runs WHERE trigger_key = $1",
         )
@@ -244,27 +264,77 @@ async fn measure_round(
     }
     let elapsed = started.elapsed();
     let cpu = workers.iter().map(cpu_of).sum::<Duration>() - cpu_before;
-    // the polls above are this process's own transactions, not the workers'
-    let transactions = transactions(pool).await? - transactions_before - polls;
+    // backends report their figures at most once a second: wait until they stop changing
+    let (after, reads) = settled_transactions(pool).await?;
+    // and the polls and the reads before the last (which does not count itself)
+    own += polls + reads - 1;
+    let transactions = after - transactions_before - own;
+    let statements = match statements_before {
+        Some(before) => statements(pool).await.map(|after| after - before),
+        None => None,
+    };
     Ok(Round {
         name,
         checks: fan_out.runs_created,
         elapsed,
         transactions,
+        statements,
         cpu,
         requests: 0,
     })
 }
 
+/// The database's transactions once the figures stopped changing (for a second and a half, at
+/// most 20 s), and how many transactions reading them took.
+async fn settled_transactions(pool: &PgPool) -> anyhow::Result<(i64, i64)> {
+    let give_up = Instant::now() + Duration::from_secs(20);
+    let mut reads = 1;
+    let mut last = transactions(pool).await?;
+    loop {
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+        reads += 1;
+        let now = transactions(pool).await?;
+        // each read is a transaction of its own
+        if now - last <= 1 || Instant::now() > give_up {
+            return Ok((now, reads));
+        }
+        last = now;
+    }
+}
+
+/// Whether the server counts statements (it preloads `pg_stat_statements`); makes the
+/// extension's view in this database.
+async fn counts_statements(pool: &PgPool) -> bool {
+    sqlx::query("/* bench */ CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        .execute(pool)
+        .await
+        .is_ok()
+        && sqlx::query("/* bench */ SELECT 1 FROM pg_stat_statements LIMIT 1")
+            .execute(pool)
+            .await
+            .is_ok()
+}
+
+/// Statements the workers ran in this database so far (`pg_stat_statements`, if the server
+/// preloads it; the benchmark's own are marked and left out).
+async fn statements(pool: &PgPool) -> Option<i64> {
+    sqlx::query_scalar(
+        "/* bench */ SELECT coalesce(sum(calls), 0)::bigint FROM pg_stat_statements s
+         JOIN pg_database d ON d.oid = s.dbid
+         WHERE d.datname = current_database() AND s.query NOT LIKE '/* bench */%'
+           AND s.query NOT IN ('BEGIN', 'COMMIT', 'ROLLBACK')",
+    )
+    .fetch_one(pool)
+    .await
+    .ok()
+}
+
 /// Transactions committed and rolled back in this database so far.
 async fn transactions(pool: &PgPool) -> anyhow::Result<i64> {
     // statistics reach pg_stat_database when a backend reports them (at most once a second);
-    // clearing this backend's snapshot makes the read current as of the last reports
-    sqlx::query("SELECT pg_stat_clear_snapshot()")
-        .execute(pool)
-        .await?;
+    // each read is a transaction of its own, with a fresh snapshot of the figures
     Ok(sqlx::query_scalar(
-        "SELECT (xact_commit + xact_rollback)::bigint FROM pg_stat_database
+        "/* bench */ SELECT (xact_commit + xact_rollback)::bigint FROM pg_stat_database
          WHERE datname = current_database()",
     )
     .fetch_one(pool)
@@ -288,8 +358,12 @@ fn cpu_of(child: &Child) -> Duration {
 
 fn print_round(round: &Round) {
     let per_check = |x: f64| x / round.checks.max(1) as f64;
+    let statements = round.statements.map_or_else(
+        || "statements n/a (no pg_stat_statements)".to_owned(),
+        |s| format!("{:.1} statements/check", per_check(s as f64)),
+    );
     println!(
-        "{:<14} {} checks in {:.1} s ({:.0} checks/s) · {:.1} transactions/check · worker CPU {:.2} ms/check · {:.1} requests/check",
+        "{:<14} {} checks in {:.1} s ({:.0} checks/s) · {:.1} transactions/check · {statements} · worker CPU {:.2} ms/check · {:.1} requests/check",
         round.name,
         round.checks,
         round.elapsed.as_secs_f64(),

@@ -289,7 +289,11 @@ impl IntegrationProcessor {
         .await?;
         match end {
             LoopEnd::AllFinal => {}
-            LoopEnd::Deferred { until, reason } => return self.defer(lease, until, &reason).await,
+            LoopEnd::Deferred {
+                until,
+                reason,
+                budget,
+            } => return self.defer(lease, until, &reason, budget.as_ref()).await,
             LoopEnd::Stopped => {
                 store::runs::defer(
                     &self.pool,
@@ -392,7 +396,12 @@ impl IntegrationProcessor {
         if let Some(until) = failure.rate_limited_until() {
             crate::telemetry::rate_limit_deferral(&integration.platform);
             return self
-                .defer(lease, until, &format!("rate limited in {hook}"))
+                .defer(
+                    lease,
+                    until,
+                    &format!("rate limited in {hook}"),
+                    failure.rate_limited_budget(),
+                )
                 .await;
         }
         let failures = u32::try_from(run.retries).unwrap_or(0).saturating_add(1);
@@ -445,16 +454,18 @@ impl IntegrationProcessor {
         }
     }
 
+    /// Defers the run; `budget`: the credential's budget a rate limit waits on.
     async fn defer(
         &self,
         lease: &Lease,
         until: DateTime<Utc>,
         reason: &str,
+        budget: Option<&crate::http::BudgetKey>,
     ) -> Result<RunOutcome, ProcessorError> {
         let until = until
             .max(Utc::now())
             .min(Utc::now() + to_chrono(self.config.max_deferral));
-        store::runs::defer(&self.pool, lease, until, reason, None).await?;
+        store::runs::defer_waiting_on(&self.pool, lease, until, reason, None, budget).await?;
         events::run_deferred(lease.run_id, until, reason);
         Ok(RunOutcome::Delayed {
             until,

@@ -16,6 +16,7 @@ use super::{ProcessorConfig, ProcessorError, to_chrono};
 use crate::context::AnyContext;
 use crate::error::{ErrorKind, ErrorRecord};
 use crate::events;
+use crate::http::BudgetKey;
 use crate::records::Operation;
 use crate::service::{DynService, ServiceConfig};
 use crate::store::limits::{self, LimitDecision};
@@ -33,10 +34,12 @@ const MAX_COMMIT_TRIES: u32 = 3;
 pub(super) enum LoopEnd {
     /// No stream is pending or processing.
     AllFinal,
-    /// Everything in flight committed; the run must wait.
+    /// Everything in flight committed; the run must wait (on `budget`, for a rate limit the HTTP
+    /// toolkit named).
     Deferred {
         until: DateTime<Utc>,
         reason: String,
+        budget: Option<BudgetKey>,
     },
     /// Shutdown requested; everything in flight committed or was put back.
     Stopped,
@@ -48,6 +51,7 @@ pub(super) enum LoopEnd {
 struct Deferral {
     until: DateTime<Utc>,
     reason: String,
+    budget: Option<BudgetKey>,
 }
 
 fn merge(current: Option<Deferral>, new: Deferral) -> Option<Deferral> {
@@ -140,6 +144,7 @@ impl StreamLoop<'_> {
                                     "global limit of {units} per {window:?} reached for {}",
                                     self.ctx.platform()
                                 ),
+                                budget: None,
                             },
                         );
                         buffer.push_front(row);
@@ -167,6 +172,7 @@ impl StreamLoop<'_> {
                     return Ok(LoopEnd::Deferred {
                         until: d.until,
                         reason: d.reason,
+                        budget: d.budget,
                     });
                 }
                 if stopping {
@@ -181,6 +187,7 @@ impl StreamLoop<'_> {
                             return Ok(LoopEnd::Deferred {
                                 until: at,
                                 reason: "waiting for a stream's retry backoff".to_owned(),
+                                budget: None,
                             });
                         }
                         tokio::select! {
@@ -287,6 +294,7 @@ async fn process_one(shared: Arc<Shared>, row: StreamRow) -> Result<Option<Defer
     Ok(sleep.map(|d| Deferral {
         until: Utc::now() + to_chrono(d),
         reason: format!("stream `{}` asked to sleep {d:?}", stream.identifier),
+        budget: None,
     }))
 }
 
@@ -471,6 +479,7 @@ async fn record_failure(
                 "rate limited while processing `{}`: {why}",
                 stream.identifier
             ),
+            budget: failure.rate_limited_budget().cloned(),
         }));
     }
     let failures = stream.retries.saturating_add(1);

@@ -25,7 +25,7 @@ pub enum IntegrationError {
         source: Option<BoxError>,
         /// The credential's budget the wait is for, when the HTTP toolkit knows it: the run is
         /// deferred as waiting on it (shown with that quota).
-        budget: Option<BudgetKey>,
+        budget: Option<Box<BudgetKey>>,
     },
     /// A transient failure (5xx, timeout, connection reset): retried with exponential backoff up to
     /// the service's `max_retries`.
@@ -60,7 +60,7 @@ impl IntegrationError {
         if let Self::RateLimited { budget, .. } = &mut self
             && budget.is_none()
         {
-            *budget = Some(key.clone());
+            *budget = Some(Box::new(key.clone()));
         }
         self
     }
@@ -68,7 +68,7 @@ impl IntegrationError {
     /// The budget a rate limit waits on, when known.
     pub fn budget(&self) -> Option<&BudgetKey> {
         match self {
-            Self::RateLimited { budget, .. } => budget.as_ref(),
+            Self::RateLimited { budget, .. } => budget.as_deref(),
             _ => None,
         }
     }

@@ -161,8 +161,10 @@ impl IntegrationProcessor {
                 self.config.lease_duration,
                 self.config.heartbeat_interval,
             );
+            // one span per claim of the run (exported through OpenTelemetry when configured)
             let span = tracing::info_span!(
-                "run", run_id = %run.id, integration_id = %run.integration_id, attempt = run.attempt
+                "run", run_id = %run.id, integration_id = %run.integration_id, attempt = run.attempt,
+                onboarding = run.onboarding, platform = tracing::field::Empty
             );
             let result = tracing::Instrument::instrument(
                 self.drive(&run, &lease, keeper.lost(), shutdown),
@@ -207,6 +209,7 @@ impl IntegrationProcessor {
         shutdown: &CancellationToken,
     ) -> Result<RunOutcome, ProcessorError> {
         let integration = store::integrations::get(&self.pool, run.integration_id).await?;
+        tracing::Span::current().record("platform", integration.platform.as_str());
         let service = match self.registry.get(&integration.platform) {
             Ok(service) => service,
             Err(unknown) => {

@@ -152,7 +152,8 @@ impl StreamLoop<'_> {
                     }
                     let stream_id = row.id;
                     let span = tracing::info_span!(
-                        "stream", stream = %row.identifier, stream_id = %row.id
+                        "stream", stream = %row.identifier, stream_id = %row.id,
+                        run_id = %self.lease.run_id, platform = self.ctx.platform()
                     );
                     let handle = in_flight.spawn(tracing::Instrument::instrument(
                         process_one(shared.clone(), row),

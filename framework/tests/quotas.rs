@@ -47,6 +47,14 @@ async fn the_quota(pool: &PgPool) -> QuotaView {
     list.remove(0)
 }
 
+/// An answer of `key`'s budget whose turn was already taken (`counted`).
+async fn seen(budgets: &SharedBudgets, remaining: f64, reset_at: DateTime<Utc>) {
+    budgets
+        .record(&key(), &answer(remaining, reset_at), None, true)
+        .await
+        .unwrap();
+}
+
 fn close(actual: Option<f64>, expected: f64, tolerance: f64) {
     let actual = actual.unwrap_or_else(|| panic!("no rate; expected {expected}"));
     assert!(
@@ -71,10 +79,7 @@ async fn two_answers_of_one_window_give_the_spend_rate_and_when_the_budget_runs_
 
     // 100 spent in two minutes: 50 a minute; 3,900 left last 78 minutes, before the reset
     backdate(&pool, Duration::from_secs(120)).await;
-    budgets
-        .record(&key, &answer(3900.0, reset), None, true)
-        .await
-        .unwrap();
+    seen(&budgets, 3900.0, reset).await;
     let quota = the_quota(&pool).await;
     close(quota.spend_per_min, 50.0, 0.5);
     assert_eq!(quota.outlook, "runs out before reset");
@@ -87,26 +92,17 @@ async fn two_answers_of_one_window_give_the_spend_rate_and_when_the_budget_runs_
 
     // the next minute at 20 a minute: the average moves most of the way (1 − e^−1) towards it
     backdate(&pool, Duration::from_secs(60)).await;
-    budgets
-        .record(&key, &answer(3880.0, reset), None, true)
-        .await
-        .unwrap();
+    seen(&budgets, 3880.0, reset).await;
     let smoothed = 50.0 + (1.0 - (-1.0_f64).exp()) * (20.0 - 50.0);
     close(the_quota(&pool).await.spend_per_min, smoothed, 0.5);
 
     // an answer right after the last one measures nothing yet
-    budgets
-        .record(&key, &answer(3879.0, reset), None, true)
-        .await
-        .unwrap();
+    seen(&budgets, 3879.0, reset).await;
     close(the_quota(&pool).await.spend_per_min, smoothed, 0.5);
 
     // ten quiet minutes at 1 a minute: it will not run out before the reset at this pace
     backdate(&pool, Duration::from_secs(600)).await;
-    budgets
-        .record(&key, &answer(3870.0, reset), None, true)
-        .await
-        .unwrap();
+    seen(&budgets, 3870.0, reset).await;
     let slow = the_quota(&pool).await;
     close(slow.spend_per_min, 1.0, 0.05);
     assert_eq!(slow.runs_out_at, None);
@@ -129,20 +125,14 @@ async fn a_new_window_starts_the_rate_again(pool: PgPool) {
         .await
         .unwrap();
     backdate(&pool, Duration::from_secs(60)).await;
-    budgets
-        .record(&key, &answer(400.0, reset), None, true)
-        .await
-        .unwrap();
+    seen(&budgets, 400.0, reset).await;
     let spending = the_quota(&pool).await;
     close(spending.spend_per_min, 600.0, 5.0);
     assert!(spending.runs_out_at.is_some(), "{spending:?}");
 
     // the window reset: a full budget and a later reset; the old pace no longer holds
     let next = reset + chrono::Duration::hours(1);
-    budgets
-        .record(&key, &answer(4999.0, next), None, true)
-        .await
-        .unwrap();
+    seen(&budgets, 4999.0, next).await;
     let restarted = the_quota(&pool).await;
     assert_eq!(restarted.spend_per_min, None, "{restarted:?}");
     assert_eq!(restarted.runs_out_at, None);
@@ -150,17 +140,11 @@ async fn a_new_window_starts_the_rate_again(pool: PgPool) {
 
     // the new window's own pace, not blended with the old one
     backdate(&pool, Duration::from_secs(60)).await;
-    budgets
-        .record(&key, &answer(4989.0, next), None, true)
-        .await
-        .unwrap();
+    seen(&budgets, 4989.0, next).await;
     close(the_quota(&pool).await.spend_per_min, 10.0, 0.2);
 
     // a late answer of the old window changes no rate
-    budgets
-        .record(&key, &answer(100.0, reset), None, true)
-        .await
-        .unwrap();
+    seen(&budgets, 100.0, reset).await;
     close(the_quota(&pool).await.spend_per_min, 10.0, 0.2);
 }
 
@@ -225,15 +209,9 @@ async fn a_run_deferred_by_a_spent_budget_waits_on_exactly_that_credentials_quot
     let server = FakeServer::start().await.unwrap();
     server.budget(Budget {
         headers: |state| {
-            vec![
-                ("x-ratelimit-limit".into(), state.limit.to_string()),
-                (
-                    "x-ratelimit-remaining".into(),
-                    state.remaining().to_string(),
-                ),
-                ("x-ratelimit-reset".into(), state.reset_epoch().to_string()),
-                ("x-ratelimit-resource".into(), "core".into()),
-            ]
+            let mut headers = state.headers();
+            headers.push(("x-ratelimit-resource".into(), "core".into()));
+            headers
         },
         ..Budget::per_window(1, Duration::from_secs(3600)).per_caller("authorization")
     });

@@ -6,6 +6,8 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::http::BudgetKey;
+
 /// Any error kept as the source of an [`IntegrationError`].
 pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
 
@@ -21,6 +23,9 @@ pub enum IntegrationError {
         message: String,
         #[source]
         source: Option<BoxError>,
+        /// The credential's budget the wait is for, when the HTTP toolkit knows it: the run is
+        /// deferred as waiting on it (shown with that quota).
+        budget: Option<Box<BudgetKey>>,
     },
     /// A transient failure (5xx, timeout, connection reset): retried with exponential backoff up to
     /// the service's `max_retries`.
@@ -45,6 +50,26 @@ impl IntegrationError {
             until,
             message: message.into(),
             source: None,
+            budget: None,
+        }
+    }
+
+    /// Names the budget a rate limit waits on (kept if one is named already; other kinds are
+    /// returned unchanged).
+    pub fn waiting_on(mut self, key: &BudgetKey) -> Self {
+        if let Self::RateLimited { budget, .. } = &mut self
+            && budget.is_none()
+        {
+            *budget = Some(Box::new(key.clone()));
+        }
+        self
+    }
+
+    /// The budget a rate limit waits on, when known.
+    pub fn budget(&self) -> Option<&BudgetKey> {
+        match self {
+            Self::RateLimited { budget, .. } => budget.as_deref(),
+            _ => None,
         }
     }
 

@@ -16,6 +16,7 @@ pub mod http;
 pub mod keyring;
 pub mod maintenance;
 pub mod messages;
+pub mod otel;
 pub mod processor;
 pub mod queue;
 pub mod records;

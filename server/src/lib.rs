@@ -12,8 +12,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::{StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -52,8 +53,21 @@ pub fn app(state: Arc<AppState>) -> Router {
         .merge(dashboard::router())
         .route("/metrics", get(metrics))
         .route("/health", get(health))
+        .route_layer(axum::middleware::from_fn(request_span))
         .fallback(|| async { Problem::not_found("no such page or endpoint") })
         .with_state(state)
+}
+
+/// A span per request (exported through OpenTelemetry when configured): its method, its route
+/// (the template, never an id) and the status answered.
+async fn request_span(matched: Option<MatchedPath>, request: Request, next: Next) -> Response {
+    let route = matched.as_ref().map_or("", MatchedPath::as_str);
+    let span = tracing::info_span!(
+        "request", method = %request.method(), route, status = tracing::field::Empty
+    );
+    let response = tracing::Instrument::instrument(next.run(request), span.clone()).await;
+    span.record("status", response.status().as_u16());
+    response
 }
 
 async fn metrics(State(state): State<Arc<AppState>>, _: Reader) -> Response {

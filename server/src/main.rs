@@ -57,7 +57,13 @@ enum TokenAction {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tributary::runtime::init_tracing("info,sqlx=warn");
+    let telemetry = tributary::otel::init_tracing_and_export("info,sqlx=warn", "tributary-server");
+    let result = run().await;
+    telemetry.shutdown().await;
+    result
+}
+
+async fn run() -> anyhow::Result<()> {
     let args = Args::parse();
     if let Some(Command::Openapi) = args.command {
         print!("{}", tributary_server::api::openapi_json());

@@ -463,13 +463,15 @@ async fn ticks_quotas_and_the_runs_waiting_on_a_quota_are_shown(pool: PgPool) {
         .execute(&pool)
         .await
         .unwrap();
-    // a check run made by that tick, deferred by GitHub's limit until its reset
+    // a check run made by that tick, deferred by one credential's GitHub `core` budget until
+    // its reset (the deferral records which budget)
     let waiting = Uuid::new_v4();
     sqlx::query(
         "INSERT INTO integration_runs (id, integration_id, onboarding, state, trigger_key,
-             delayed_until, delay_reason)
+             delayed_until, delay_reason, waiting_platform, waiting_credential, waiting_resource)
          VALUES ($1, $2, false, 'delayed', $3, now() + interval '20 minutes',
-                 'rate limited while processing `repo:acme/widget:issues`')",
+                 'rate limited while processing `repo:acme/widget:issues`',
+                 'github', 'fp:9f2c', 'core')",
     )
     .bind(waiting)
     .bind(github)
@@ -505,12 +507,18 @@ async fn ticks_quotas_and_the_runs_waiting_on_a_quota_are_shown(pool: PgPool) {
     let spent = find("fp:9f2c", "core");
     assert_eq!(spent["outlook"], "exhausted");
     assert_eq!(spent["runs_waiting"], 1);
+    assert_eq!(spent["waiting_runs"], json!([waiting]));
     let lasting = find("fp:9f2c", "search");
     assert_eq!(lasting["outlook"], "lasts until reset");
     assert_eq!(lasting["runs_waiting"], 0);
     let running_out = find("fp:77aa", "core");
     assert_eq!(running_out["outlook"], "runs out before reset");
     assert!(running_out["runs_out_at"].is_string(), "{running_out}");
+    assert_eq!(running_out["spend_per_min"], 60.0);
+    assert_eq!(
+        running_out["runs_waiting"], 0,
+        "another credential's budget waits for nothing"
+    );
     let (_, none) = server.get("/api/v1/quotas?platform=devto").await;
     assert_eq!(none.as_array().unwrap().len(), 0);
 

@@ -124,7 +124,9 @@ impl TickGenerator {
         loop {
             let now = Utc::now();
             let slot = TickSlot::containing(now);
-            let failed = match self.run_once(now).await {
+            let attempt = self.run_once(now);
+            let span = tracing::info_span!("tick", slot = %slot.start(), generator = %self.id);
+            let failed = match tracing::Instrument::instrument(attempt, span).await {
                 Ok(_) => false,
                 Err(e) => {
                     events::emission_failed(slot, &e, self.retry_after);

@@ -72,7 +72,15 @@ impl Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tributary::runtime::init_tracing("info,sqlx=warn");
+    let telemetry =
+        tributary::otel::init_tracing_and_export("info,sqlx=warn", "tributary-tick-generator");
+    let result = generate().await;
+    telemetry.shutdown().await;
+    result
+}
+
+/// Emits ticks until SIGTERM or SIGINT.
+async fn generate() -> anyhow::Result<()> {
     let config = Args::parse().config()?;
     let mut signals = ShutdownSignals::listen().context("cannot listen for SIGTERM/SIGINT")?;
     let shutdown = CancellationToken::new();

@@ -172,10 +172,17 @@ impl Args {
     }
 }
 
-/// Waits for SIGTERM or SIGINT; says which.
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tributary::runtime::init_tracing("info,sqlx=warn");
+    let telemetry = tributary::otel::init_tracing_and_export("info,sqlx=warn", "tributary-worker");
+    let result = work().await;
+    // the spans still batched go out before the process ends
+    telemetry.shutdown().await;
+    result
+}
+
+/// Runs the worker until SIGTERM or SIGINT (a second one stops it at once).
+async fn work() -> anyhow::Result<()> {
     let config = Args::parse().config()?;
     let keys = tributary::keyring::init_from_env().context("loading the credentials key")?;
     tributary::keyring::require_key(keys, tributary::keyring::plaintext_allowed())?;

@@ -5,8 +5,10 @@ use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 use sqlx::PgPool;
 use utoipa::ToSchema;
+use uuid::Uuid;
 
 use super::AdminError;
+use crate::http::SPEND_SMOOTHING;
 use crate::store::overview::{self, BudgetRow};
 
 /// A credential's budget for one platform resource. `credential` is a fingerprint, never the
@@ -23,26 +25,32 @@ pub struct QuotaView {
     pub reset_at: Option<DateTime<Utc>>,
     /// A refusal said: nothing before this.
     pub blocked_until: Option<DateTime<Utc>>,
-    /// Requests per minute, a moving estimate.
+    /// Requests per minute at the current pace: a moving average of the pace between the
+    /// platform's answers of the current window (null until two of them were recorded), fading
+    /// while no answer comes.
     pub spend_per_min: Option<f64>,
     pub requests: i64,
     pub updated_at: DateTime<Utc>,
-    /// When the remaining budget is spent at the current pace, if before the reset.
+    /// When the remaining budget is spent at the current pace; null when it will not be before
+    /// the reset (or nothing is known of the pace).
     pub runs_out_at: Option<DateTime<Utc>>,
     /// `exhausted`, `blocked`, `runs out before reset`, `lasts until reset` or `unknown`.
     pub outlook: String,
-    /// Runs of this platform deferred by a rate limit until about this budget's reset.
+    /// Runs deferred by a rate limit of exactly this budget (platform, credential, resource).
     pub runs_waiting: i64,
+    /// The first of them (at most 20), soonest due first.
+    pub waiting_runs: Vec<Uuid>,
 }
 
 impl QuotaView {
     /// The view of a stored budget at `now`.
     pub fn at(row: BudgetRow, now: DateTime<Utc>) -> Self {
-        let runs_out_at = match (row.remaining, row.spend_per_min) {
+        let spend_per_min = current_pace(row.spend_per_min, row.observed_at, now);
+        let runs_out_at = match (row.remaining, spend_per_min) {
             (Some(remaining), Some(rate)) if rate > 0.0 && remaining > 0 => {
                 let minutes = remaining as f64 / rate;
                 let millis = (minutes * 60_000.0).min(1e15) as i64;
-                Some(row.updated_at + Duration::milliseconds(millis))
+                Some(now.max(row.updated_at) + Duration::milliseconds(millis))
             }
             (Some(0), _) => Some(row.updated_at),
             _ => None,
@@ -69,14 +77,29 @@ impl QuotaView {
             remaining: row.remaining,
             reset_at: row.reset_at,
             blocked_until: row.blocked_until,
-            spend_per_min: row.spend_per_min,
+            spend_per_min,
             requests: row.requests,
             updated_at: row.updated_at,
             runs_out_at,
             outlook: outlook.to_owned(),
             runs_waiting: row.runs_waiting,
+            waiting_runs: row.waiting_run_ids,
         }
     }
+}
+
+/// The stored spend rate, faded for the time since it was measured as the moving average would
+/// fade it were every answer since reporting nothing spent.
+fn current_pace(
+    rate: Option<f64>,
+    measured_at: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Option<f64> {
+    let rate = rate?;
+    let idle = measured_at.map_or(0.0, |at| {
+        (now - at).num_milliseconds().max(0) as f64 / 1000.0
+    });
+    Some(rate * (-idle / SPEND_SMOOTHING.as_secs_f64()).exp())
 }
 
 /// Every budget, or a platform's.
@@ -104,9 +127,11 @@ mod tests {
             reset_at: Some(now + Duration::minutes(reset_in_min)),
             blocked_until: None,
             spend_per_min: rate,
+            observed_at: Some(now),
             requests: 10,
             updated_at: now,
             runs_waiting: 0,
+            waiting_run_ids: Vec::new(),
         }
     }
 
@@ -117,6 +142,16 @@ mod tests {
         let out = view.runs_out_at.expect("runs out");
         let minutes = (out - view.updated_at).num_seconds() as f64 / 60.0;
         assert!((minutes - 10.0).abs() < 0.1, "{minutes}");
+    }
+
+    #[test]
+    fn a_pace_not_measured_for_a_while_fades() {
+        let mut stale = row(Some(100), Some(10.0), 30);
+        stale.observed_at = Some(Utc::now() - Duration::minutes(3));
+        let view = QuotaView::at(stale, Utc::now());
+        let rate = view.spend_per_min.expect("a rate");
+        assert!((rate - 10.0 * (-3.0_f64).exp()).abs() < 0.05, "{rate}");
+        assert_eq!(view.outlook, "lasts until reset");
     }
 
     #[test]

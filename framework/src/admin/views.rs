@@ -116,7 +116,8 @@ pub struct ProgressView {
     pub members_new: i64,
 }
 
-/// A run, its live progress, and the quotas it waits on when a rate limit deferred it.
+/// A run, its live progress, and the quota it waits on when a rate limit of a known budget
+/// deferred it.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct RunDetail {
     pub run: RunSummary,
@@ -137,19 +138,14 @@ pub async fn run(pool: &PgPool, id: Uuid) -> Result<RunDetail, AdminError> {
         activities_updated: p.activities_updated,
         members_new: p.members_created,
     };
-    let rate_limited = run.state == "delayed"
-        && run
-            .delay_reason
-            .as_deref()
-            .is_some_and(|r| r.starts_with("rate limited"));
-    let waiting_on = if rate_limited {
-        quotas::list(pool, Some(&run.platform))
+    // the budget the deferral recorded, exactly
+    let waiting_on = match overview::run_waiting_on(pool, id).await? {
+        Some((platform, credential, resource)) => quotas::list(pool, Some(&platform))
             .await?
             .into_iter()
-            .filter(|q| q.runs_waiting > 0)
-            .collect()
-    } else {
-        Vec::new()
+            .filter(|q| q.credential == credential && q.resource == resource)
+            .collect(),
+        None => Vec::new(),
     };
     Ok(RunDetail {
         run,

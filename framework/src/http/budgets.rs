@@ -38,14 +38,63 @@ pub fn shared_budgets_from_env() -> bool {
     })
 }
 
+/// Two answers whose resets are this close report the same window (a reset given in seconds from
+/// now drifts with the latency of each answer).
+pub const SAME_WINDOW: Duration = Duration::from_millis(1500);
+/// An answer recorded sooner than this after the one the rate was last computed from leaves the
+/// rate alone (the next one measures the longer span).
+pub const MIN_SPAN: Duration = Duration::from_secs(1);
+/// The spend rate is a moving average of the pace between answers, each weighted by
+/// `1 − e^(−span / SPEND_SMOOTHING)`: a pace held for this long makes most of the estimate. The
+/// admin views decay it the same way while no answer comes.
+pub const SPEND_SMOOTHING: Duration = Duration::from_secs(60);
+
+/// What an answer does to a budget's spend rate, from the answer (`EXCLUDED`) and the
+/// observation before it (`b`): `keep` (nothing to measure: no remaining, too soon, or an older
+/// window's answer arriving late), `restart` (the first of a window: the window reset, or what is
+/// left rose) or `rate` (the pace since the previous answer of this window). $9: `SAME_WINDOW`,
+/// $10: `MIN_SPAN` in seconds.
+macro_rules! spend_step {
+    () => {
+        "CASE
+            WHEN EXCLUDED.observed_remaining IS NULL THEN 'keep'
+            WHEN b.observed_remaining IS NULL OR b.observed_at IS NULL THEN 'restart'
+            WHEN EXCLUDED.observed_reset_at < b.observed_reset_at - make_interval(secs => $9)
+                THEN 'keep'
+            WHEN NOT coalesce(
+                     abs(extract(epoch FROM EXCLUDED.observed_reset_at - b.observed_reset_at)) <= $9,
+                     EXCLUDED.observed_reset_at IS NULL AND b.observed_reset_at IS NULL)
+                THEN 'restart'
+            WHEN extract(epoch FROM now() - b.observed_at) < $10 THEN 'keep'
+            WHEN EXCLUDED.observed_remaining > b.observed_remaining THEN 'restart'
+            ELSE 'rate'
+         END"
+    };
+}
+/// Seconds since the observation the rate was last computed from.
+macro_rules! spend_span {
+    () => {
+        "extract(epoch FROM now() - b.observed_at)::float8"
+    };
+}
+/// Requests per minute between that observation and this answer.
+macro_rules! spend_since {
+    () => {
+        "((b.observed_remaining - EXCLUDED.observed_remaining) * 60.0
+           / extract(epoch FROM now() - b.observed_at))::float8"
+    };
+}
+
 /// The budgets of every credential, in PostgreSQL.
 #[derive(Debug, Clone)]
 pub struct SharedBudgets {
     pool: PgPool,
 }
 
-/// One budget's row.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One budget's row: a platform, a credential, and the platform's resource or bucket it draws on
+/// (GitHub's `x-ratelimit-resource`, Discord's `x-ratelimit-bucket` with the route's major
+/// parameter, the toolkit's route bucket, or `""` for a credential's one budget).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct BudgetKey {
     pub platform: String,
     /// The credential's fingerprint (`""` for anonymous requests).
@@ -61,6 +110,14 @@ impl BudgetKey {
                 .map(|t| credential_fingerprint(platform, t))
                 .unwrap_or_default(),
             resource: String::new(),
+        }
+    }
+
+    /// The same credential's budget for `resource`.
+    pub fn with_resource(&self, resource: &str) -> Self {
+        Self {
+            resource: resource.to_owned(),
+            ..self.clone()
         }
     }
 }
@@ -151,21 +208,81 @@ impl SharedBudgets {
         }
     }
 
-    /// Merges an answer's figures, and a refusal's block, into `key`'s row.
+    /// The resource of the credential's only budget, if it has exactly one (a process asks this
+    /// before the first request of a route whose resource it has not learnt yet).
+    pub async fn only_resource(
+        &self,
+        platform: &str,
+        credential: &str,
+    ) -> Result<Option<String>, sqlx::Error> {
+        let resources: Vec<String> = sqlx::query_scalar(
+            "SELECT resource FROM rate_limit_budgets WHERE platform = $1 AND credential = $2
+             LIMIT 2",
+        )
+        .bind(platform)
+        .bind(credential)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(match resources.as_slice() {
+            [only] => Some(only.clone()),
+            _ => None,
+        })
+    }
+
+    /// Gives back a turn taken from `key`'s row for a request whose answer named another
+    /// resource (the route's was not known yet); a row that held nothing but that turn goes.
+    pub async fn refund(&self, key: &BudgetKey) -> Result<(), sqlx::Error> {
+        let gone = sqlx::query(
+            "DELETE FROM rate_limit_budgets
+             WHERE platform = $1 AND credential = $2 AND resource = $3 AND requests <= 1
+               AND limit_total IS NULL AND remaining IS NULL AND reset_at IS NULL
+               AND blocked_until IS NULL",
+        )
+        .bind(&key.platform)
+        .bind(&key.credential)
+        .bind(&key.resource)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        if gone == 0 {
+            sqlx::query(
+                "UPDATE rate_limit_budgets SET
+                     requests = greatest(requests - 1, 0),
+                     remaining = CASE WHEN remaining < coalesce(limit_total, remaining + 1)
+                                      THEN remaining + 1 ELSE remaining END
+                 WHERE platform = $1 AND credential = $2 AND resource = $3",
+            )
+            .bind(&key.platform)
+            .bind(&key.credential)
+            .bind(&key.resource)
+            .execute(&self.pool)
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Merges an answer's figures, and a refusal's block, into `key`'s row, and updates its spend
+    /// rate (see [`SPEND_SMOOTHING`]). `counted`: the request already took a turn of this row
+    /// (else it is counted here).
     pub async fn record(
         &self,
         key: &BudgetKey,
         info: &RateLimitInfo,
         blocked_until: Option<DateTime<Utc>>,
+        counted: bool,
     ) -> Result<(), sqlx::Error> {
-        if !info.is_reported() && blocked_until.is_none() {
+        if !info.is_reported() && blocked_until.is_none() && counted {
             return Ok(());
         }
         let whole = |v: Option<f64>| v.map(|v| v.floor() as i64);
-        sqlx::query(
+        sqlx::query(concat!(
             "INSERT INTO rate_limit_budgets AS b
-                 (platform, credential, resource, limit_total, remaining, reset_at, blocked_until)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)
+                 (platform, credential, resource, limit_total, remaining, reset_at, blocked_until,
+                  requests, observed_remaining, observed_reset_at, observed_at)
+             SELECT $1, $2, $3, $4, $5, $6, $7, $8,
+                    CASE WHEN o.usable THEN $5 END, CASE WHEN o.usable THEN $6 END,
+                    CASE WHEN o.usable THEN now() END
+             FROM (SELECT $5::int8 IS NOT NULL AND ($6::timestamptz IS NULL OR $6 > now()) AS usable) o
              ON CONFLICT (platform, credential, resource) DO UPDATE SET
                  limit_total = coalesce(EXCLUDED.limit_total, b.limit_total),
                  remaining = CASE
@@ -188,8 +305,25 @@ impl SharedBudgets {
                      WHEN EXCLUDED.blocked_until IS NULL THEN b.blocked_until
                      ELSE greatest(b.blocked_until, EXCLUDED.blocked_until)
                  END,
-                 updated_at = now()",
-        )
+                 requests = b.requests + EXCLUDED.requests,
+                 spend_per_min = CASE ", spend_step!(), "
+                     WHEN 'keep' THEN b.spend_per_min
+                     WHEN 'restart' THEN NULL
+                     -- requests per minute since the previous answer, smoothed: the longer the
+                     -- span, the more it weighs
+                     ELSE coalesce(
+                         b.spend_per_min + (1 - exp(-", spend_span!(), " / $11))
+                             * (", spend_since!(), " - b.spend_per_min),
+                         ", spend_since!(), ")
+                 END,
+                 observed_remaining = CASE ", spend_step!(), "
+                     WHEN 'keep' THEN b.observed_remaining ELSE EXCLUDED.observed_remaining END,
+                 observed_reset_at = CASE ", spend_step!(), "
+                     WHEN 'keep' THEN b.observed_reset_at ELSE EXCLUDED.observed_reset_at END,
+                 observed_at = CASE ", spend_step!(), "
+                     WHEN 'keep' THEN b.observed_at ELSE EXCLUDED.observed_at END,
+                 updated_at = now()"
+        ))
         .bind(&key.platform)
         .bind(&key.credential)
         .bind(&key.resource)
@@ -197,6 +331,10 @@ impl SharedBudgets {
         .bind(whole(info.remaining))
         .bind(info.reset_at)
         .bind(blocked_until)
+        .bind(if counted { 0_i64 } else { 1 })
+        .bind(SAME_WINDOW.as_secs_f64())
+        .bind(MIN_SPAN.as_secs_f64())
+        .bind(SPEND_SMOOTHING.as_secs_f64())
         .execute(&self.pool)
         .await?;
         Ok(())

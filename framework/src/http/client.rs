@@ -17,6 +17,7 @@ use super::config::{Auth, HttpConfig};
 use super::oauth2::Tokens;
 use super::pacing::{Pacer, Pacers};
 use super::policy::{AddressGuard, AddressRefused, GuardedResolver, HttpPolicy};
+use super::resources::{BudgetRoute, Known, Resources};
 use super::waits::RateLimitInfo;
 use crate::error::IntegrationError;
 use crate::secret::Secret;
@@ -40,6 +41,8 @@ pub struct HttpClient {
     books: Option<Arc<Books>>,
     /// The process's shared budgets, when it shares them and the client names its platform.
     shared: Option<SharedBudgets>,
+    /// Which budget each route of a credential draws on, as its answers said.
+    resources: Arc<Resources>,
 }
 
 /// A successful response, decoded, with the rate-limit figures it reported (its headers', else a
@@ -121,6 +124,7 @@ impl HttpClient {
             guard,
             books,
             shared,
+            resources: Arc::new(Resources::default()),
         })
     }
 
@@ -219,24 +223,49 @@ impl HttpClient {
         let what = format!("GET {}", url.path());
         let pacer = self.pacers.get(token);
         let book = self.books.as_ref().map(|b| b.get(token));
-        let shared = self.shared.as_ref().zip(self.config.platform.as_deref());
-        let key = shared.map(|(_, platform)| BudgetKey::new(platform, token));
+        // the credential's budget (a fingerprint), and which of its resources this route spends
+        let budget = self
+            .config
+            .platform
+            .as_deref()
+            .map(|platform| BudgetKey::new(platform, token));
+        let route = BudgetRoute::of(url.path(), self.config.buckets.as_ref());
+        let mut hint = match (&self.shared, &budget) {
+            (Some(budgets), Some(key)) => self.resource_hint(budgets, key, &route).await,
+            _ => None,
+        };
+        // the budget a rate limit of this request waits on
+        let mut waiting = budget
+            .as_ref()
+            .map(|key| key.with_resource(hint.as_deref().unwrap_or(&route.unnamed())));
+        let tag = |e: IntegrationError, waiting: &Option<BudgetKey>| match waiting {
+            Some(key) => e.waiting_on(key),
+            None => e,
+        };
         let mut refusals = 0;
         let mut refreshed = false;
         let (status, headers, bytes) = loop {
             if let Some(book) = &book {
                 book.check_invalid(self.config.invalid_requests, &what)?;
             }
-            pacer.acquire_for(&what).await?;
-            if let (Some((budgets, _)), Some(key)) = (shared, &key) {
-                budgets.acquire(key, pacer.max_inline_wait()).await?;
+            pacer
+                .acquire_for(&what)
+                .await
+                .map_err(|e| tag(e, &waiting))?;
+            let mut counted = false;
+            if let (Some(budgets), Some(key), Some(_)) = (&self.shared, &waiting, &hint) {
+                budgets
+                    .acquire(key, pacer.max_inline_wait())
+                    .await
+                    .map_err(|e| e.waiting_on(key))?;
+                counted = true;
             }
             let bucket = book
                 .as_ref()
                 .zip(self.config.buckets.as_ref())
                 .map(|(book, buckets)| book.bucket(buckets, url.path()));
             if let Some(bucket) = &bucket {
-                bucket.acquire().await?;
+                bucket.acquire().await.map_err(|e| tag(e, &waiting))?;
             }
             let (status, headers, bytes, bearer) =
                 self.exchange(&url, query, extra, token, &what).await?;
@@ -259,9 +288,14 @@ impl HttpClient {
                 ),
                 None => pacer.learn_with(classifier, &what, status, &headers, &bytes, now),
             };
-            // a route bucket's figures are not the credential's: only an unbucketed client
-            // shares its budget across processes
-            if let (Some((budgets, _)), Some(key), None) = (shared, &key, &self.config.buckets) {
+            // the resource the answer named (else the one this route was known to spend)
+            let resource = route
+                .named_by(&headers)
+                .or_else(|| hint.clone())
+                .unwrap_or_else(|| route.unnamed());
+            waiting = budget.as_ref().map(|key| key.with_resource(&resource));
+            if let (Some(budgets), Some(key)) = (&self.shared, &waiting) {
+                self.resources.learn(&key.credential, &route, &resource);
                 let blocked = match &error {
                     Some(IntegrationError::RateLimited { until, .. }) => Some(*until),
                     _ => None,
@@ -273,9 +307,17 @@ impl HttpClient {
                     // a daily quota stated in the body (Stack Exchange) is the budget shown
                     info = quota;
                 }
-                if let Err(e) = budgets.record(key, &info, blocked).await {
+                let mistaken = hint.as_deref().filter(|h| counted && *h != resource);
+                if let (Some(other), Some(credential)) = (mistaken, &budget)
+                    && let Err(e) = budgets.refund(&credential.with_resource(other)).await
+                {
+                    tracing::debug!(error = %crate::error::ErrorChain(&e), "giving back a shared turn failed");
+                }
+                let counted = counted && mistaken.is_none();
+                if let Err(e) = budgets.record(key, &info, blocked, counted).await {
                     tracing::debug!(error = %crate::error::ErrorChain(&e), "recording the shared budget failed");
                 }
+                hint = Some(resource);
             }
             let Some(error) = error else {
                 break (status, headers, bytes);
@@ -297,7 +339,7 @@ impl HttpClient {
             // a short refusal is waited out by the next `acquire`; a long one defers the run
             let wait = (*until - now).to_std().unwrap_or_default();
             if wait > pacer.max_inline_wait() || refusals >= MAX_INLINE_REFUSALS {
-                return Err(error);
+                return Err(tag(error, &waiting));
             }
             refusals += 1;
             tracing::debug!(%until, "rate limited briefly; waiting inline");
@@ -315,6 +357,27 @@ impl HttpClient {
             rate_limit,
             headers,
         })
+    }
+
+    /// The resource of `key`'s budget a request of `route` takes its turn from, if known (see
+    /// [`super::resources`]).
+    async fn resource_hint(
+        &self,
+        budgets: &SharedBudgets,
+        key: &BudgetKey,
+        route: &BudgetRoute,
+    ) -> Option<String> {
+        match self.resources.known(&key.credential, route) {
+            Known::Resource(resource) => Some(resource),
+            Known::Unknown => None,
+            Known::Nothing => budgets
+                .only_resource(&key.platform, &key.credential)
+                .await
+                .unwrap_or_else(|e| {
+                    tracing::debug!(error = %crate::error::ErrorChain(&e), "shared budgets unavailable");
+                    None
+                }),
+        }
     }
 
     /// One request and its whole body, with the OAuth2 access token it carried, if any.

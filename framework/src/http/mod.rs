@@ -55,6 +55,7 @@ pub mod oauth2;
 mod pacing;
 mod pagination;
 pub mod policy;
+mod resources;
 mod waits;
 
 pub use backoff::{MethodBackoffs, method_of};
@@ -62,7 +63,8 @@ pub use body::{Answer, BodyClassifier, Verdict, classify_answer};
 pub use body_limits::{STACK_EXCHANGE, daily_quota, is_body_rate_limit, stated_wait};
 pub use buckets::{Book, Books, InvalidRequestLimit, Route, RouteBuckets};
 pub use budgets::{
-    BudgetKey, SharedBudgets, Turn, credential_fingerprint, shared_budgets_from_env,
+    BudgetKey, MIN_SPAN, SAME_WINDOW, SPEND_SMOOTHING, SharedBudgets, Turn, credential_fingerprint,
+    shared_budgets_from_env,
 };
 pub use classify::{classify_response, platform_message, transport_error};
 pub use client::{HttpClient, HttpClients, HttpResponse, decode};

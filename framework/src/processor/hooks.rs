@@ -8,6 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::error::{ErrorKind, ErrorRecord, IntegrationError};
+use crate::http::BudgetKey;
 use crate::secret::Credentials;
 
 /// Why a hook did not return a value.
@@ -35,6 +36,14 @@ impl HookFailure {
     pub(crate) fn rate_limited_until(&self) -> Option<DateTime<Utc>> {
         match self {
             Self::Error(IntegrationError::RateLimited { until, .. }) => Some(*until),
+            _ => None,
+        }
+    }
+
+    /// The budget a rate limit waits on, when the HTTP toolkit named it.
+    pub(crate) fn rate_limited_budget(&self) -> Option<&BudgetKey> {
+        match self {
+            Self::Error(e) => e.budget(),
             _ => None,
         }
     }

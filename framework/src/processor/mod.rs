@@ -163,8 +163,10 @@ impl IntegrationProcessor {
                 self.config.lease_duration,
                 self.config.heartbeat_interval,
             );
+            // one span per claim of the run (exported through OpenTelemetry when configured)
             let span = tracing::info_span!(
-                "run", run_id = %run.id, integration_id = %run.integration_id, attempt = run.attempt
+                "run", run_id = %run.id, integration_id = %run.integration_id, attempt = run.attempt,
+                onboarding = run.onboarding, platform = tracing::field::Empty
             );
             let result = tracing::Instrument::instrument(
                 self.drive(claimed, &lease, keeper.lost(), shutdown),
@@ -210,6 +212,7 @@ impl IntegrationProcessor {
     ) -> Result<RunOutcome, ProcessorError> {
         let integration = claimed.integration()?;
         let run = &claimed.run;
+        tracing::Span::current().record("platform", integration.platform.as_str());
         let service = match self.registry.get(&integration.platform) {
             Ok(service) => service,
             Err(unknown) => {
@@ -305,7 +308,11 @@ impl IntegrationProcessor {
         .await?;
         let errored = match end {
             LoopEnd::AllFinal { errored } => errored,
-            LoopEnd::Deferred { until, reason } => return self.defer(lease, until, &reason).await,
+            LoopEnd::Deferred {
+                until,
+                reason,
+                budget,
+            } => return self.defer(lease, until, &reason, budget.as_ref()).await,
             LoopEnd::Stopped => {
                 store::runs::defer(
                     &self.pool,
@@ -411,7 +418,12 @@ impl IntegrationProcessor {
         if let Some(until) = failure.rate_limited_until() {
             crate::telemetry::rate_limit_deferral(&integration.platform);
             return self
-                .defer(lease, until, &format!("rate limited in {hook}"))
+                .defer(
+                    lease,
+                    until,
+                    &format!("rate limited in {hook}"),
+                    failure.rate_limited_budget(),
+                )
                 .await;
         }
         let failures = u32::try_from(run.retries).unwrap_or(0).saturating_add(1);
@@ -464,16 +476,18 @@ impl IntegrationProcessor {
         }
     }
 
+    /// Defers the run; `budget`: the credential's budget a rate limit waits on.
     async fn defer(
         &self,
         lease: &Lease,
         until: DateTime<Utc>,
         reason: &str,
+        budget: Option<&crate::http::BudgetKey>,
     ) -> Result<RunOutcome, ProcessorError> {
         let until = until
             .max(Utc::now())
             .min(Utc::now() + to_chrono(self.config.max_deferral));
-        store::runs::defer(&self.pool, lease, until, reason, None).await?;
+        store::runs::defer_waiting_on(&self.pool, lease, until, reason, None, budget).await?;
         events::run_deferred(lease.run_id, until, reason);
         Ok(RunOutcome::Delayed {
             until,

@@ -17,6 +17,7 @@ use super::{ProcessorConfig, ProcessorError, to_chrono};
 use crate::context::AnyContext;
 use crate::error::{ErrorKind, ErrorRecord};
 use crate::events;
+use crate::http::BudgetKey;
 use crate::records::Operation;
 use crate::service::{DynService, ServiceConfig};
 use crate::store::limits::{self, LimitDecision};
@@ -35,10 +36,12 @@ pub(super) enum LoopEnd {
     AllFinal {
         errored: Option<i64>,
     },
-    /// Everything in flight committed; the run must wait.
+    /// Everything in flight committed; the run must wait (on `budget`, for a rate limit the HTTP
+    /// toolkit named).
     Deferred {
         until: DateTime<Utc>,
         reason: String,
+        budget: Option<BudgetKey>,
     },
     /// Shutdown requested; everything in flight committed or was put back.
     Stopped,
@@ -64,6 +67,7 @@ struct StreamDone {
 struct Deferral {
     until: DateTime<Utc>,
     reason: String,
+    budget: Option<BudgetKey>,
 }
 
 fn merge(current: Option<Deferral>, new: Deferral) -> Option<Deferral> {
@@ -179,6 +183,7 @@ impl StreamLoop<'_> {
                                     "global limit of {units} per {window:?} reached for {}",
                                     self.ctx.platform()
                                 ),
+                                budget: None,
                             },
                         );
                         buffer.push_front(row);
@@ -186,7 +191,8 @@ impl StreamLoop<'_> {
                     }
                     let stream_id = row.id;
                     let span = tracing::info_span!(
-                        "stream", stream = %row.identifier, stream_id = %row.id
+                        "stream", stream = %row.identifier, stream_id = %row.id,
+                        run_id = %self.lease.run_id, platform = self.ctx.platform()
                     );
                     let handle = in_flight.spawn(tracing::Instrument::instrument(
                         process_one(shared.clone(), row),
@@ -210,6 +216,7 @@ impl StreamLoop<'_> {
                     return Ok(LoopEnd::Deferred {
                         until: d.until,
                         reason: d.reason,
+                        budget: d.budget,
                     });
                 }
                 if stopping {
@@ -235,6 +242,7 @@ impl StreamLoop<'_> {
                             return Ok(LoopEnd::Deferred {
                                 until: at,
                                 reason: "waiting for a stream's retry backoff".to_owned(),
+                                budget: None,
                             });
                         }
                         tokio::select! {
@@ -351,6 +359,7 @@ async fn process_one(shared: Arc<Shared>, row: StreamRow) -> Result<StreamDone, 
         deferral: sleep.map(|d| Deferral {
             until: Utc::now() + to_chrono(d),
             reason: format!("stream `{}` asked to sleep {d:?}", stream.identifier),
+            budget: None,
         }),
         summary,
     })
@@ -551,6 +560,7 @@ async fn record_failure(
                 "rate limited while processing `{}`: {why}",
                 stream.identifier
             ),
+            budget: failure.rate_limited_budget().cloned(),
         }));
     }
     let failures = stream.retries.saturating_add(1);

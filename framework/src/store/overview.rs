@@ -191,6 +191,22 @@ pub async fn runs(pool: &PgPool, filter: &RunFilter) -> Result<Vec<RunSummary>, 
     .await?)
 }
 
+/// The budget (platform, credential fingerprint, resource) a delayed run waits on, if a rate
+/// limit of a known budget deferred it.
+pub async fn run_waiting_on(
+    pool: &PgPool,
+    id: Uuid,
+) -> Result<Option<(String, String, String)>, StoreError> {
+    Ok(sqlx::query_as(
+        "SELECT waiting_platform, waiting_credential, waiting_resource FROM integration_runs
+         WHERE id = $1 AND state = 'delayed' AND waiting_platform IS NOT NULL
+           AND waiting_credential IS NOT NULL AND waiting_resource IS NOT NULL",
+    )
+    .bind(id)
+    .fetch_optional(pool)
+    .await?)
+}
+
 pub async fn run(pool: &PgPool, id: Uuid) -> Result<RunSummary, StoreError> {
     sqlx::query_as(concat!(run_summary!(), " WHERE r.id = $1"))
         .bind(id)
@@ -294,9 +310,11 @@ pub async fn activity_rates(pool: &PgPool, minutes: i32) -> Result<Vec<ActivityR
     .await?)
 }
 
+/// The most waiting runs a budget lists (all are counted).
+pub const WAITING_RUNS_LISTED: i32 = 20;
+
 /// A credential's budget as its platform last reported it (`rate_limit_budgets`), and the runs
-/// of that platform deferred by a rate limit until within a minute of its reset or block (runs
-/// do not record which credential deferred them: the platform and the time tie them).
+/// deferred by a rate limit that wait on exactly this budget (the deferral records its key).
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct BudgetRow {
     pub platform: String,
@@ -307,26 +325,32 @@ pub struct BudgetRow {
     pub reset_at: Option<DateTime<Utc>>,
     pub blocked_until: Option<DateTime<Utc>>,
     pub spend_per_min: Option<f64>,
+    /// When the answer the spend rate was last computed from was recorded.
+    pub observed_at: Option<DateTime<Utc>>,
     pub requests: i64,
     pub updated_at: DateTime<Utc>,
     pub runs_waiting: i64,
+    /// The first [`WAITING_RUNS_LISTED`] of them, soonest due first.
+    pub waiting_run_ids: Vec<Uuid>,
 }
 
 pub async fn budgets(pool: &PgPool, platform: Option<&str>) -> Result<Vec<BudgetRow>, StoreError> {
     Ok(sqlx::query_as(
         "SELECT b.platform, b.credential, b.resource, b.limit_total, b.remaining, b.reset_at,
-                b.blocked_until, b.spend_per_min, b.requests, b.updated_at,
-                (SELECT count(*) FROM integration_runs r JOIN integrations i ON i.id = r.integration_id
-                 WHERE r.state = 'delayed' AND i.platform = b.platform
-                   AND r.delay_reason LIKE 'rate limited%'
-                   AND (abs(extract(epoch FROM r.delayed_until - b.reset_at)) <= 60
-                        OR abs(extract(epoch FROM r.delayed_until - b.blocked_until)) <= 60)
-                ) AS runs_waiting
+                b.blocked_until, b.spend_per_min, b.observed_at, b.requests, b.updated_at,
+                coalesce(w.runs, 0) AS runs_waiting, coalesce(w.ids, '{}') AS waiting_run_ids
          FROM rate_limit_budgets b
+         LEFT JOIN LATERAL (
+             SELECT count(*) AS runs, (array_agg(r.id ORDER BY r.delayed_until, r.id))[1:$2] AS ids
+             FROM integration_runs r
+             WHERE r.state = 'delayed' AND r.waiting_platform IS NOT NULL
+               AND r.waiting_platform = b.platform AND r.waiting_credential = b.credential
+               AND r.waiting_resource = b.resource) w ON true
          WHERE $1::text IS NULL OR b.platform = $1
          ORDER BY b.platform, b.credential, b.resource",
     )
     .bind(platform)
+    .bind(WAITING_RUNS_LISTED)
     .fetch_all(pool)
     .await?)
 }

@@ -345,6 +345,19 @@ pub async fn defer(
     reason: &str,
     failure: Option<&ErrorRecord>,
 ) -> Result<(), StoreError> {
+    defer_waiting_on(pool, lease, until, reason, failure, None).await
+}
+
+/// [`defer`], recording in the same statement the budget (`rate_limit_budgets`' key) a run
+/// deferred by a rate limit waits on (none: cleared).
+pub async fn defer_waiting_on(
+    pool: &PgPool,
+    lease: &Lease,
+    until: DateTime<Utc>,
+    reason: &str,
+    failure: Option<&ErrorRecord>,
+    budget: Option<&crate::http::BudgetKey>,
+) -> Result<(), StoreError> {
     let (retries, error) = match failure {
         Some(record) => (
             Some(i32::try_from(record.failures).unwrap_or(i32::MAX)),
@@ -355,6 +368,7 @@ pub async fn defer(
     let done = sqlx::query(
         "UPDATE integration_runs SET state = 'delayed', delayed_until = greatest($3, now()),
              delay_reason = $4, retries = coalesce($5, retries), error = coalesce($6, error),
+             waiting_platform = $7, waiting_credential = $8, waiting_resource = $9,
              lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
          WHERE id = $1 AND attempt = $2 AND state = 'processing'",
     )
@@ -364,6 +378,9 @@ pub async fn defer(
     .bind(reason)
     .bind(retries)
     .bind(error)
+    .bind(budget.map(|b| &b.platform))
+    .bind(budget.map(|b| &b.credential))
+    .bind(budget.map(|b| &b.resource))
     .execute(pool)
     .await?;
     expect_one(done.rows_affected(), lease)

@@ -244,6 +244,16 @@ impl BudgetState {
         self.reset_at.timestamp() + i64::from(self.reset_at.timestamp_subsec_nanos() > 0)
     }
 
+    /// The common report: `x-ratelimit-limit`, `-remaining`, `-reset` (epoch seconds) and `-used`.
+    pub fn headers(&self) -> Vec<(String, String)> {
+        vec![
+            ("x-ratelimit-limit".into(), self.limit.to_string()),
+            ("x-ratelimit-remaining".into(), self.remaining().to_string()),
+            ("x-ratelimit-reset".into(), self.reset_epoch().to_string()),
+            ("x-ratelimit-used".into(), self.used.to_string()),
+        ]
+    }
+
     /// Whole seconds until the reset, rounded up, at least 1.
     pub fn retry_after_secs(&self) -> i64 {
         ((self.reset_at - self.now).num_milliseconds() + 999)
@@ -260,17 +270,7 @@ impl Budget {
             limit,
             window,
             key_header: None,
-            headers: |state| {
-                vec![
-                    ("x-ratelimit-limit".into(), state.limit.to_string()),
-                    (
-                        "x-ratelimit-remaining".into(),
-                        state.remaining().to_string(),
-                    ),
-                    ("x-ratelimit-reset".into(), state.reset_epoch().to_string()),
-                    ("x-ratelimit-used".into(), state.used.to_string()),
-                ]
-            },
+            headers: BudgetState::headers,
             refusal: |state| {
                 Reply::error(429, "rate limit exceeded")
                     .header("Retry-After", state.retry_after_secs().to_string())

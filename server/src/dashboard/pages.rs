@@ -210,7 +210,7 @@ pub fn quotas_table(quotas: &[QuotaView]) -> Markup {
         @if quotas.is_empty() { p.empty { "No rate-limit state reported yet." } }
         @else {
             table.quotas {
-                thead { tr { th { "platform" } th { "credential" } th { "resource" } th { "remaining" } th { "resets" } th { "spend / min" } th { "runs out" } th { "runs waiting" } } }
+                thead { tr { th { "platform" } th { "credential" } th { "resource" } th { "remaining" } th { "resets" } th { "spend / min" } th { "runs out at" } th { "runs waiting" } } }
                 tbody {
                     @for q in quotas {
                         tr {
@@ -226,8 +226,12 @@ pub fn quotas_table(quotas: &[QuotaView]) -> Markup {
                             }
                             td { (when(q.reset_at)) @if q.blocked_until.is_some() { br; span.muted { "blocked until " (when(q.blocked_until)) } } }
                             td { @if let Some(rate) = q.spend_per_min { (format!("{rate:.1}")) } @else { span.muted { "—" } } }
-                            td { (q.outlook) @if q.runs_out_at.is_some() { br; (when(q.runs_out_at)) } }
-                            td { (q.runs_waiting) }
+                            td.runs-out { @if q.runs_out_at.is_some() { (when(q.runs_out_at)) br; } span.muted { (q.outlook) } }
+                            td.runs-waiting {
+                                (q.runs_waiting)
+                                @for id in &q.waiting_runs { br; a.mono href={ "/runs/" (id) } { (short(id)) } }
+                                @if q.runs_waiting > q.waiting_runs.len() as i64 { br; span.muted { "…" } }
+                            }
                         }
                     }
                 }

@@ -36,16 +36,9 @@ fn not_found() -> Reply {
 pub fn primary_budget(limit: u32, window: Duration) -> Budget {
     Budget {
         headers: |state| {
-            vec![
-                ("x-ratelimit-limit".into(), state.limit.to_string()),
-                (
-                    "x-ratelimit-remaining".into(),
-                    state.remaining().to_string(),
-                ),
-                ("x-ratelimit-reset".into(), state.reset_epoch().to_string()),
-                ("x-ratelimit-used".into(), state.used.to_string()),
-                ("x-ratelimit-resource".into(), "core".to_owned()),
-            ]
+            let mut headers = state.headers();
+            headers.push(("x-ratelimit-resource".into(), "core".to_owned()));
+            headers
         },
         refusal: |_| {
             Reply::json(json!({

@@ -102,3 +102,68 @@ async fn a_process_that_does_not_opt_in_writes_no_budget(pool: PgPool) {
         .unwrap();
     assert_eq!(rows, 0);
 }
+
+#[sqlx::test(migrator = "tributary::MIGRATOR")]
+async fn a_roomy_credential_takes_no_turn_and_an_unreported_answer_writes_nothing(pool: PgPool) {
+    // a platform that reports no budget: nothing is known, nothing to share
+    let server = FakeServer::start().await.unwrap();
+    server.handle("/items", |_| Reply::json(json!([])));
+    let client = process(&pool)
+        .get(config(&server, Duration::from_millis(100)))
+        .unwrap();
+    for _ in 0..3 {
+        client
+            .get_json::<Value>("/items", &[], Some(&Secret::new("tok-roomy")))
+            .await
+            .unwrap();
+    }
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM rate_limit_budgets")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!((server.request_count(), rows), (3, 0));
+}
+
+#[sqlx::test(migrator = "tributary::MIGRATOR")]
+async fn a_budget_that_became_tight_elsewhere_is_paced_from_postgres(pool: PgPool) {
+    let server = server(600, Duration::from_secs(600)).await;
+    let token = Secret::new("tok-tightening");
+    let short = Duration::from_millis(100);
+    process(&pool)
+        .get(config(&server, short))
+        .unwrap()
+        .get_json::<Value>("/items", &[], Some(&token))
+        .await
+        .unwrap();
+    let (remaining, requests): (Option<i64>, i64) =
+        sqlx::query_as("SELECT remaining, requests FROM rate_limit_budgets WHERE platform = $1")
+            .bind(PLATFORM)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        (remaining, requests),
+        (Some(599), 1),
+        "a roomy budget's answer is still recorded (its quota in view)"
+    );
+    // other processes spent it down to 2
+    sqlx::query("UPDATE rate_limit_budgets SET remaining = 2 WHERE platform = $1")
+        .bind(PLATFORM)
+        .execute(&pool)
+        .await
+        .unwrap();
+    // a new process learns it is tight and takes its turns: two go, the third waits for the reset
+    let client = process(&pool).get(config(&server, short)).unwrap();
+    for _ in 0..2 {
+        client
+            .get_json::<Value>("/items", &[], Some(&token))
+            .await
+            .unwrap();
+    }
+    let error = client
+        .get_json::<Value>("/items", &[], Some(&token))
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), tributary::ErrorKind::RateLimited, "{error}");
+    assert_eq!(server.request_count(), 3, "nothing over the shared budget");
+}

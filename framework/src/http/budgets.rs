@@ -10,10 +10,21 @@
 //! again) at once, not when a later answer says so. After each answer its figures are merged in:
 //! a newer window replaces the row, the same window keeps the lower count.
 //!
+//! Turns are taken only where they matter: a credential none of whose budgets is *tight* (spent
+//! below half its limit or below [`ROOMY_LEFT`], or blocked) sends its requests without a round
+//! trip, and an answer that reports no budget is not recorded for it. Each process learns which
+//! budgets are tight with one query a second ([`TIGHT_REFRESH`]), and at once from its own
+//! answers; a budget with more than `ROOMY_LEFT` requests left cannot be overspent by every
+//! process in the second before they learn it became tight. A check of a roomy credential thus
+//! costs the database one statement per answer that reports a budget (the quota in view), none
+//! otherwise.
+//!
 //! The credential is stored as a keyed SHA-256 fingerprint, never the secret. A database error
 //! never fails a request: pacing then falls back to the process's own.
 
-use std::time::Duration;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
@@ -85,10 +96,24 @@ macro_rules! spend_since {
     };
 }
 
+/// A budget with at least this many requests left (and half its limit) is roomy: its turns are
+/// not taken from PostgreSQL.
+pub const ROOMY_LEFT: i64 = 500;
+/// How often a process asks which budgets are tight.
+pub const TIGHT_REFRESH: Duration = Duration::from_secs(1);
+
 /// The budgets of every credential, in PostgreSQL.
 #[derive(Debug, Clone)]
 pub struct SharedBudgets {
     pool: PgPool,
+    tight: Arc<Mutex<Tight>>,
+}
+
+/// The credentials (platform, fingerprint) with a tight budget, as last read.
+#[derive(Debug, Default)]
+struct Tight {
+    credentials: HashSet<(String, String)>,
+    read_at: Option<Instant>,
 }
 
 /// One budget's row: a platform, a credential, and the platform's resource or bucket it draws on
@@ -147,7 +172,55 @@ pub enum Turn {
 
 impl SharedBudgets {
     pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+        Self {
+            pool,
+            tight: Arc::new(Mutex::new(Tight::default())),
+        }
+    }
+
+    /// Whether any budget of `key`'s credential is tight (see the module docs): its requests then
+    /// take their turns from PostgreSQL. Read at most every [`TIGHT_REFRESH`]; when the database
+    /// cannot say, the budget is treated as tight (the turn's own error handling then applies).
+    pub async fn is_tight(&self, key: &BudgetKey) -> bool {
+        let credential = (key.platform.clone(), key.credential.clone());
+        let stale = match self.tight.lock() {
+            Ok(tight) => {
+                let fresh = tight.read_at.is_some_and(|at| at.elapsed() < TIGHT_REFRESH);
+                if fresh {
+                    return tight.credentials.contains(&credential);
+                }
+                true
+            }
+            Err(_) => return true,
+        };
+        debug_assert!(stale);
+        let read: Result<Vec<(String, String)>, sqlx::Error> = sqlx::query_as(
+            "SELECT DISTINCT platform, credential FROM rate_limit_budgets
+             WHERE blocked_until > now()
+                OR (remaining IS NOT NULL AND (reset_at IS NULL OR reset_at > now())
+                    AND remaining < greatest($1, coalesce(limit_total, 0) / 2))",
+        )
+        .bind(ROOMY_LEFT)
+        .fetch_all(&self.pool)
+        .await;
+        let Ok(rows) = read else { return true };
+        let Ok(mut tight) = self.tight.lock() else {
+            return true;
+        };
+        tight.credentials = rows.into_iter().collect();
+        tight.read_at = Some(Instant::now());
+        tight.credentials.contains(&credential)
+    }
+
+    /// Marks `key`'s credential tight in this process at once, when an answer says so.
+    fn note(&self, key: &BudgetKey, info: &RateLimitInfo, blocked: bool) {
+        let left = info.remaining.map(|r| r.floor() as i64);
+        let half = info.limit.map_or(0, |l| (l / 2.0).floor() as i64);
+        let tight = blocked || left.is_some_and(|left| left < ROOMY_LEFT.max(half));
+        if tight && let Ok(mut set) = self.tight.lock() {
+            set.credentials
+                .insert((key.platform.clone(), key.credential.clone()));
+        }
     }
 
     /// Takes a turn of `key`'s budget (see the module docs).
@@ -271,6 +344,7 @@ impl SharedBudgets {
         blocked_until: Option<DateTime<Utc>>,
         counted: bool,
     ) -> Result<(), sqlx::Error> {
+        self.note(key, info, blocked_until.is_some());
         if !info.is_reported() && blocked_until.is_none() && counted {
             return Ok(());
         }

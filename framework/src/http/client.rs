@@ -230,8 +230,13 @@ impl HttpClient {
             .as_deref()
             .map(|platform| BudgetKey::new(platform, token));
         let route = BudgetRoute::of(url.path(), self.config.buckets.as_ref());
+        // a roomy credential's requests take no turn from PostgreSQL (see `budgets`)
+        let mut tight = match (&self.shared, &budget) {
+            (Some(budgets), Some(key)) => budgets.is_tight(key).await,
+            _ => false,
+        };
         let mut hint = match (&self.shared, &budget) {
-            (Some(budgets), Some(key)) => self.resource_hint(budgets, key, &route).await,
+            (Some(budgets), Some(key)) => self.resource_hint(budgets, key, &route, tight).await,
             _ => None,
         };
         // the budget a rate limit of this request waits on
@@ -253,7 +258,9 @@ impl HttpClient {
                 .await
                 .map_err(|e| tag(e, &waiting))?;
             let mut counted = false;
-            if let (Some(budgets), Some(key), Some(_)) = (&self.shared, &waiting, &hint) {
+            if let (Some(budgets), Some(key), Some(_), true) =
+                (&self.shared, &waiting, &hint, tight)
+            {
                 budgets
                     .acquire(key, pacer.max_inline_wait())
                     .await
@@ -314,9 +321,12 @@ impl HttpClient {
                     tracing::debug!(error = %crate::error::ErrorChain(&e), "giving back a shared turn failed");
                 }
                 let counted = counted && mistaken.is_none();
-                if let Err(e) = budgets.record(key, &info, blocked, counted).await {
+                // a roomy credential's answer that reports no budget tells the others nothing
+                let telling = tight || info.is_reported() || blocked.is_some();
+                if telling && let Err(e) = budgets.record(key, &info, blocked, counted).await {
                     tracing::debug!(error = %crate::error::ErrorChain(&e), "recording the shared budget failed");
                 }
+                tight = budgets.is_tight(key).await;
                 hint = Some(resource);
             }
             let Some(error) = error else {
@@ -366,10 +376,13 @@ impl HttpClient {
         budgets: &SharedBudgets,
         key: &BudgetKey,
         route: &BudgetRoute,
+        tight: bool,
     ) -> Option<String> {
         match self.resources.known(&key.credential, route) {
             Known::Resource(resource) => Some(resource),
             Known::Unknown => None,
+            // a roomy credential takes no turn: no need to ask which budget it would be
+            Known::Nothing if !tight => None,
             Known::Nothing => budgets
                 .only_resource(&key.platform, &key.credential)
                 .await

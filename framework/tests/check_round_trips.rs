@@ -168,11 +168,21 @@ async fn the_last_commit_says_how_the_runs_streams_stand(pool: PgPool) {
         platform: PLATFORM.to_owned(),
         integration_id: integration.id,
     };
-    // a: committed without a summary (others still in flight)
-    let done = outcomes::complete(&pool, &lease, &completion(first[0].id, &scope, false))
+    // a: committed while b, c and d are in flight: its summary cannot be the last word
+    let done = outcomes::complete(&pool, &lease, &completion(first[0].id, &scope, true))
         .await
         .unwrap();
-    assert_eq!(done.summary, None, "not asked for");
+    let early = done.summary.expect("asked for");
+    assert_eq!((early.open, early.processing), (3, 3));
+    assert!(!early.is_conclusive(), "other commits may follow");
+    assert_eq!(
+        outcomes::complete(&pool, &lease, &completion(first[0].id, &scope, false))
+            .await
+            .map(|_| ())
+            .map_err(|e| e.is_lease_lost()),
+        Err(true),
+        "a stream commits once"
+    );
     // b: failed for good; c: failed, retried in an hour
     let failure = ErrorRecord {
         kind: ErrorKind::Fatal,
@@ -199,12 +209,14 @@ async fn the_last_commit_says_how_the_runs_streams_stand(pool: PgPool) {
         summary,
         RunSummary {
             open: 1,
+            processing: 0,
             errored: 1,
             due_now: false,
             next_due: Some(retry_at),
         }
     );
     assert_eq!(summary.pending_wait(), PendingWait::DueAt(retry_at));
+    assert!(summary.is_conclusive(), "nothing else in flight");
     assert_eq!(
         summary.pending_wait(),
         streams::pending_wait(&pool, run.id).await.unwrap(),

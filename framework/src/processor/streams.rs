@@ -4,7 +4,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
@@ -58,7 +58,7 @@ pub(super) struct FirstClaim {
 struct StreamDone {
     /// The run must be deferred.
     deferral: Option<Deferral>,
-    /// How the run's streams stood at this stream's commit, when it was the last one in flight.
+    /// How the run's streams stood at this stream's commit, when nothing else was due to claim.
     summary: Option<RunSummary>,
 }
 
@@ -97,11 +97,9 @@ struct Shared {
     ctx: Arc<AnyContext>,
     config: ServiceConfig,
     scope: RecordScope,
-    /// Stream tasks in flight, as the loop last counted them.
-    in_flight: AtomicUsize,
     /// The loop's last claim found fewer due streams than it asked for, and none is waiting to
-    /// start: a commit made with nothing else in flight may be the run's last, and says how the
-    /// run's streams stand (one round trip fewer for the many runs of one stream).
+    /// start: the run is near its end, and each commit says how the run's streams stand (the
+    /// last one saves the processor asking; a run's few open streams are counted by index).
     nothing_due: AtomicBool,
 }
 
@@ -118,7 +116,6 @@ impl StreamLoop<'_> {
                 platform: self.ctx.platform().to_owned(),
                 integration_id: self.ctx.integration_id(),
             },
-            in_flight: AtomicUsize::new(0),
             nothing_due: AtomicBool::new(false),
         });
         let concurrency = self.service_config.stream_concurrency.max(1);
@@ -137,8 +134,8 @@ impl StreamLoop<'_> {
             exhausted = first.claimed.len() < first.asked;
             buffer.extend(first.claimed);
         }
-        // the summary of the last stream joined, if it made one
-        let mut last_summary: Option<RunSummary> = None;
+        // a conclusive summary of a commit since the last claim, if one came
+        let mut settled: Option<RunSummary> = None;
         let grace = tokio::time::sleep(self.processor_config.shutdown_grace);
         tokio::pin!(grace);
         let mut grace_started = false;
@@ -168,6 +165,9 @@ impl StreamLoop<'_> {
                         let free = concurrency - in_flight.len();
                         let claimed = stream_store::claim_due(self.pool, self.lease, free).await?;
                         exhausted = claimed.len() < free;
+                        if !claimed.is_empty() {
+                            settled = None;
+                        }
                         buffer.extend(claimed);
                     }
                     let Some(row) = buffer.pop_front() else { break };
@@ -199,7 +199,6 @@ impl StreamLoop<'_> {
                         span,
                     ));
                     in_flight_ids.insert(handle.id(), stream_id);
-                    shared.in_flight.store(in_flight.len(), Ordering::SeqCst);
                 }
                 shared
                     .nothing_due
@@ -223,7 +222,7 @@ impl StreamLoop<'_> {
                     return Ok(LoopEnd::Stopped);
                 }
                 // the last stream's commit said how the run stands, or it is asked now
-                let (wait, errored) = match last_summary.take() {
+                let (wait, errored) = match settled.take() {
                     Some(summary) if buffer.is_empty() => {
                         (summary.pending_wait(), Some(summary.errored))
                     }
@@ -261,17 +260,17 @@ impl StreamLoop<'_> {
                     match joined {
                         Ok((id, result)) => {
                             in_flight_ids.remove(&id);
-                            shared.in_flight.store(in_flight.len(), Ordering::SeqCst);
                             match result {
                                 Ok(done) => {
                                     if let Some(d) = done.deferral {
                                         deferral = merge(deferral, d);
                                     }
                                     // its commit may have added streams, or said none is due
-                                    exhausted = done
-                                        .summary
-                                        .is_some_and(|s| s.pending_wait() != PendingWait::DueNow);
-                                    last_summary = done.summary;
+                                    // (a later commit that adds some says so in its own)
+                                    exhausted = done.summary.is_some_and(|s| !s.due_now);
+                                    if let Some(s) = done.summary.filter(RunSummary::is_conclusive) {
+                                        settled = Some(s);
+                                    }
                                 }
                                 Err(e) if e.is_lease_lost() => {
                                     in_flight.abort_all();
@@ -439,8 +438,7 @@ async fn commit(
         last_record,
         last_record_timestamp,
         error: error.as_ref(),
-        summarize: shared.in_flight.load(Ordering::SeqCst) == 1
-            && shared.nothing_due.load(Ordering::SeqCst),
+        summarize: shared.nothing_due.load(Ordering::SeqCst),
     };
     super::scrub::completion(credentials, &mut completion);
     if let Some(reason) = over_caps(shared, &completion).await? {

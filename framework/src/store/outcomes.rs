@@ -71,11 +71,14 @@ pub struct Completed {
     pub summary: Option<RunSummary>,
 }
 
-/// How a run's streams stand, read in the commit of one of them.
+/// How a run's streams stand, read in the commit of one of them (which sees the others as they
+/// were committed when it ran).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, sqlx::FromRow)]
 pub struct RunSummary {
     /// Streams pending or processing (the committed one is final, so not among them).
     pub open: i64,
+    /// Of those, the ones processing: another commit may still come.
+    pub processing: i64,
     /// Streams in `error`, the committed one included if it ended so.
     pub errored: i64,
     /// Some pending stream may be claimed now.
@@ -85,6 +88,12 @@ pub struct RunSummary {
 }
 
 impl RunSummary {
+    /// No other stream was in flight: no commit can have come after this one, so it tells how the
+    /// run's streams stand now.
+    pub fn is_conclusive(&self) -> bool {
+        self.processing == 0
+    }
+
     /// When the run's pending streams can next be claimed (as [`super::streams::pending_wait`]
     /// says, with the streams in flight counted as due: their worker decides).
     pub fn pending_wait(&self) -> PendingWait {
@@ -190,13 +199,16 @@ const MARK_AND_SUMMARIZE: &str = concat!(
     " RETURNING state),
           others AS (
               SELECT count(*) FILTER (WHERE state IN ('pending', 'processing')) AS open,
+                     count(*) FILTER (WHERE state = 'processing') AS processing,
                      count(*) FILTER (WHERE state = 'error') AS errored,
                      coalesce(bool_or(state = 'pending'
                          AND (delayed_until IS NULL OR delayed_until <= now())), false) AS due_now,
                      min(delayed_until) FILTER (WHERE state = 'pending') AS next_due
-              FROM integration_streams WHERE run_id = $2 AND id <> $1)
+              FROM integration_streams
+              WHERE run_id = $2 AND id <> $1 AND state IN ('pending', 'processing', 'error'))
      SELECT (SELECT count(*) FROM done) AS updated,
-            o.open, o.errored + (SELECT count(*) FROM done WHERE state = 'error') AS errored,
+            o.open, o.processing,
+            o.errored + (SELECT count(*) FROM done WHERE state = 'error') AS errored,
             o.due_now, o.next_due
      FROM others o"
 );

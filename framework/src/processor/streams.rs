@@ -222,15 +222,11 @@ impl StreamLoop<'_> {
                     return Ok(LoopEnd::Stopped);
                 }
                 // the last stream's commit said how the run stands, or it is asked now
-                let (wait, errored) = match settled.take() {
-                    Some(summary) if buffer.is_empty() => {
-                        (summary.pending_wait(), Some(summary.errored))
-                    }
-                    _ => (
-                        stream_store::pending_wait(self.pool, self.lease.run_id).await?,
-                        None,
-                    ),
+                let summary = match settled.take() {
+                    Some(summary) if buffer.is_empty() => summary,
+                    _ => outcomes::summary(self.pool, self.lease.run_id).await?,
                 };
+                let (wait, errored) = (summary.pending_wait(), Some(summary.errored));
                 exhausted = false;
                 match wait {
                     PendingWait::None => return Ok(LoopEnd::AllFinal { errored }),

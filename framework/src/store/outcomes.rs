@@ -95,9 +95,9 @@ impl RunSummary {
     }
 
     /// When the run's pending streams can next be claimed (as [`super::streams::pending_wait`]
-    /// says, with the streams in flight counted as due: their worker decides).
+    /// says: streams processing are their workers' business).
     pub fn pending_wait(&self) -> PendingWait {
-        match (self.open, self.due_now, self.next_due) {
+        match (self.open - self.processing, self.due_now, self.next_due) {
             (0, _, _) => PendingWait::None,
             (_, false, Some(at)) => PendingWait::DueAt(at),
             _ => PendingWait::DueNow,
@@ -246,6 +246,24 @@ async fn mark_processed(
     let updated: i64 = sqlx::Row::try_get(&row, "updated")?;
     let summary = <RunSummary as sqlx::FromRow<_>>::from_row(&row)?;
     Ok((u64::try_from(updated).unwrap_or(0), Some(summary)))
+}
+
+/// How the run's streams stand now, read by index without its processed ones (what a summary
+/// says, when no commit said it conclusively).
+pub async fn summary(pool: &PgPool, run_id: Uuid) -> Result<RunSummary, StoreError> {
+    Ok(sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE state IN ('pending', 'processing')) AS open,
+                count(*) FILTER (WHERE state = 'processing') AS processing,
+                count(*) FILTER (WHERE state = 'error') AS errored,
+                coalesce(bool_or(state = 'pending'
+                    AND (delayed_until IS NULL OR delayed_until <= now())), false) AS due_now,
+                min(delayed_until) FILTER (WHERE state = 'pending') AS next_due
+         FROM integration_streams
+         WHERE run_id = $1 AND state IN ('pending', 'processing', 'error')",
+    )
+    .bind(run_id)
+    .fetch_one(pool)
+    .await?)
 }
 
 fn cycle_error(page: &StreamInsert) -> ErrorRecord {

@@ -325,11 +325,15 @@ impl Worker {
             queue.clone(),
             config.scheduler.clone(),
         );
-        // one rescuer: run by ticks and on its own interval
+        // one rescuer: run by ticks and on its own interval; it sees leases as this worker's
+        // claims do
         let rescuer = Arc::new(RunRescuer::new(
             pool.clone(),
             queue.clone(),
-            config.rescuer.clone(),
+            RunRescuerConfig {
+                lease: config.processor.lease_duration,
+                ..config.rescuer.clone()
+            },
         ));
         let handler = MessageHandler::new(
             queue.clone(),

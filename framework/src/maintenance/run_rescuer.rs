@@ -32,6 +32,10 @@ pub struct RunRescuerConfig {
     pub interval: Duration,
     /// Runs per query.
     pub batch_size: i64,
+    /// The workers' lease ([`crate::ProcessorConfig::lease_duration`]): after a restart of the
+    /// database server, a run's lease counts as held for this long from the server's start (see
+    /// [`crate::store::runs::claim`]). The worker sets it from its own lease.
+    pub lease: Duration,
 }
 
 impl Default for RunRescuerConfig {
@@ -41,6 +45,7 @@ impl Default for RunRescuerConfig {
             pending_resend_after: Duration::from_secs(300),
             interval: Duration::from_secs(60),
             batch_size: 1_000,
+            lease: crate::ProcessorConfig::default().lease_duration,
         }
     }
 }
@@ -90,6 +95,7 @@ impl RunRescuer {
                     &self.pool,
                     why,
                     first_wait,
+                    self.config.lease,
                     self.config.batch_size,
                 )
                 .await?;
@@ -130,7 +136,7 @@ impl RunRescuer {
     /// Until the earliest lease expires (and a moment more), at most `interval`.
     async fn next_pause(&self) -> Duration {
         // a failure here is reported by the next pass
-        let expiry = schedule::next_lease_expiry(&self.pool)
+        let expiry = schedule::next_lease_expiry(&self.pool, self.config.lease)
             .await
             .unwrap_or_default();
         let Some(at) = expiry else {

@@ -224,8 +224,11 @@ impl IntegrationProcessor {
             let rescued =
                 store::streams::rescue_abandoned(&self.pool, lease, config.max_retries, &abandoned)
                     .await?;
-            if rescued > 0 {
-                events::abandoned_streams_rescued(lease, rescued);
+            if rescued.charged > 0 {
+                events::abandoned_streams_rescued(lease, rescued.charged);
+            }
+            if rescued.cut_off_by_restart > 0 {
+                events::streams_cut_off_by_restart(lease, rescued.cut_off_by_restart);
             }
         }
 

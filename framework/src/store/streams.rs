@@ -518,32 +518,57 @@ pub(crate) async fn unclaim_all(conn: &mut PgConnection, run_id: Uuid) -> Result
     .rows_affected())
 }
 
-/// Streams an earlier attempt left in `processing` (its worker died or stalled): each counts a
-/// failure and is pending again, or ends in `error` past `max_retries`.
+/// What the new attempt of a run did with the streams an earlier attempt left `processing`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Abandoned {
+    /// Started while the database was up, and never committed: their worker died or stalled.
+    /// Each was charged a retry.
+    pub charged: u64,
+    /// Started before the database server last (re)started: the restart cut them off, whatever
+    /// became of their worker. Pending again, uncharged.
+    pub cut_off_by_restart: u64,
+}
+
+/// Streams an earlier attempt left in `processing`. Those started before the database server
+/// last started or recovered are put back as they were (an outage is no fault of theirs); the
+/// others (their worker died or stalled) each count a failure and are pending again, or end in
+/// `error` past `max_retries`.
 pub async fn rescue_abandoned(
     pool: &PgPool,
     lease: &Lease,
     max_retries: u32,
     error: &ErrorRecord,
-) -> Result<u64, StoreError> {
-    let done = sqlx::query(
-        "UPDATE integration_streams SET
-             retries = retries + 1,
-             state = CASE WHEN retries + 1 > $3 THEN 'error' ELSE 'pending' END,
-             finished_at = CASE WHEN retries + 1 > $3 THEN now() END,
-             error = $4::jsonb || jsonb_build_object('failures', retries + 1),
+) -> Result<Abandoned, StoreError> {
+    let charges: Vec<i32> = sqlx::query_scalar(concat!(
+        "UPDATE integration_streams s SET
+             retries = s.retries + v.charge,
+             state = CASE WHEN s.retries + v.charge > $3 THEN 'error' ELSE 'pending' END,
+             finished_at = CASE WHEN s.retries + v.charge > $3 THEN now() END,
+             error = CASE WHEN v.charge > 0
+                          THEN $4::jsonb || jsonb_build_object('failures', s.retries + 1)
+                          ELSE s.error END,
              claimed_attempt = NULL, updated_at = now()
-         WHERE run_id = $1 AND state = 'processing' AND claimed_attempt < $2
+         FROM (SELECT id, CASE WHEN started_at < ",
+        super::server_started!(),
+        " THEN 0 ELSE 1 END AS charge
+               FROM integration_streams
+               WHERE run_id = $1 AND state = 'processing' AND claimed_attempt < $2) v
+         WHERE s.id = v.id AND s.state = 'processing' AND s.claimed_attempt < $2
            AND EXISTS (SELECT 1 FROM integration_runs
-                       WHERE id = $1 AND attempt = $2 AND state = 'processing' FOR SHARE)",
-    )
+                       WHERE id = $1 AND attempt = $2 AND state = 'processing' FOR SHARE)
+         RETURNING v.charge",
+    ))
     .bind(lease.run_id)
     .bind(lease.attempt)
     .bind(i32::try_from(max_retries).unwrap_or(i32::MAX))
     .bind(super::error_json(error))
-    .execute(pool)
+    .fetch_all(pool)
     .await?;
-    Ok(done.rows_affected())
+    let charged = charges.iter().filter(|c| **c > 0).count() as u64;
+    Ok(Abandoned {
+        charged,
+        cut_off_by_restart: charges.len() as u64 - charged,
+    })
 }
 
 /// When the run's pending streams can next be claimed.

@@ -165,13 +165,19 @@ impl Workers {
         took
     }
 
-    /// Stops every worker with SIGTERM (their logs are printed if the test fails).
+    /// Stops every worker with SIGTERM (their logs are printed if the test fails, or with
+    /// `TRIBUTARY_FAULT_LOGS=1`).
     pub async fn stop_all(&mut self) {
         for proc in &mut self.procs {
             proc.signal("TERM");
         }
         for proc in &mut self.procs {
             let _ = proc.wait_exit(Duration::from_secs(30)).await;
+        }
+        if std::env::var("TRIBUTARY_FAULT_LOGS").is_ok_and(|v| !v.is_empty() && v != "0") {
+            for proc in &self.procs {
+                eprintln!("----- log of {} -----\n{}", proc.name, proc.log());
+            }
         }
     }
 

@@ -36,7 +36,8 @@ use tracing::Instrument;
 use tributary::db::{self, DbError};
 use tributary::maintenance::{RunRescuer, RunRescuerConfig, TickScheduler, TickSchedulerConfig};
 use tributary::queue::{
-    MAX_BATCH, MAX_WAIT, Queue, QueueConfig, QueueError, ReceiveRequest, ReceivedMessage,
+    MAX_BATCH, MAX_WAIT, Queue, QueueBackend, QueueConfig, QueueError, ReceiveRequest,
+    ReceivedMessage,
 };
 use tributary::registry::{Registry, RegistryError};
 use tributary::{IntegrationProcessor, ProcessorConfig};
@@ -280,13 +281,17 @@ async fn open_queue_patiently(
     pool: &PgPool,
     shutdown: &CancellationToken,
 ) -> Result<Option<Arc<dyn Queue>>, WorkerError> {
+    let what = match (&config.queue.backend, &config.queue.sqs_queue_url) {
+        (QueueBackend::Sqs, Some(url)) => format!("the sqs queue at {url}"),
+        (backend, _) => format!("the {backend} queue"),
+    };
     let mut pause = Duration::from_millis(500);
     loop {
         match config.queue.connect(pool).await {
             Ok(queue) => return Ok(Some(queue)),
-            Err(e @ (QueueError::Backend { .. } | QueueError::Database(_))) => {
-                events::waiting_at_start(&format!("the {} queue", config.queue.backend), &e, pause);
-            }
+            // unreachable, timing out, unavailable: waited for; a queue that does not exist or
+            // refuses the credentials is an error at once
+            Err(e) if e.is_unreachable() => events::waiting_at_start(&what, &e, pause),
             Err(e) => return Err(e.into()),
         }
         tokio::select! {

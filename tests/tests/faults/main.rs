@@ -22,6 +22,7 @@ mod harness;
 mod hooks;
 mod outages;
 mod platform;
+mod queue_outages;
 mod secrets;
 mod throwaway_pg;
 mod workers;

@@ -204,6 +204,10 @@ pub async fn run_with_registry(
             return Ok(());
         };
         db::migrate(&pool).await?;
+        // before any message: the first times it takes are already on the database's clock
+        if let Err(e) = tributary::clock::sync(&pool).await {
+            tracing::debug!(error = %tributary::error::ErrorChain(&e), "clock sync failed");
+        }
         let Some(queue) = open_queue_patiently(&config, &pool, &shutdown).await? else {
             return Ok(());
         };
@@ -244,6 +248,9 @@ async fn bind_health(
         },
     })
 }
+
+/// How often the offset of this host's clock to the database's is measured again.
+const CLOCK_SYNC_EVERY: Duration = Duration::from_secs(60);
 
 /// The longest pause between two tries to reach a service at start.
 const MAX_START_PAUSE: Duration = Duration::from_secs(10);
@@ -387,6 +394,15 @@ impl Worker {
                     .instrument(tracing::info_span!("health")),
             );
         }
+        // every time this worker writes or compares beside the database's is on its clock
+        services.spawn(
+            tributary::clock::keep_synced(
+                self.pool.clone(),
+                CLOCK_SYNC_EVERY,
+                services_stop.clone(),
+            )
+            .instrument(tracing::info_span!("clock")),
+        );
         {
             let rescuer = self.rescuer.clone();
             let stop = shutdown.clone();

@@ -3,7 +3,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
@@ -142,7 +141,7 @@ impl RunRescuer {
         let Some(at) = expiry else {
             return self.config.interval;
         };
-        let until = (at - Utc::now()).to_std().unwrap_or_default() + LEASE_MARGIN;
+        let until = (at - crate::clock::now()).to_std().unwrap_or_default() + LEASE_MARGIN;
         until.max(MIN_PAUSE).min(self.config.interval)
     }
 }

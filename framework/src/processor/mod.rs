@@ -297,7 +297,7 @@ impl IntegrationProcessor {
                 store::runs::defer(
                     &self.pool,
                     lease,
-                    Utc::now(),
+                    crate::clock::now(),
                     "released by a worker shutting down",
                     None,
                 )
@@ -407,7 +407,7 @@ impl IntegrationProcessor {
         );
         let record = failure.record(hook, failures, &credentials);
         if failure.is_retryable() && failures <= config.max_retries {
-            let until = Utc::now() + to_chrono(config.retry_backoff.delay(failures));
+            let until = crate::clock::now() + to_chrono(config.retry_backoff.delay(failures));
             store::runs::defer(
                 &self.pool,
                 lease,
@@ -455,8 +455,8 @@ impl IntegrationProcessor {
         reason: &str,
     ) -> Result<RunOutcome, ProcessorError> {
         let until = until
-            .max(Utc::now())
-            .min(Utc::now() + to_chrono(self.config.max_deferral));
+            .max(crate::clock::now())
+            .min(crate::clock::now() + to_chrono(self.config.max_deferral));
         store::runs::defer(&self.pool, lease, until, reason, None).await?;
         events::run_deferred(lease.run_id, until, reason);
         Ok(RunOutcome::Delayed {
@@ -545,7 +545,7 @@ async fn streams_failed_error(
         message,
         chain,
         failures: 1,
-        at: Utc::now(),
+        at: crate::clock::now(),
     })
 }
 
@@ -557,7 +557,7 @@ fn framework_error(hook: &str, message: impl Into<String>) -> ErrorRecord {
         chain: vec![message.clone()],
         message,
         failures: 1,
-        at: Utc::now(),
+        at: crate::clock::now(),
     }
 }
 

@@ -553,7 +553,11 @@ pub async fn resume(pool: &PgPool, run_id: Uuid) -> Result<(Run, Revived), Store
                 "run {run_id} is already processed; start a new one with process-integration"
             )));
         }
-        RunState::Processing if run.lease_expires_at.is_some_and(|at| at > Utc::now()) => {
+        RunState::Processing
+            if run
+                .lease_expires_at
+                .is_some_and(|at| at > crate::clock::now()) =>
+        {
             return Err(StoreError::Refused(format!(
                 "run {run_id} is being processed by {} (lease until {})",
                 run.lease_owner.as_deref().unwrap_or("a worker"),

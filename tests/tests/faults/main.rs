@@ -17,6 +17,7 @@
 mod common;
 
 mod chaos;
+mod clocks;
 mod crashes;
 mod harness;
 mod hooks;

@@ -61,9 +61,15 @@ impl Workers {
 
     /// Starts one more worker; returns its id.
     pub fn spawn(&mut self) -> String {
+        self.spawn_with(&[])
+    }
+
+    /// Starts one more worker with `extra` environment of its own; returns its id.
+    pub fn spawn_with(&mut self, extra: &[(&'static str, String)]) -> String {
         self.started += 1;
         let name = format!("{}-{}", self.prefix, self.started);
-        let env = worker_env(&self.pool, &self.database_url, &name, &self.extra);
+        let mut env = worker_env(&self.pool, &self.database_url, &name, &self.extra);
+        env = crate::common::with(env, extra);
         self.procs.push(Proc::spawn(WORKER, &name, &env));
         name
     }

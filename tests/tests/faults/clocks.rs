@@ -131,34 +131,10 @@ async fn workers_with_clocks_minutes_apart_judge_ticks_by_the_database(pool: PgP
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     // one check per integration and slot, all processed
-    let n = onboarding.integrations.len() as i64;
-    eventually(
-        Duration::from_secs(90),
-        "a check run per integration",
-        || async {
-            let checks: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM integration_runs WHERE NOT onboarding AND state = 'processed'",
-        )
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-            (checks >= n).then_some(())
-        },
-    )
-    .await;
+    onboarding.wait_checks(Duration::from_secs(90)).await;
     onboarding.wait_settled(Duration::from_secs(90)).await;
     let checks_within = started.elapsed();
-    let per_slot: Vec<(uuid::Uuid, Option<String>, i64)> = sqlx::query_as(
-        "SELECT integration_id, trigger_key, count(*) FROM integration_runs WHERE NOT onboarding
-         GROUP BY 1, 2 HAVING count(*) > 1 OR trigger_key IS NULL",
-    )
-    .fetch_all(&pool)
-    .await
-    .unwrap();
-    assert!(
-        per_slot.is_empty(),
-        "checks not keyed by one slot: {per_slot:?}"
-    );
+    onboarding.assert_one_check_per_slot().await;
     for proc in &workers.procs {
         let log = proc.log();
         for wrong in ["stale tick", "in the future", "message refused"] {

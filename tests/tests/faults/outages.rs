@@ -66,7 +66,7 @@ const LEASE: Duration = Duration::from_secs(3);
 /// answers, every lease held before has expired, and whichever worker claims the run first finds
 /// the others' streams `processing`) with a plain restart.
 fn outage(mode: &str, round: usize, rng: &mut fastrand::Rng) -> Option<Duration> {
-    (mode == "immediate" && round % 2 == 0)
+    (mode == "immediate" && round.is_multiple_of(2))
         .then(|| LEASE + Duration::from_millis(rng.u64(1_000..2_000)))
 }
 

@@ -2,6 +2,7 @@
 //! workers start. The workers reach moto through a [`TcpCut`] the test cuts (every connection
 //! dropped, new ones refused) and restores; the test itself talks to moto directly.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use sqlx::PgPool;
@@ -13,6 +14,17 @@ use crate::chaos::TcpCut;
 use crate::harness::{Expect, Figures, Onboarding, Scale, seeded, soak};
 use crate::outages::{processed_streams, resumed};
 use crate::workers::Workers;
+
+/// What the queue scenarios expect: the clean outcome, over SQS, no retry charged.
+const NO_RETRY_OVER_SQS: Expect = Expect {
+    sqs: true,
+    max_retries: Some(0),
+    failing: BTreeMap::new(),
+    either: BTreeMap::new(),
+    dead_letters: 0,
+    no_retries_for: BTreeSet::new(),
+    check_runs: false,
+};
 
 /// A fresh queue on the shared moto server, and a proxy the workers reach it through.
 struct ProxiedSqs {
@@ -162,16 +174,7 @@ async fn the_queue_unreachable_for_a_while_loses_nothing(pool: PgPool) {
         recover: recoveries,
         ..Figures::default()
     };
-    onboarding
-        .check(
-            &Expect {
-                sqs: true,
-                max_retries: Some(0),
-                ..Expect::default()
-            },
-            figures,
-        )
-        .await;
+    onboarding.check(&NO_RETRY_OVER_SQS, figures).await;
     workers.stop_all().await;
 }
 
@@ -235,16 +238,7 @@ async fn workers_started_while_the_queue_is_down_wait_for_it_then_work(pool: PgP
         recover: vec![first],
         ..Figures::default()
     };
-    onboarding
-        .check(
-            &Expect {
-                sqs: true,
-                max_retries: Some(0),
-                ..Expect::default()
-            },
-            figures,
-        )
-        .await;
+    onboarding.check(&NO_RETRY_OVER_SQS, figures).await;
     named.stop_all().await;
     redrive.stop_all().await;
 }

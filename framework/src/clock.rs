@@ -23,6 +23,10 @@ static OFFSET_MICROS: AtomicI64 = AtomicI64::new(0);
 /// A measurement whose round trip took longer than this is not used.
 const MAX_ROUND_TRIP: Duration = Duration::from_secs(1);
 
+/// An offset smaller than this is taken as none: it is within what one measurement can tell
+/// (half a round trip), and nothing a worker decides depends on less than a second.
+const MIN_OFFSET: chrono::Duration = chrono::Duration::seconds(1);
+
 /// Now, by the database's clock (this host's clock plus the last measured offset).
 pub fn now() -> DateTime<Utc> {
     Utc::now() + offset()
@@ -34,8 +38,8 @@ pub fn offset() -> chrono::Duration {
 }
 
 /// Measures the offset of this host's clock to the database's (the database's `now` against
-/// the middle of the round trip) and applies it from now on. `None` when the round trip was
-/// too slow to tell (the previous offset is kept).
+/// the middle of the round trip) and applies it from now on; under a second it is taken as none.
+/// `None` when the round trip was too slow to tell (the previous offset is kept).
 pub async fn sync(pool: &PgPool) -> Result<Option<chrono::Duration>, StoreError> {
     let sent = Utc::now();
     let started = std::time::Instant::now();
@@ -45,7 +49,10 @@ pub async fn sync(pool: &PgPool) -> Result<Option<chrono::Duration>, StoreError>
         return Ok(None);
     }
     let half = chrono::Duration::from_std(round_trip / 2).unwrap_or_default();
-    let offset = database - (sent + half);
+    let mut offset = database - (sent + half);
+    if offset.abs() < MIN_OFFSET {
+        offset = chrono::Duration::zero();
+    }
     let micros = offset.num_microseconds().unwrap_or(0);
     let before = OFFSET_MICROS.swap(micros, Ordering::Relaxed);
     if (micros - before).abs() >= 1_000_000 {

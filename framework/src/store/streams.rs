@@ -521,18 +521,14 @@ pub(crate) async fn unclaim_all(conn: &mut PgConnection, run_id: Uuid) -> Result
 /// What the new attempt of a run did with the streams an earlier attempt left `processing`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Abandoned {
-    /// Started while the database was up, and never committed: their worker died or stalled.
-    /// Each was charged a retry.
+    /// Started while the database was up: their worker died or stalled. Charged a retry each.
     pub charged: u64,
-    /// Started before the database server last (re)started: the restart cut them off, whatever
-    /// became of their worker. Pending again, uncharged.
+    /// Started before the database server last (re)started, which cut them off: uncharged.
     pub cut_off_by_restart: u64,
 }
 
-/// Streams an earlier attempt left in `processing`. Those started before the database server
-/// last started or recovered are put back as they were (an outage is no fault of theirs); the
-/// others (their worker died or stalled) each count a failure and are pending again, or end in
-/// `error` past `max_retries`.
+/// Streams an earlier attempt left `processing`: those started before the database server last
+/// (re)started go back uncharged; the others count a failure (pending, or past `max_retries` error).
 pub async fn rescue_abandoned(
     pool: &PgPool,
     lease: &Lease,
@@ -541,22 +537,18 @@ pub async fn rescue_abandoned(
 ) -> Result<Abandoned, StoreError> {
     let charges: Vec<i32> = sqlx::query_scalar(concat!(
         "UPDATE integration_streams s SET
-             retries = s.retries + v.charge,
+             retries = s.retries + v.charge, claimed_attempt = NULL, updated_at = now(),
              state = CASE WHEN s.retries + v.charge > $3 THEN 'error' ELSE 'pending' END,
              finished_at = CASE WHEN s.retries + v.charge > $3 THEN now() END,
-             error = CASE WHEN v.charge > 0
-                          THEN $4::jsonb || jsonb_build_object('failures', s.retries + 1)
-                          ELSE s.error END,
-             claimed_attempt = NULL, updated_at = now()
+             error = CASE WHEN v.charge > 0 THEN $4::jsonb
+                          || jsonb_build_object('failures', s.retries + 1) ELSE s.error END
          FROM (SELECT id, CASE WHEN started_at < ",
         super::server_started!(),
-        " THEN 0 ELSE 1 END AS charge
-               FROM integration_streams
+        " THEN 0 ELSE 1 END AS charge FROM integration_streams
                WHERE run_id = $1 AND state = 'processing' AND claimed_attempt < $2) v
          WHERE s.id = v.id AND s.state = 'processing' AND s.claimed_attempt < $2
-           AND EXISTS (SELECT 1 FROM integration_runs
-                       WHERE id = $1 AND attempt = $2 AND state = 'processing' FOR SHARE)
-         RETURNING v.charge",
+           AND EXISTS (SELECT 1 FROM integration_runs WHERE id = $1 AND attempt = $2
+                       AND state = 'processing' FOR SHARE) RETURNING v.charge",
     ))
     .bind(lease.run_id)
     .bind(lease.attempt)
@@ -565,9 +557,10 @@ pub async fn rescue_abandoned(
     .fetch_all(pool)
     .await?;
     let charged = charges.iter().filter(|c| **c > 0).count() as u64;
+    let cut_off_by_restart = charges.len() as u64 - charged;
     Ok(Abandoned {
         charged,
-        cut_off_by_restart: charges.len() as u64 - charged,
+        cut_off_by_restart,
     })
 }
 

@@ -67,7 +67,9 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, DbError>
 }
 
 /// Waits until the database answers `SELECT 1` through `pool`, polling with a backoff from
-/// 100 ms to 2 s. Returns how long it waited, or `None` if `shutdown` came first.
+/// 100 ms to 1 s, each try at most 1 s (a try left to the pool's own connect backoff could sit
+/// out seconds after the server is back). Returns how long it waited, or `None` if `shutdown`
+/// came first.
 pub async fn wait_until_reachable(
     pool: &PgPool,
     shutdown: &tokio_util::sync::CancellationToken,
@@ -76,7 +78,7 @@ pub async fn wait_until_reachable(
     let mut pause = Duration::from_millis(100);
     loop {
         let answered = tokio::time::timeout(
-            Duration::from_secs(5),
+            Duration::from_secs(1),
             sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(pool),
         )
         .await
@@ -88,7 +90,7 @@ pub async fn wait_until_reachable(
             () = shutdown.cancelled() => return None,
             () = tokio::time::sleep(pause) => {}
         }
-        pause = (pause * 2).min(Duration::from_secs(2));
+        pause = (pause * 2).min(Duration::from_secs(1));
     }
 }
 

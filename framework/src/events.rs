@@ -26,6 +26,13 @@ pub fn abandoned_streams_rescued(lease: &Lease, count: u64) {
     );
 }
 
+pub fn streams_cut_off_by_restart(lease: &Lease, count: u64) {
+    tracing::info!(
+        run_id = %lease.run_id, attempt = lease.attempt, count,
+        "streams in flight when the database server restarted are retried (no retry charged)"
+    );
+}
+
 pub fn run_deferred(run_id: Uuid, until: DateTime<Utc>, reason: &str) {
     tracing::info!(%run_id, %until, reason, "run deferred");
 }

@@ -49,7 +49,7 @@ pub async fn after_run(
         | RunOutcome::LeaseLost
         | RunOutcome::NotClaimable { .. } => Ok(HandOff::Nothing),
         RunOutcome::Delayed { until, .. } => {
-            let wait = (*until - Utc::now()).to_std().unwrap_or_default();
+            let wait = (*until - crate::clock::now()).to_std().unwrap_or_default();
             if wait > MAX_DELAY {
                 return Ok(HandOff::LeftToRescuer(*until));
             }
@@ -92,7 +92,7 @@ pub async fn enqueue_run_at(
         ))
         .await?;
     let delivered_at: DateTime<Utc> =
-        Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
+        crate::clock::now() + chrono::Duration::from_std(delay).unwrap_or_default();
     store::schedule::mark_enqueued(pool, &[run_id], delivered_at).await?;
     Ok(id)
 }

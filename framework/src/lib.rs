@@ -6,6 +6,7 @@
 //! rate-limit deferrals, global limits counted in PostgreSQL.
 
 pub mod admin;
+pub mod clock;
 pub mod context;
 pub mod db;
 pub mod delivery;

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use sqlx::PgPool;
 use tributary::queue::{
     OutgoingMessage, PgQueue, PgQueueConfig, Queue, QueueError, ReceiveRequest, ReceivedMessage,
-    SqsQueueSettings,
+    SqsQueue, SqsQueueSettings,
 };
 use tributary::testkit::moto::MotoServer;
 
@@ -379,3 +379,32 @@ conformance!(
     a_refused_message_is_dead_lettered_with_its_reason,
     a_dead_letter_is_redriven_or_discarded_by_its_id,
 );
+
+/// At the start, an SQS queue that cannot be reached is an outage (the worker waits for it); a
+/// queue that does not exist, on a server that answers, is refused at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connecting_tells_an_unreachable_sqs_queue_from_a_refused_one() {
+    let moto = MotoServer::shared();
+    let settings = SqsQueueSettings {
+        max_receives: 3,
+        visibility: Duration::from_secs(30),
+    };
+    let queue = moto.queue("connect", &settings).await;
+    let dead = Some(queue.dead_letter_url().to_owned());
+    let missing = format!("{}/no-such-queue", queue.url().rsplit_once('/').unwrap().0);
+    let refused = SqsQueue::connect(moto.client(), missing, dead.clone())
+        .await
+        .unwrap_err();
+    assert!(!refused.is_unreachable(), "{refused}");
+
+    let nobody = format!(
+        "http://127.0.0.1:{}",
+        tributary::testkit::pg_server::free_port()
+    );
+    let url = queue.url().replace(&moto.endpoint(), &nobody);
+    let down = SqsQueue::connect(MotoServer::client_at(&nobody), url, dead)
+        .await
+        .unwrap_err();
+    assert!(down.is_unreachable(), "{down}");
+    assert!(down.to_string().contains("unreachable"), "{down}");
+}

@@ -170,3 +170,131 @@ async fn a_database_outage_mid_run_charges_no_retry_and_the_run_goes_on_when_it_
     );
     assert_eq!(h.activities(integration.id).await.len(), 6);
 }
+
+/// A restart of the database server cuts every lease off: a run whose lease ran out while the
+/// server was down cannot be taken over before its holder had one lease from the server's start
+/// to come back, and the streams it had in flight then go back uncharged. Streams started after
+/// the restart are charged as ever when their worker is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_cut_off_by_a_database_restart_charges_no_stream() {
+    use tributary::store::{runs, streams};
+    let server = PgServer::start_new();
+    let connect = || async {
+        PgPoolOptions::new()
+            .max_connections(4)
+            .connect(&server.url())
+            .await
+            .unwrap()
+    };
+    let pool = connect().await;
+    tributary::db::migrate(&pool).await.unwrap();
+    let service = ScriptedService::new(PLATFORM, roots(&["s0", "s1", "s2"]), |call| async move {
+        Ok(StreamOutcome::new().activity(activity(&call.stream.identifier, "ada")))
+    });
+    let h = harness(pool.clone(), service);
+    let (_, run) = h.connect(PLATFORM, json!({}), json!({})).await.unwrap();
+    let long = Duration::from_secs(60);
+    let first = runs::claim(&pool, run.id, "a", long)
+        .await
+        .unwrap()
+        .unwrap();
+    runs::save_preprocessed(
+        &pool,
+        &first.lease(),
+        &json!({}),
+        None,
+        &roots(&["s0", "s1", "s2"]),
+        0,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        streams::claim_due(&pool, &first.lease(), 2)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+
+    // the claim of the streams does not wait for its flush; the next durable commit (here a
+    // heartbeat) flushes it
+    runs::heartbeat(&pool, &first.lease(), long).await.unwrap();
+
+    // the server crashes and comes back; meanwhile the lease ran out
+    pool.close().await;
+    server.stop("immediate");
+    server.start();
+    let pool = connect().await;
+    sqlx::query("UPDATE integration_runs SET lease_expires_at = now() - interval '1 second'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    assert!(
+        runs::claim(&pool, run.id, "b", long)
+            .await
+            .unwrap()
+            .is_none(),
+        "taken over before its holder had a lease to come back"
+    );
+    // a lease later (a short one here), another worker may take it over: nothing charged
+    let short = Duration::from_millis(300);
+    let second = eventually(Duration::from_secs(30), "the run taken over", || async {
+        runs::claim(&pool, run.id, "b", short).await.unwrap()
+    })
+    .await;
+    let rescued = streams::rescue_abandoned(&pool, &second.lease(), 5, &abandoned())
+        .await
+        .unwrap();
+    assert_eq!(
+        rescued,
+        streams::Abandoned {
+            charged: 0,
+            cut_off_by_restart: 2
+        }
+    );
+    let rows = streams::list(&pool, run.id).await.unwrap();
+    assert!(
+        rows.iter()
+            .all(|s| s.retries == 0 && s.state == streams::StreamState::Pending),
+        "{:?}",
+        rows.iter()
+            .map(|s| (&s.identifier, &s.state, s.retries))
+            .collect::<Vec<_>>()
+    );
+
+    // a stream started after the restart, its worker gone: charged
+    assert_eq!(
+        streams::claim_due(&pool, &second.lease(), 1)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    let third = eventually(
+        Duration::from_secs(30),
+        "the run taken over again",
+        || async { runs::claim(&pool, run.id, "c", short).await.unwrap() },
+    )
+    .await;
+    let rescued = streams::rescue_abandoned(&pool, &third.lease(), 5, &abandoned())
+        .await
+        .unwrap();
+    assert_eq!(
+        rescued,
+        streams::Abandoned {
+            charged: 1,
+            cut_off_by_restart: 0
+        }
+    );
+}
+
+fn abandoned() -> tributary::ErrorRecord {
+    tributary::ErrorRecord {
+        kind: tributary::error::ErrorKind::Abandoned,
+        hook: "process_stream".into(),
+        message: "abandoned".into(),
+        chain: vec!["abandoned".into()],
+        failures: 1,
+        at: chrono::Utc::now(),
+    }
+}

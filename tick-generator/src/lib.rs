@@ -122,7 +122,11 @@ impl TickGenerator {
     pub async fn run(&self, shutdown: CancellationToken) {
         let mut last_pruned: Option<TickSlot> = None;
         loop {
-            let now = Utc::now();
+            // slots by the database's clock, whatever this host's says
+            if let Err(e) = tributary::clock::sync(&self.pool).await {
+                tracing::debug!(error = %tributary::error::ErrorChain(&e), "clock sync failed");
+            }
+            let now = tributary::clock::now();
             let slot = TickSlot::containing(now);
             let attempt = self.run_once(now);
             let span = tracing::info_span!("tick", slot = %slot.start(), generator = %self.id);
@@ -141,7 +145,7 @@ impl TickGenerator {
                 }
             }
             // wake just after the next slot begins (or sooner, to retry a failed emission)
-            let next = (slot.next().start() - Utc::now())
+            let next = (slot.next().start() - tributary::clock::now())
                 .to_std()
                 .unwrap_or_default()
                 + Duration::from_millis(20);

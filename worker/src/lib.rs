@@ -37,7 +37,8 @@ use tracing::Instrument;
 use tributary::db::{self, DbError};
 use tributary::maintenance::{RunRescuer, RunRescuerConfig, TickScheduler, TickSchedulerConfig};
 use tributary::queue::{
-    MAX_BATCH, MAX_WAIT, Queue, QueueConfig, QueueError, ReceiveRequest, ReceivedMessage,
+    MAX_BATCH, MAX_WAIT, Queue, QueueBackend, QueueConfig, QueueError, ReceiveRequest,
+    ReceivedMessage,
 };
 use tributary::registry::{Registry, RegistryError};
 use tributary::{IntegrationProcessor, ProcessorConfig};
@@ -204,6 +205,10 @@ pub async fn run_with_registry(
             return Ok(());
         };
         db::migrate(&pool).await?;
+        // before any message: the first times it takes are already on the database's clock
+        if let Err(e) = tributary::clock::sync(&pool).await {
+            tracing::debug!(error = %tributary::error::ErrorChain(&e), "clock sync failed");
+        }
         let Some(queue) = open_queue_patiently(&config, &pool, &shutdown).await? else {
             return Ok(());
         };
@@ -245,6 +250,9 @@ async fn bind_health(
     })
 }
 
+/// How often the offset of this host's clock to the database's is measured again.
+const CLOCK_SYNC_EVERY: Duration = Duration::from_secs(60);
+
 /// The longest pause between two tries to reach a service at start.
 /// On a backlog, a receive waits up to this for free slots, to take messages ten at a time.
 const GATHER: Duration = Duration::from_millis(20);
@@ -284,13 +292,17 @@ async fn open_queue_patiently(
     pool: &PgPool,
     shutdown: &CancellationToken,
 ) -> Result<Option<Arc<dyn Queue>>, WorkerError> {
+    let what = match (&config.queue.backend, &config.queue.sqs_queue_url) {
+        (QueueBackend::Sqs, Some(url)) => format!("the sqs queue at {url}"),
+        (backend, _) => format!("the {backend} queue"),
+    };
     let mut pause = Duration::from_millis(500);
     loop {
         match config.queue.connect(pool).await {
             Ok(queue) => return Ok(Some(queue)),
-            Err(e @ (QueueError::Backend { .. } | QueueError::Database(_))) => {
-                events::waiting_at_start(&format!("the {} queue", config.queue.backend), &e, pause);
-            }
+            // unreachable, timing out, unavailable: waited for; a queue that does not exist or
+            // refuses the credentials is an error at once
+            Err(e) if e.is_unreachable() => events::waiting_at_start(&what, &e, pause),
             Err(e) => return Err(e.into()),
         }
         tokio::select! {
@@ -329,11 +341,15 @@ impl Worker {
             queue.clone(),
             config.scheduler.clone(),
         );
-        // one rescuer: run by ticks and on its own interval
+        // one rescuer: run by ticks and on its own interval; it sees leases as this worker's
+        // claims do
         let rescuer = Arc::new(RunRescuer::new(
             pool.clone(),
             queue.clone(),
-            config.rescuer.clone(),
+            RunRescuerConfig {
+                lease: config.processor.lease_duration,
+                ..config.rescuer.clone()
+            },
         ));
         let handler = MessageHandler::new(
             queue.clone(),
@@ -382,6 +398,15 @@ impl Worker {
                     .instrument(tracing::info_span!("health")),
             );
         }
+        // every time this worker writes or compares beside the database's is on its clock
+        services.spawn(
+            tributary::clock::keep_synced(
+                self.pool.clone(),
+                CLOCK_SYNC_EVERY,
+                services_stop.clone(),
+            )
+            .instrument(tracing::info_span!("clock")),
+        );
         {
             let rescuer = self.rescuer.clone();
             let stop = shutdown.clone();

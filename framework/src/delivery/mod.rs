@@ -350,7 +350,7 @@ impl Inner {
         }
         let oldest = batch.first()?.sequenced_at;
         let due = oldest + chrono::Duration::milliseconds(i64::from(sub.linger_ms));
-        (due > Utc::now()).then_some(due)
+        (due > crate::clock::now()).then_some(due)
     }
 
     fn after_failure(
@@ -370,7 +370,7 @@ impl Inner {
                 let asked = retry_after.map(|w| w.min(self.config.max_retry_after));
                 let wait = asked.map_or(wait, |asked| wait.max(asked));
                 let wait = chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::hours(1));
-                AfterFailure::RetryAt(Utc::now() + wait)
+                AfterFailure::RetryAt(crate::clock::now() + wait)
             }
             None => {
                 let last = batch.last().map_or(sub.cursor_seq, |e| e.seq);

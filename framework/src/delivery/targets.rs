@@ -4,7 +4,6 @@
 use std::time::Duration;
 
 use aws_sdk_sqs::types::{MessageAttributeValue, SendMessageBatchRequestEntry};
-use chrono::Utc;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -93,7 +92,7 @@ pub async fn post_webhook(
 ) -> Sent {
     let id = message_id(subscription_id, events);
     let body = webhook_body(subscription_id, events);
-    let now = Utc::now();
+    let now = crate::clock::now();
     let timestamp = now.timestamp();
     let signature = match signature::sign(secrets, &id, timestamp, &body) {
         Ok(s) => s,
@@ -121,7 +120,7 @@ pub async fn post_webhook(
     if status.is_success() {
         return Sent::Delivered;
     }
-    let retry_after = crate::http::retry_after(response.headers(), Utc::now());
+    let retry_after = crate::http::retry_after(response.headers(), crate::clock::now());
     let text = response.text().await.unwrap_or_default();
     let kept: String = text.chars().take(RESPONSE_KEPT).collect();
     Sent::Failed {

@@ -10,7 +10,6 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use chrono::Utc;
 use tokio::time::Instant;
 
 use super::pacing::Pacer;
@@ -83,7 +82,7 @@ impl Pacer {
         if !wait.is_zero() {
             if wait > self.max_inline_wait() {
                 return Err(IntegrationError::rate_limited(
-                    after(Utc::now(), wait),
+                    after(crate::clock::now(), wait),
                     format!(
                         "`{method}` was asked to back off: it may be called again in {wait:.1?}"
                     ),

@@ -432,7 +432,8 @@ impl SharedBudgets {
                 }
             };
             if wait > max_inline_wait {
-                let until = Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default();
+                let until =
+                    crate::clock::now() + chrono::Duration::from_std(wait).unwrap_or_default();
                 return Err(IntegrationError::rate_limited(
                     until,
                     format!(

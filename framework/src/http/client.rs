@@ -4,7 +4,6 @@
 use std::fmt;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use chrono::Utc;
 use reqwest::header::HeaderMap;
 use reqwest::{Method, StatusCode, Url, redirect};
 use serde::de::DeserializeOwned;
@@ -276,7 +275,7 @@ impl HttpClient {
             }
             let (status, headers, bytes, bearer) =
                 self.exchange(&url, query, extra, token, &what).await?;
-            let now = Utc::now();
+            let now = crate::clock::now();
             let classifier = self.config.classifier.as_ref();
             if let Some(book) = &book {
                 book.count(status, &headers);
@@ -355,9 +354,10 @@ impl HttpClient {
             tracing::debug!(%until, "rate limited briefly; waiting inline");
         };
         let body = decode(&what, &bytes)?;
-        let mut rate_limit = RateLimitInfo::read(&headers, Utc::now(), self.config.waits.reset);
+        let mut rate_limit =
+            RateLimitInfo::read(&headers, crate::clock::now(), self.config.waits.reset);
         if !rate_limit.is_reported()
-            && let Some(quota) = daily_quota(&bytes, Utc::now())
+            && let Some(quota) = daily_quota(&bytes, crate::clock::now())
         {
             rate_limit = quota;
         }

@@ -17,7 +17,6 @@ use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 use std::time::Duration;
 
-use chrono::Utc;
 use serde::Deserialize;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
@@ -177,7 +176,9 @@ async fn fetch(
         .bytes()
         .await
         .map_err(|e| transport_error(&what, e))?;
-    if let Some(error) = classify_response(&what, status, &headers, &bytes, Utc::now(), caps) {
+    if let Some(error) =
+        classify_response(&what, status, &headers, &bytes, crate::clock::now(), caps)
+    {
         return Err(error);
     }
     let answer: TokenAnswer = serde_json::from_slice(&bytes).map_err(|e| {

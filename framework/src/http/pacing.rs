@@ -135,7 +135,7 @@ impl Pacer {
                     }
                 };
                 return Err(IntegrationError::rate_limited(
-                    after(Utc::now(), wait),
+                    after(crate::clock::now(), wait),
                     message,
                 ));
             }

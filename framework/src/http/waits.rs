@@ -87,7 +87,7 @@ pub struct RateLimitInfo {
 impl RateLimitInfo {
     /// The figures of `headers`, relative to the current time.
     pub fn from_headers(headers: &HeaderMap) -> Self {
-        Self::from_headers_at(headers, Utc::now())
+        Self::from_headers_at(headers, crate::clock::now())
     }
 
     /// The figures of `headers`, reading seconds-from-now values relative to `now`.

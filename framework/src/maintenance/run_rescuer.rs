@@ -3,7 +3,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
@@ -32,6 +31,10 @@ pub struct RunRescuerConfig {
     pub interval: Duration,
     /// Runs per query.
     pub batch_size: i64,
+    /// The workers' lease ([`crate::ProcessorConfig::lease_duration`]): after a restart of the
+    /// database server, a run's lease counts as held for this long from the server's start (see
+    /// [`crate::store::runs::claim`]). The worker sets it from its own lease.
+    pub lease: Duration,
 }
 
 impl Default for RunRescuerConfig {
@@ -41,6 +44,7 @@ impl Default for RunRescuerConfig {
             pending_resend_after: Duration::from_secs(300),
             interval: Duration::from_secs(60),
             batch_size: 1_000,
+            lease: crate::ProcessorConfig::default().lease_duration,
         }
     }
 }
@@ -90,6 +94,7 @@ impl RunRescuer {
                     &self.pool,
                     why,
                     first_wait,
+                    self.config.lease,
                     self.config.batch_size,
                 )
                 .await?;
@@ -130,13 +135,13 @@ impl RunRescuer {
     /// Until the earliest lease expires (and a moment more), at most `interval`.
     async fn next_pause(&self) -> Duration {
         // a failure here is reported by the next pass
-        let expiry = schedule::next_lease_expiry(&self.pool)
+        let expiry = schedule::next_lease_expiry(&self.pool, self.config.lease)
             .await
             .unwrap_or_default();
         let Some(at) = expiry else {
             return self.config.interval;
         };
-        let until = (at - Utc::now()).to_std().unwrap_or_default() + LEASE_MARGIN;
+        let until = (at - crate::clock::now()).to_std().unwrap_or_default() + LEASE_MARGIN;
         until.max(MIN_PAUSE).min(self.config.interval)
     }
 }

@@ -3,7 +3,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -151,7 +150,7 @@ impl TickScheduler {
                         fan_out.messages_sent += sent as u64;
                         if delays.iter().any(|d| !d.is_zero()) {
                             // the rescuer waits for a message until it is due
-                            let now = Utc::now();
+                            let now = crate::clock::now();
                             let ids: Vec<Uuid> = batch.runs.iter().map(|r| r.run_id).collect();
                             let at: Vec<_> = delays
                                 .iter()
@@ -195,6 +194,8 @@ impl TickScheduler {
 
     /// How old the slot is now.
     pub fn age(slot: TickSlot) -> Duration {
-        (Utc::now() - slot.start()).to_std().unwrap_or_default()
+        (crate::clock::now() - slot.start())
+            .to_std()
+            .unwrap_or_default()
     }
 }

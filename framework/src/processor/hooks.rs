@@ -70,7 +70,7 @@ impl HookFailure {
             message: chain.first().cloned().unwrap_or_default(),
             chain,
             failures,
-            at: Utc::now(),
+            at: crate::clock::now(),
         }
     }
 }

@@ -94,7 +94,15 @@ async fn heartbeat_loop(
             () = stop.cancelled() => return,
             () = tokio::time::sleep(interval) => {}
         }
-        match store::runs::heartbeat(&pool, &lease, duration).await {
+        // bounded: a heartbeat must not sit out the pool's connect backoff (seconds, after an
+        // outage) while the lease runs out; the next one tries afresh
+        let beat = tokio::time::timeout(
+            duration / 3,
+            store::runs::heartbeat(&pool, &lease, duration),
+        )
+        .await
+        .unwrap_or(Err(store::StoreError::Database(sqlx::Error::PoolTimedOut)));
+        match beat {
             Ok(()) => last_ok = Instant::now(),
             Err(e) if e.is_lease_lost() => {
                 events::lease_lost(&lease);

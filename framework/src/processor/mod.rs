@@ -230,8 +230,11 @@ impl IntegrationProcessor {
             let rescued =
                 store::streams::rescue_abandoned(&self.pool, lease, config.max_retries, &abandoned)
                     .await?;
-            if rescued > 0 {
-                events::abandoned_streams_rescued(lease, rescued);
+            if rescued.charged > 0 {
+                events::abandoned_streams_rescued(lease, rescued.charged);
+            }
+            if rescued.cut_off_by_restart > 0 {
+                events::streams_cut_off_by_restart(lease, rescued.cut_off_by_restart);
             }
         }
 
@@ -317,7 +320,7 @@ impl IntegrationProcessor {
                 store::runs::defer(
                     &self.pool,
                     lease,
-                    Utc::now(),
+                    crate::clock::now(),
                     "released by a worker shutting down",
                     None,
                 )
@@ -435,7 +438,7 @@ impl IntegrationProcessor {
         );
         let record = failure.record(hook, failures, &credentials);
         if failure.is_retryable() && failures <= config.max_retries {
-            let until = Utc::now() + to_chrono(config.retry_backoff.delay(failures));
+            let until = crate::clock::now() + to_chrono(config.retry_backoff.delay(failures));
             store::runs::defer(
                 &self.pool,
                 lease,
@@ -485,8 +488,8 @@ impl IntegrationProcessor {
         budget: Option<&crate::http::BudgetKey>,
     ) -> Result<RunOutcome, ProcessorError> {
         let until = until
-            .max(Utc::now())
-            .min(Utc::now() + to_chrono(self.config.max_deferral));
+            .max(crate::clock::now())
+            .min(crate::clock::now() + to_chrono(self.config.max_deferral));
         store::runs::defer_waiting_on(&self.pool, lease, until, reason, None, budget).await?;
         events::run_deferred(lease.run_id, until, reason);
         Ok(RunOutcome::Delayed {
@@ -575,7 +578,7 @@ async fn streams_failed_error(
         message,
         chain,
         failures: 1,
-        at: Utc::now(),
+        at: crate::clock::now(),
     })
 }
 
@@ -587,7 +590,7 @@ fn framework_error(hook: &str, message: impl Into<String>) -> ErrorRecord {
         chain: vec![message.clone()],
         message,
         failures: 1,
-        at: Utc::now(),
+        at: crate::clock::now(),
     }
 }
 

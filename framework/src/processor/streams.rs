@@ -232,7 +232,7 @@ impl StreamLoop<'_> {
                     PendingWait::None => return Ok(LoopEnd::AllFinal { errored }),
                     PendingWait::DueNow => continue,
                     PendingWait::DueAt(at) => {
-                        let wait = (at - Utc::now()).to_std().unwrap_or_default();
+                        let wait = (at - crate::clock::now()).to_std().unwrap_or_default();
                         if wait > self.processor_config.max_inline_wait {
                             return Ok(LoopEnd::Deferred {
                                 until: at,
@@ -352,7 +352,7 @@ async fn process_one(shared: Arc<Shared>, row: StreamRow) -> Result<StreamDone, 
     let summary = commit(&shared, &stream, outcome).await?;
     Ok(StreamDone {
         deferral: sleep.map(|d| Deferral {
-            until: Utc::now() + to_chrono(d),
+            until: crate::clock::now() + to_chrono(d),
             reason: format!("stream `{}` asked to sleep {d:?}", stream.identifier),
             budget: None,
         }),
@@ -423,7 +423,7 @@ async fn commit(
         chain: vec![message.clone()],
         message,
         failures: stream.retries.saturating_add(1),
-        at: Utc::now(),
+        at: crate::clock::now(),
     });
     let mut completion = Completion {
         stream_id: stream.id,
@@ -526,7 +526,7 @@ async fn refuse_outcome(
         chain: vec![message.clone()],
         message,
         failures: stream.retries.saturating_add(1),
-        at: Utc::now(),
+        at: crate::clock::now(),
     };
     stream_store::fail(&shared.pool, &shared.lease, stream.id, &record, None).await?;
     events::stream_failed(shared.lease.run_id, &stream.identifier, &record, None);
@@ -560,7 +560,7 @@ async fn record_failure(
     let failures = stream.retries.saturating_add(1);
     let record = failure.record("process_stream", failures, shared.ctx.credentials());
     let retry_at = (failure.is_retryable() && failures <= shared.config.max_retries)
-        .then(|| Utc::now() + to_chrono(shared.config.retry_backoff.delay(failures)));
+        .then(|| crate::clock::now() + to_chrono(shared.config.retry_backoff.delay(failures)));
     stream_store::fail(&shared.pool, &shared.lease, stream.id, &record, retry_at).await?;
     events::stream_failed(shared.lease.run_id, &stream.identifier, &record, retry_at);
     telemetry::stream_failed(shared.ctx.platform(), retry_at.is_some());

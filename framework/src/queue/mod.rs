@@ -22,6 +22,7 @@
 mod pg;
 mod sqs;
 mod sqs_dead_letter;
+mod sqs_errors;
 
 use std::fmt;
 use std::sync::Arc;
@@ -156,6 +157,15 @@ pub enum QueueError {
         operation: &'static str,
         detail: String,
     },
+    /// The queue could not be reached, timed out, or answered that it is unavailable or
+    /// throttling: an outage, worth waiting for (unlike a queue that does not exist or refuses
+    /// the credentials, a [`QueueError::Backend`]).
+    #[error("{backend} queue: {operation} failed, the queue is unreachable: {detail}")]
+    Unreachable {
+        backend: &'static str,
+        operation: &'static str,
+        detail: String,
+    },
     #[error("the receipt no longer holds the message (it was deleted or received again)")]
     ReceiptInvalid,
     #[error("{failed} of {total} messages of a batch {operation} failed; first: {detail}")]
@@ -167,6 +177,18 @@ pub enum QueueError {
     },
     #[error("queue database error: {0}")]
     Database(#[from] sqlx::Error),
+}
+
+impl QueueError {
+    /// An outage of the queue (or, for the `postgres` backend, of the database): worth waiting
+    /// for.
+    pub fn is_unreachable(&self) -> bool {
+        match self {
+            Self::Unreachable { .. } => true,
+            Self::Database(e) => crate::store::is_unavailable(e),
+            _ => false,
+        }
+    }
 }
 
 impl From<StoreError> for QueueError {

@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_sqs::Client;
-use aws_sdk_sqs::error::{DisplayErrorContext, ProvideErrorMetadata};
 use aws_sdk_sqs::types::{
     DeleteMessageBatchRequestEntry, MessageAttributeValue, MessageSystemAttributeName,
     QueueAttributeName, SendMessageBatchRequestEntry,
@@ -16,6 +15,7 @@ use aws_sdk_sqs::types::{
 use tokio::task::JoinSet;
 
 use super::sqs_dead_letter::{MAX_MESSAGE_BYTES, fit_dead_letter};
+use super::sqs_errors::{backend_error, build_error};
 use super::{
     DeadLetter, MAX_BATCH, OutgoingMessage, Queue, QueueError, QueueStats, Receipt, ReceiveRequest,
     ReceivedMessage, check_batch, check_delay, check_receive, check_visibility, whole_seconds,
@@ -67,37 +67,6 @@ impl Default for SqsQueueSettings {
     }
 }
 
-fn backend_error<E>(operation: &'static str, error: &aws_sdk_sqs::error::SdkError<E>) -> QueueError
-where
-    E: std::error::Error + ProvideErrorMetadata + 'static,
-{
-    let receipt_gone = matches!(
-        error.code(),
-        Some(
-            "ReceiptHandleIsInvalid"
-                | "AWS.SimpleQueueService.ReceiptHandleIsInvalid"
-                | "MessageNotInflight"
-                | "AWS.SimpleQueueService.MessageNotInflight"
-        )
-    );
-    if receipt_gone {
-        return QueueError::ReceiptInvalid;
-    }
-    QueueError::Backend {
-        backend: "sqs",
-        operation,
-        detail: DisplayErrorContext(error).to_string(),
-    }
-}
-
-fn build_error(operation: &'static str, error: impl std::fmt::Display) -> QueueError {
-    QueueError::Backend {
-        backend: "sqs",
-        operation,
-        detail: error.to_string(),
-    }
-}
-
 fn string_attribute(value: &str) -> Result<MessageAttributeValue, QueueError> {
     MessageAttributeValue::builder()
         .data_type("String")
@@ -126,16 +95,27 @@ impl SqsQueue {
         Client::new(&config)
     }
 
-    /// Uses the existing queue at `url`. Its dead-letter queue is `dead_letter_url`, or else the
-    /// target of its RedrivePolicy; a queue with neither is refused, since bad messages must have
-    /// somewhere to go.
+    /// Uses the existing queue at `url` (asking it for its attributes: an unreachable queue is a
+    /// [`QueueError::Unreachable`] here, not at the first receive). Its dead-letter queue is
+    /// `dead_letter_url`, or else the target of its RedrivePolicy; a queue with neither is
+    /// refused, since bad messages must have somewhere to go.
     pub async fn connect(
         client: Client,
         url: String,
         dead_letter_url: Option<String>,
     ) -> Result<Self, QueueError> {
         let dead_letter_url = match dead_letter_url {
-            Some(url) => url,
+            Some(dead_letter_url) => {
+                // one request, so that a queue that cannot be reached (or used) shows at once
+                client
+                    .get_queue_attributes()
+                    .queue_url(&url)
+                    .attribute_names(QueueAttributeName::QueueArn)
+                    .send()
+                    .await
+                    .map_err(|e| backend_error("get queue attributes", &e))?;
+                dead_letter_url
+            }
             None => Self::redrive_target(&client, &url).await?.ok_or_else(|| {
                 QueueError::Config(format!(
                     "the SQS queue {url} has no dead-letter queue: give it a RedrivePolicy or set \

@@ -7,6 +7,19 @@
 //! claim by another worker waits for them and, once it has committed, makes every later write of
 //! the old attempt match no row ([`StoreError::LeaseLost`]).
 
+/// SQL: when the database server last started or recovered from a crash — the later of the
+/// postmaster's start and the last reset of the shared statistics, which crash recovery (an
+/// immediate shutdown, a backend that crashed) resets with everything else. Every lease held
+/// before then was cut off by the server, not by its worker's death: see [`runs::claim`] and
+/// [`streams::rescue_abandoned`]. (A manual `pg_stat_reset_shared('bgwriter')` reads as a restart
+/// too: it only grants the leases of that moment one more lease.)
+macro_rules! server_started {
+    () => {
+        "greatest(pg_postmaster_start_time(), pg_stat_get_bgwriter_stat_reset_time())"
+    };
+}
+pub(crate) use server_started;
+
 pub mod checkpoints;
 pub mod claims;
 pub mod clock;

@@ -281,7 +281,7 @@ fn cycle_error(page: &StreamInsert) -> ErrorRecord {
         chain: vec![message.clone()],
         message,
         failures: 1,
-        at: chrono::Utc::now(),
+        at: crate::clock::now(),
     }
 }
 

@@ -235,13 +235,18 @@ pub async fn get(pool: &PgPool, id: Uuid) -> Result<Run, StoreError> {
 /// Takes the run for `owner`: a pending run, a delayed run whose time has come, or a processing
 /// run whose lease expired (its worker died). Bumps the attempt, which fences off every earlier
 /// holder. `None` when the run is not claimable now.
+///
+/// A lease that ran out while the database server was down or restarting says nothing of its
+/// worker: nobody could heartbeat then. After a restart every lease therefore counts as held
+/// for one more `lease` from the server's start, so a live holder heartbeats (or hands its run
+/// back) before another worker may take the run over.
 pub async fn claim(
     pool: &PgPool,
     run_id: Uuid,
     owner: &str,
     lease: Duration,
 ) -> Result<Option<Run>, StoreError> {
-    Ok(sqlx::query_as(
+    Ok(sqlx::query_as(concat!(
         "UPDATE integration_runs SET
              state = 'processing', attempt = attempt + 1, lease_owner = $2,
              lease_expires_at = now() + make_interval(secs => $3),
@@ -250,9 +255,11 @@ pub async fn claim(
          WHERE id = $1 AND (
              state = 'pending'
              OR (state = 'delayed' AND delayed_until <= now())
-             OR (state = 'processing' AND lease_expires_at < now()))
+             OR (state = 'processing' AND greatest(lease_expires_at, ",
+        super::server_started!(),
+        " + make_interval(secs => $3)) < now()))
          RETURNING *",
-    )
+    ))
     .bind(run_id)
     .bind(owner)
     .bind(lease.as_secs_f64())
@@ -567,7 +574,11 @@ pub async fn resume(pool: &PgPool, run_id: Uuid) -> Result<(Run, Revived), Store
                 "run {run_id} is already processed; start a new one with process-integration"
             )));
         }
-        RunState::Processing if run.lease_expires_at.is_some_and(|at| at > Utc::now()) => {
+        RunState::Processing
+            if run
+                .lease_expires_at
+                .is_some_and(|at| at > crate::clock::now()) =>
+        {
             return Err(StoreError::Refused(format!(
                 "run {run_id} is being processed by {} (lease until {})",
                 run.lease_owner.as_deref().unwrap_or("a worker"),

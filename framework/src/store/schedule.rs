@@ -118,16 +118,23 @@ impl Resend {
 /// lease expired, its delay ended, or it became pending). A backlog in the queue (the message
 /// is there, just not consumed yet) thus costs a run at most about log2(backlog / first_wait)
 /// duplicate messages, each a no-op for the worker that gets it.
+///
+/// A lease counts as expired as [`super::runs::claim`] sees it: after a restart of the database
+/// server, every lease is held for one more `lease` from the server's start.
 pub async fn take_runs_to_resend(
     pool: &PgPool,
     why: Resend,
     first_wait: Duration,
+    lease: Duration,
     limit: i64,
 ) -> Result<Vec<Uuid>, StoreError> {
     macro_rules! resend {
         ($condition:literal, $since:literal) => {
             concat!(
-                "UPDATE integration_runs SET enqueued_at = now()
+                "WITH started AS (SELECT ",
+                server_started!(),
+                " + make_interval(secs => $3) AS at)
+                 UPDATE integration_runs SET enqueued_at = now()
                  WHERE id IN (
                      SELECT id FROM integration_runs
                      WHERE ",
@@ -148,8 +155,9 @@ pub async fn take_runs_to_resend(
     }
     let sql = match why {
         Resend::ExpiredLease => resend!(
-            "state = 'processing' AND lease_expires_at < now()",
-            "lease_expires_at"
+            "state = 'processing' AND greatest(lease_expires_at, (SELECT at FROM started))
+                 < now()",
+            "greatest(lease_expires_at, (SELECT at FROM started))"
         ),
         Resend::DueDelayed => resend!(
             "state = 'delayed' AND delayed_until <= now()",
@@ -164,6 +172,7 @@ pub async fn take_runs_to_resend(
     Ok(sqlx::query_scalar(sql)
         .bind(first_wait.as_secs_f64())
         .bind(limit)
+        .bind(lease.as_secs_f64())
         .fetch_all(pool)
         .await?)
 }
@@ -200,13 +209,21 @@ pub async fn mark_enqueued(
     Ok(())
 }
 
-/// When the next lease of a processing run expires (leases already expired are the rescuer's
-/// current pass's); `None` when none will. The rescuer wakes up then.
-pub async fn next_lease_expiry(pool: &PgPool) -> Result<Option<DateTime<Utc>>, StoreError> {
-    Ok(sqlx::query_scalar(
-        "SELECT min(lease_expires_at) FROM integration_runs
-         WHERE state = 'processing' AND lease_expires_at > now()",
-    )
+/// When the next lease of a processing run expires, as [`take_runs_to_resend`] sees it (leases
+/// already expired are the rescuer's current pass's); `None` when none will. The rescuer wakes
+/// up then.
+pub async fn next_lease_expiry(
+    pool: &PgPool,
+    lease: Duration,
+) -> Result<Option<DateTime<Utc>>, StoreError> {
+    Ok(sqlx::query_scalar(concat!(
+        "SELECT min(e.at) FROM integration_runs r,
+             LATERAL (SELECT greatest(r.lease_expires_at, ",
+        server_started!(),
+        " + make_interval(secs => $1)) AS at) e
+         WHERE r.state = 'processing' AND e.at > now()",
+    ))
+    .bind(lease.as_secs_f64())
     .fetch_one(pool)
     .await?)
 }

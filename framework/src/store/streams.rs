@@ -393,32 +393,50 @@ pub(crate) async fn unclaim_all(conn: &mut PgConnection, run_id: Uuid) -> Result
     .rows_affected())
 }
 
-/// Streams an earlier attempt left in `processing` (its worker died or stalled): each counts a
-/// failure and is pending again, or ends in `error` past `max_retries`.
+/// What the new attempt of a run did with the streams an earlier attempt left `processing`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Abandoned {
+    /// Started while the database was up: their worker died or stalled. Charged a retry each.
+    pub charged: u64,
+    /// Started before the database server last (re)started, which cut them off: uncharged.
+    pub cut_off_by_restart: u64,
+}
+
+/// Streams an earlier attempt left `processing`: those started before the database server last
+/// (re)started go back uncharged; the others count a failure (pending, or past `max_retries` error).
 pub async fn rescue_abandoned(
     pool: &PgPool,
     lease: &Lease,
     max_retries: u32,
     error: &ErrorRecord,
-) -> Result<u64, StoreError> {
-    let done = sqlx::query(
-        "UPDATE integration_streams SET
-             retries = retries + 1,
-             state = CASE WHEN retries + 1 > $3 THEN 'error' ELSE 'pending' END,
-             finished_at = CASE WHEN retries + 1 > $3 THEN now() END,
-             error = $4::jsonb || jsonb_build_object('failures', retries + 1),
-             claimed_attempt = NULL, updated_at = now()
-         WHERE run_id = $1 AND state = 'processing' AND claimed_attempt < $2
-           AND EXISTS (SELECT 1 FROM integration_runs
-                       WHERE id = $1 AND attempt = $2 AND state = 'processing' FOR SHARE)",
-    )
+) -> Result<Abandoned, StoreError> {
+    let charges: Vec<i32> = sqlx::query_scalar(concat!(
+        "UPDATE integration_streams s SET
+             retries = s.retries + v.charge, claimed_attempt = NULL, updated_at = now(),
+             state = CASE WHEN s.retries + v.charge > $3 THEN 'error' ELSE 'pending' END,
+             finished_at = CASE WHEN s.retries + v.charge > $3 THEN now() END,
+             error = CASE WHEN v.charge > 0 THEN $4::jsonb
+                          || jsonb_build_object('failures', s.retries + 1) ELSE s.error END
+         FROM (SELECT id, CASE WHEN started_at < ",
+        super::server_started!(),
+        " THEN 0 ELSE 1 END AS charge FROM integration_streams
+               WHERE run_id = $1 AND state = 'processing' AND claimed_attempt < $2) v
+         WHERE s.id = v.id AND s.state = 'processing' AND s.claimed_attempt < $2
+           AND EXISTS (SELECT 1 FROM integration_runs WHERE id = $1 AND attempt = $2
+                       AND state = 'processing' FOR SHARE) RETURNING v.charge",
+    ))
     .bind(lease.run_id)
     .bind(lease.attempt)
     .bind(i32::try_from(max_retries).unwrap_or(i32::MAX))
     .bind(super::error_json(error))
-    .execute(pool)
+    .fetch_all(pool)
     .await?;
-    Ok(done.rows_affected())
+    let charged = charges.iter().filter(|c| **c > 0).count() as u64;
+    let cut_off_by_restart = charges.len() as u64 - charged;
+    Ok(Abandoned {
+        charged,
+        cut_off_by_restart,
+    })
 }
 
 /// When the run's pending streams can next be claimed.

@@ -166,10 +166,16 @@ impl MotoServer {
 
     /// An SQS client for this server.
     pub fn client(&self) -> Client {
+        Self::client_at(&self.endpoint())
+    }
+
+    /// An SQS client with this server's region and credentials for `endpoint` (a proxy in
+    /// front of it, or nothing at all).
+    pub fn client_at(endpoint: &str) -> Client {
         let config = aws_sdk_sqs::Config::builder()
             .behavior_version(BehaviorVersion::latest())
             .region(Region::new(REGION))
-            .endpoint_url(self.endpoint())
+            .endpoint_url(endpoint)
             .credentials_provider(Credentials::new(ACCESS_KEY, SECRET_KEY, None, None, "moto"))
             .http_client(crate::queue::sqs_https_client())
             .build();

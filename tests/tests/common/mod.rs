@@ -105,6 +105,8 @@ pub struct Proc {
     pub name: String,
     child: Child,
     log: PathBuf,
+    /// The port of its `TRIBUTARY_HEALTH_ADDR`, if it was given one.
+    health: Option<u16>,
 }
 
 impl Proc {
@@ -128,11 +130,22 @@ impl Proc {
             .stderr(file)
             .kill_on_drop(true);
         let child = command.spawn().unwrap();
+        let health = env
+            .iter()
+            .any(|(k, _)| k == "TRIBUTARY_HEALTH_ADDR")
+            .then(|| health_port(env));
         Proc {
             name: name.to_owned(),
             child,
             log,
+            health,
         }
+    }
+
+    /// The port of its health endpoint.
+    pub fn health_port(&self) -> u16 {
+        self.health
+            .unwrap_or_else(|| panic!("{} has no health endpoint", self.name))
     }
 
     pub fn pid(&self) -> u32 {

@@ -212,21 +212,7 @@ async fn two_tick_generators_make_one_check_per_integration_and_slot(pool: PgPoo
     let mut a = tick_generator(&url, "gen-a");
     let mut b = tick_generator(&url, "gen-b");
     // the checks of the first slot they emit: one per integration, all processed
-    let n = onboarding.integrations.len() as i64;
-    tributary::testkit::eventually(
-        Duration::from_secs(90),
-        "a check run per integration",
-        || async {
-            let checks: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM integration_runs WHERE NOT onboarding AND state = 'processed'",
-        )
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-            (checks >= n).then_some(())
-        },
-    )
-    .await;
+    onboarding.wait_checks(Duration::from_secs(90)).await;
     onboarding.wait_settled(Duration::from_secs(60)).await;
     for g in [&mut a, &mut b] {
         g.signal("TERM");
@@ -234,17 +220,7 @@ async fn two_tick_generators_make_one_check_per_integration_and_slot(pool: PgPoo
         assert_eq!(code, Some(0), "{}", g.log());
     }
     // each (integration, slot) checked once
-    let per_slot: Vec<(uuid::Uuid, Option<String>, i64)> = sqlx::query_as(
-        "SELECT integration_id, trigger_key, count(*) FROM integration_runs WHERE NOT onboarding
-         GROUP BY 1, 2 HAVING count(*) > 1 OR trigger_key IS NULL",
-    )
-    .fetch_all(&pool)
-    .await
-    .unwrap();
-    assert!(
-        per_slot.is_empty(),
-        "checks not keyed by one slot: {per_slot:?}"
-    );
+    onboarding.assert_one_check_per_slot().await;
     let slots: i64 = sqlx::query_scalar(
         "SELECT count(DISTINCT trigger_key) FROM integration_runs WHERE NOT onboarding",
     )

@@ -308,6 +308,36 @@ impl Onboarding {
         .await;
     }
 
+    /// Waits until there is a processed check run per integration.
+    pub async fn wait_checks(&self, deadline: Duration) {
+        let n = self.integrations.len() as i64;
+        eventually(deadline, "a check run per integration", || async {
+            let checks: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM integration_runs WHERE NOT onboarding AND state = 'processed'",
+            )
+            .fetch_one(&self.pool)
+            .await
+            .unwrap_or(0);
+            (checks >= n).then_some(())
+        })
+        .await;
+    }
+
+    /// Every check run is keyed by its slot, and no (integration, slot) was checked twice.
+    pub async fn assert_one_check_per_slot(&self) {
+        let per_slot: Vec<(Uuid, Option<String>, i64)> = sqlx::query_as(
+            "SELECT integration_id, trigger_key, count(*) FROM integration_runs WHERE NOT onboarding
+             GROUP BY 1, 2 HAVING count(*) > 1 OR trigger_key IS NULL",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .unwrap();
+        assert!(
+            per_slot.is_empty(),
+            "checks not keyed by one slot: {per_slot:?}"
+        );
+    }
+
     /// Checks the invariant; returns the figures (panics, naming every violation, if it does
     /// not hold).
     pub async fn check(&self, expect: &Expect, mut figures: Figures) -> Figures {

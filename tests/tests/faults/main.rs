@@ -17,11 +17,13 @@
 mod common;
 
 mod chaos;
+mod clocks;
 mod crashes;
 mod harness;
 mod hooks;
 mod outages;
 mod platform;
+mod queue_outages;
 mod secrets;
 mod throwaway_pg;
 mod workers;

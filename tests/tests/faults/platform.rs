@@ -159,16 +159,10 @@ async fn a_page_that_is_not_json_or_repeats_forever_fails_only_its_stream(pool: 
     workers.stop_all().await;
 }
 
-/// Fails until defect 1 of issue 8 (poison records) lands: today the NUL aborts every stream in
-/// flight and charges innocent streams retries. Runs with `TRIBUTARY_SOAK=1` (scripts/soak).
+/// Issue 8 defect 1 (poison records): the NUL is stripped (or only its stream ends in `error`
+/// with its SQLSTATE); no other stream is charged.
 #[sqlx::test(migrator = "tributary::MIGRATOR")]
 async fn a_record_with_a_nul_hurts_only_its_own_stream(pool: PgPool) {
-    if !soak() && std::env::var("TRIBUTARY_FAULTS_PENDING").is_err() {
-        eprintln!(
-            "a record with NUL: fails until defect 1 (poison records) lands; run it with TRIBUTARY_SOAK=1"
-        );
-        return;
-    }
     let (seed, _) = seeded("NUL record");
     let scale = Scale::standard(10);
     let url = database_url(&pool);

@@ -71,18 +71,47 @@ impl ThrowawayPg {
         pool
     }
 
+    /// Runs `pg_ctl` with `script` (`$1` is the server's directory, `$2` the mode); panics,
+    /// saying `what` failed, unless it succeeds.
+    fn pg_ctl(&self, what: &str, script: &str, mode: &str) {
+        let out = bash(script, &[self.dir.to_str().unwrap(), mode]);
+        assert!(
+            out.status.success(),
+            "{what} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// `pg_ctl stop -m MODE`, then `down` without a server, then `pg_ctl start`: an outage of a
+    /// chosen length (a crash, then a slow recovery or failover). Returns how long the server
+    /// was away.
+    pub fn stop_for(&self, mode: &str, down: Duration) -> Duration {
+        let started = std::time::Instant::now();
+        self.pg_ctl(
+            &format!("pg_ctl stop -m {mode}"),
+            r#""${PG_AS[@]}" "$PGBIN/pg_ctl" -D "$1/data" -w -t 60 stop -m "$2""#,
+            mode,
+        );
+        std::thread::sleep(down);
+        self.pg_ctl(
+            "pg_ctl start",
+            // the options of the first start (port, socket directory…), as `pg_ctl restart`
+            // would reuse them
+            r#"opts=$(sed 's/^[^ ]* //' "$1/data/postmaster.opts")
+"${PG_AS[@]}" "$PGBIN/pg_ctl" -D "$1/data" -l "$1/server.log" -w -t 60 start -o "$opts""#,
+            mode,
+        );
+        started.elapsed()
+    }
+
     /// `pg_ctl restart -m MODE` (`fast` or `immediate`); returns how long the server was away.
     pub fn restart(&self, mode: &str) -> Duration {
         let started = std::time::Instant::now();
-        let out = bash(
+        self.pg_ctl(
+            &format!("pg_ctl restart -m {mode}"),
             r#""${PG_AS[@]}" "$PGBIN/pg_ctl" -D "$1/data" -l "$1/server.log" -w -t 60 restart -m "$2""#,
-            &[self.dir.to_str().unwrap(), mode],
-        );
-        assert!(
-            out.status.success(),
-            "pg_ctl restart -m {mode} failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
+            mode,
         );
         started.elapsed()
     }

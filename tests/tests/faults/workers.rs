@@ -61,9 +61,15 @@ impl Workers {
 
     /// Starts one more worker; returns its id.
     pub fn spawn(&mut self) -> String {
+        self.spawn_with(&[])
+    }
+
+    /// Starts one more worker with `extra` environment of its own; returns its id.
+    pub fn spawn_with(&mut self, extra: &[(&'static str, String)]) -> String {
         self.started += 1;
         let name = format!("{}-{}", self.prefix, self.started);
-        let env = worker_env(&self.pool, &self.database_url, &name, &self.extra);
+        let mut env = worker_env(&self.pool, &self.database_url, &name, &self.extra);
+        env = crate::common::with(env, extra);
         self.procs.push(Proc::spawn(WORKER, &name, &env));
         name
     }
@@ -165,13 +171,19 @@ impl Workers {
         took
     }
 
-    /// Stops every worker with SIGTERM (their logs are printed if the test fails).
+    /// Stops every worker with SIGTERM (their logs are printed if the test fails, or with
+    /// `TRIBUTARY_FAULT_LOGS=1`).
     pub async fn stop_all(&mut self) {
         for proc in &mut self.procs {
             proc.signal("TERM");
         }
         for proc in &mut self.procs {
             let _ = proc.wait_exit(Duration::from_secs(30)).await;
+        }
+        if std::env::var("TRIBUTARY_FAULT_LOGS").is_ok_and(|v| !v.is_empty() && v != "0") {
+            for proc in &self.procs {
+                eprintln!("----- log of {} -----\n{}", proc.name, proc.log());
+            }
         }
     }
 

@@ -44,7 +44,7 @@ async fn a_claim_reads_the_integration_and_its_checkpoints_with_the_run(pool: Pg
     .await
     .unwrap();
 
-    let mut claimed = claims::claim(&pool, run.id, "w1", LEASE)
+    let claimed = claims::claim(&pool, run.id, "w1", LEASE)
         .await
         .unwrap()
         .expect("a pending run is claimable");
@@ -52,7 +52,7 @@ async fn a_claim_reads_the_integration_and_its_checkpoints_with_the_run(pool: Pg
         (claimed.run.attempt, claimed.run.lease_owner.as_deref()),
         (1, Some("w1"))
     );
-    let read = claimed.integration().unwrap();
+    let read = &claimed.integration;
     assert_eq!(
         (read.id, read.platform.as_str(), &read.settings),
         (integration.id, PLATFORM, &json!({ "x": 1 }))
@@ -64,7 +64,7 @@ async fn a_claim_reads_the_integration_and_its_checkpoints_with_the_run(pool: Pg
         Some("t0ken".to_owned()),
         "credentials opened with the process's key"
     );
-    let checkpoints = claimed.checkpoints().unwrap();
+    let checkpoints = &claimed.checkpoints;
     assert_eq!(checkpoints.get("issues"), Some(&read_from));
     assert_eq!(checkpoints.len(), 1);
 
@@ -219,7 +219,10 @@ async fn the_last_commit_says_how_the_runs_streams_stand(pool: PgPool) {
     assert!(summary.is_conclusive(), "nothing else in flight");
     assert_eq!(
         summary.pending_wait(),
-        streams::pending_wait(&pool, run.id).await.unwrap(),
+        outcomes::summary(&pool, run.id)
+            .await
+            .unwrap()
+            .pending_wait(),
         "the summary agrees with asking afterwards"
     );
 }

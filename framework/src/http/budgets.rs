@@ -183,17 +183,13 @@ impl SharedBudgets {
     /// cannot say, the budget is treated as tight (the turn's own error handling then applies).
     pub async fn is_tight(&self, key: &BudgetKey) -> bool {
         let credential = (key.platform.clone(), key.credential.clone());
-        let stale = match self.tight.lock() {
-            Ok(tight) => {
-                let fresh = tight.read_at.is_some_and(|at| at.elapsed() < TIGHT_REFRESH);
-                if fresh {
-                    return tight.credentials.contains(&credential);
-                }
-                true
+        match self.tight.lock() {
+            Ok(tight) if tight.read_at.is_some_and(|at| at.elapsed() < TIGHT_REFRESH) => {
+                return tight.credentials.contains(&credential);
             }
+            Ok(_) => {}
             Err(_) => return true,
-        };
-        debug_assert!(stale);
+        }
         let read: Result<Vec<(String, String)>, sqlx::Error> = sqlx::query_as(
             "SELECT DISTINCT platform, credential FROM rate_limit_budgets
              WHERE blocked_until > now()

@@ -205,13 +205,17 @@ impl IntegrationProcessor {
 
     async fn drive(
         &self,
-        mut claimed: ClaimedRun,
+        claimed: ClaimedRun,
         lease: &Lease,
         lost: CancellationToken,
         shutdown: &CancellationToken,
     ) -> Result<RunOutcome, ProcessorError> {
-        let integration = claimed.integration()?;
-        let run = &claimed.run;
+        let ClaimedRun {
+            run,
+            integration,
+            checkpoints,
+        } = claimed;
+        let run = &run;
         tracing::Span::current().record("platform", integration.platform.as_str());
         let service = match self.registry.get(&integration.platform) {
             Ok(service) => service,
@@ -238,7 +242,6 @@ impl IntegrationProcessor {
             }
         }
 
-        let checkpoints = claimed.checkpoints()?;
         let credentials = integration
             .credentials
             .clone()
@@ -331,10 +334,6 @@ impl IntegrationProcessor {
             LoopEnd::LeaseLost => return Ok(RunOutcome::LeaseLost),
         };
 
-        let errored = match errored {
-            Some(errored) => errored,
-            None => store::streams::count_errored(&self.pool, run.id).await?,
-        };
         if errored > 0 {
             let record = streams_failed_error(&self.pool, run.id, errored).await?;
             return self.fail(lease, &record).await;

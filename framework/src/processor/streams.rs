@@ -32,9 +32,9 @@ use crate::telemetry;
 const MAX_COMMIT_TRIES: u32 = 3;
 
 pub(super) enum LoopEnd {
-    /// No stream is pending or processing; `errored` streams ended in `error`, when known.
+    /// No stream is pending or processing; `errored` streams ended in `error`.
     AllFinal {
-        errored: Option<i64>,
+        errored: i64,
     },
     /// Everything in flight committed; the run must wait (on `budget`, for a rate limit the HTTP
     /// toolkit named).
@@ -226,10 +226,13 @@ impl StreamLoop<'_> {
                     Some(summary) if buffer.is_empty() => summary,
                     _ => outcomes::summary(self.pool, self.lease.run_id).await?,
                 };
-                let (wait, errored) = (summary.pending_wait(), Some(summary.errored));
                 exhausted = false;
-                match wait {
-                    PendingWait::None => return Ok(LoopEnd::AllFinal { errored }),
+                match summary.pending_wait() {
+                    PendingWait::None => {
+                        return Ok(LoopEnd::AllFinal {
+                            errored: summary.errored,
+                        });
+                    }
                     PendingWait::DueNow => continue,
                     PendingWait::DueAt(at) => {
                         let wait = (at - crate::clock::now()).to_std().unwrap_or_default();

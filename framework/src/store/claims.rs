@@ -16,66 +16,42 @@ use super::runs::Run;
 /// A run this worker now holds, and what processing it needs to read.
 pub struct ClaimedRun {
     pub run: Run,
-    integration: Option<IntegrationRow>,
-    checkpoints: Value,
-}
-
-impl ClaimedRun {
-    /// The run's integration, its credentials opened with this process's keys.
-    pub fn integration(&mut self) -> Result<Integration, StoreError> {
-        self.integration
-            .take()
-            .ok_or(StoreError::NotFound {
-                what: "integration",
-                id: self.run.integration_id,
-            })?
-            .try_into()
-    }
-
+    /// Its integration, credentials opened with this process's keys.
+    pub integration: Integration,
     /// Per source of the integration, when the last run that read all of it started
     /// ([`super::checkpoints`]).
-    pub fn checkpoints(&self) -> Result<HashMap<String, DateTime<Utc>>, StoreError> {
-        serde_json::from_value(self.checkpoints.clone())
-            .map_err(|e| StoreError::Database(sqlx::Error::Decode(e.into())))
-    }
+    pub checkpoints: HashMap<String, DateTime<Utc>>,
 }
 
 #[derive(sqlx::FromRow)]
 struct Row {
     #[sqlx(flatten)]
     run: Run,
-    i_tenant_id: Option<Uuid>,
-    i_platform: Option<String>,
-    i_status: Option<String>,
-    i_settings: Option<Value>,
-    i_credentials: Option<Value>,
+    i_tenant_id: Uuid,
+    i_platform: String,
+    i_status: String,
+    i_settings: Value,
+    i_credentials: Value,
     i_last_processed_at: Option<DateTime<Utc>>,
-    i_created_at: Option<DateTime<Utc>>,
-    i_updated_at: Option<DateTime<Utc>>,
+    i_created_at: DateTime<Utc>,
+    i_updated_at: DateTime<Utc>,
     checkpoints: Value,
 }
 
 /// Takes the run for `owner` as [`super::runs::claim`] does (bumping the attempt, which fences off
 /// every earlier holder) and reads its integration and checkpoints in the same statement. `None`
-/// when the run is not claimable now.
+/// when the run is not claimable now; an error when its credentials cannot be opened (the run stays
+/// leased until its lease expires, as when any read after the claim fails).
 pub async fn claim(
     pool: &PgPool,
     run_id: Uuid,
     owner: &str,
     lease: Duration,
 ) -> Result<Option<ClaimedRun>, StoreError> {
-    let row: Option<Row> = sqlx::query_as(
-        "WITH claimed AS (
-             UPDATE integration_runs SET
-                 state = 'processing', attempt = attempt + 1, lease_owner = $2,
-                 lease_expires_at = now() + make_interval(secs => $3),
-                 delayed_until = NULL, delay_reason = NULL,
-                 started_at = coalesce(started_at, now()), updated_at = now()
-             WHERE id = $1 AND (
-                 state = 'pending'
-                 OR (state = 'delayed' AND delayed_until <= now())
-                 OR (state = 'processing' AND lease_expires_at < now()))
-             RETURNING *)
+    let row: Option<Row> = sqlx::query_as(concat!(
+        "WITH claimed AS (",
+        super::runs::claim_sql!(),
+        " RETURNING *)
          SELECT c.*,
                 i.tenant_id AS i_tenant_id, i.platform AS i_platform, i.status AS i_status,
                 i.settings AS i_settings, i.credentials AS i_credentials,
@@ -83,48 +59,31 @@ pub async fn claim(
                 i.updated_at AS i_updated_at,
                 coalesce((SELECT jsonb_object_agg(source, read_from) FROM source_checkpoints
                           WHERE integration_id = c.integration_id), '{}') AS checkpoints
-         FROM claimed c LEFT JOIN integrations i ON i.id = c.integration_id",
-    )
+         FROM claimed c JOIN integrations i ON i.id = c.integration_id",
+    ))
     .bind(run_id)
     .bind(owner)
     .bind(lease.as_secs_f64())
     .fetch_optional(pool)
     .await?;
-    Ok(row.map(|row| {
-        let integration = match (
-            row.i_tenant_id,
-            row.i_platform,
-            row.i_status,
-            row.i_settings,
-            row.i_credentials,
-            row.i_created_at,
-            row.i_updated_at,
-        ) {
-            (
-                Some(tenant_id),
-                Some(platform),
-                Some(status),
-                Some(settings),
-                Some(credentials),
-                Some(created_at),
-                Some(updated_at),
-            ) => Some(IntegrationRow {
-                id: row.run.integration_id,
-                tenant_id,
-                platform,
-                status,
-                settings,
-                credentials,
-                last_processed_at: row.i_last_processed_at,
-                created_at,
-                updated_at,
-            }),
-            _ => None,
-        };
-        ClaimedRun {
-            run: row.run,
-            integration,
-            checkpoints: row.checkpoints,
-        }
+    let Some(row) = row else { return Ok(None) };
+    let integration = IntegrationRow {
+        id: row.run.integration_id,
+        tenant_id: row.i_tenant_id,
+        platform: row.i_platform,
+        status: row.i_status,
+        settings: row.i_settings,
+        credentials: row.i_credentials,
+        last_processed_at: row.i_last_processed_at,
+        created_at: row.i_created_at,
+        updated_at: row.i_updated_at,
+    }
+    .try_into()?;
+    let checkpoints = serde_json::from_value(row.checkpoints)
+        .map_err(|e| StoreError::Database(sqlx::Error::Decode(e.into())))?;
+    Ok(Some(ClaimedRun {
+        run: row.run,
+        integration,
+        checkpoints,
     }))
 }

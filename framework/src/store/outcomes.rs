@@ -94,8 +94,8 @@ impl RunSummary {
         self.processing == 0
     }
 
-    /// When the run's pending streams can next be claimed (as [`super::streams::pending_wait`]
-    /// says: streams processing are their workers' business).
+    /// When the run's pending streams can next be claimed (streams processing are their
+    /// workers' business).
     pub fn pending_wait(&self) -> PendingWait {
         match (self.open - self.processing, self.due_now, self.next_due) {
             (0, _, _) => PendingWait::None,

@@ -232,6 +232,28 @@ pub async fn get(pool: &PgPool, id: Uuid) -> Result<Run, StoreError> {
         .ok_or(StoreError::NotFound { what: "run", id })
 }
 
+/// The claim of run `$1` for owner `$2` with a lease of `$3` seconds (without its `RETURNING`):
+/// a pending run, a delayed run whose time has come, or a processing run whose lease expired and
+/// was not cut off by a restart of the database server (held one more lease after it).
+macro_rules! claim_sql {
+    () => {
+        concat!(
+            "UPDATE integration_runs SET
+                 state = 'processing', attempt = attempt + 1, lease_owner = $2,
+                 lease_expires_at = now() + make_interval(secs => $3),
+                 delayed_until = NULL, delay_reason = NULL,
+                 started_at = coalesce(started_at, now()), updated_at = now()
+             WHERE id = $1 AND (
+                 state = 'pending'
+                 OR (state = 'delayed' AND delayed_until <= now())
+                 OR (state = 'processing' AND greatest(lease_expires_at, ",
+            $crate::store::server_started!(),
+            " + make_interval(secs => $3)) < now()))"
+        )
+    };
+}
+pub(crate) use claim_sql;
+
 /// Takes the run for `owner`: a pending run, a delayed run whose time has come, or a processing
 /// run whose lease expired (its worker died). Bumps the attempt, which fences off every earlier
 /// holder. `None` when the run is not claimable now.
@@ -246,25 +268,12 @@ pub async fn claim(
     owner: &str,
     lease: Duration,
 ) -> Result<Option<Run>, StoreError> {
-    Ok(sqlx::query_as(concat!(
-        "UPDATE integration_runs SET
-             state = 'processing', attempt = attempt + 1, lease_owner = $2,
-             lease_expires_at = now() + make_interval(secs => $3),
-             delayed_until = NULL, delay_reason = NULL,
-             started_at = coalesce(started_at, now()), updated_at = now()
-         WHERE id = $1 AND (
-             state = 'pending'
-             OR (state = 'delayed' AND delayed_until <= now())
-             OR (state = 'processing' AND greatest(lease_expires_at, ",
-        super::server_started!(),
-        " + make_interval(secs => $3)) < now()))
-         RETURNING *",
-    ))
-    .bind(run_id)
-    .bind(owner)
-    .bind(lease.as_secs_f64())
-    .fetch_optional(pool)
-    .await?)
+    Ok(sqlx::query_as(concat!(claim_sql!(), " RETURNING *"))
+        .bind(run_id)
+        .bind(owner)
+        .bind(lease.as_secs_f64())
+        .fetch_optional(pool)
+        .await?)
 }
 
 /// Extends the lease. Fails with [`StoreError::LeaseLost`] once it is no longer held.

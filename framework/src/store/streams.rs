@@ -449,23 +449,6 @@ pub enum PendingWait {
     DueAt(DateTime<Utc>),
 }
 
-pub async fn pending_wait(pool: &PgPool, run_id: Uuid) -> Result<PendingWait, StoreError> {
-    let (any, earliest, due_now): (bool, Option<DateTime<Utc>>, bool) = sqlx::query_as(
-        "SELECT count(*) > 0,
-                min(delayed_until),
-                coalesce(bool_or(delayed_until IS NULL OR delayed_until <= now()), false)
-         FROM integration_streams WHERE run_id = $1 AND state = 'pending'",
-    )
-    .bind(run_id)
-    .fetch_one(pool)
-    .await?;
-    Ok(match (any, due_now, earliest) {
-        (false, _, _) => PendingWait::None,
-        (true, true, _) | (true, false, None) => PendingWait::DueNow,
-        (true, false, Some(at)) => PendingWait::DueAt(at),
-    })
-}
-
 /// What `continue-run` did to a run's streams.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Revived {
@@ -542,16 +525,6 @@ pub async fn count(pool: &PgPool, run_id: Uuid) -> Result<u64, StoreError> {
         .fetch_one(pool)
         .await?;
     Ok(u64::try_from(n).unwrap_or(0))
-}
-
-/// How many of the run's streams ended in `error`.
-pub async fn count_errored(pool: &PgPool, run_id: Uuid) -> Result<i64, StoreError> {
-    Ok(sqlx::query_scalar(
-        "SELECT count(*) FROM integration_streams WHERE run_id = $1 AND state = 'error'",
-    )
-    .bind(run_id)
-    .fetch_one(pool)
-    .await?)
 }
 
 /// The first errored stream of the run, for the run's error.

@@ -44,9 +44,7 @@ fn copy_sources(from: &Path, to: &Path) {
 }
 
 fn cargo(root: &Path, args: &[&str]) -> std::process::Output {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    Command::new(cargo)
-        .current_dir(root)
+    tributary::testkit::cargo::cargo(root)
         .env("CARGO_TARGET_DIR", target_dir())
         .args(args)
         .output()

@@ -2,6 +2,7 @@
 //! a scripted integration, a fake platform server, and a harness that drives runs through the
 //! real processor and reports what they left behind.
 
+pub mod cargo;
 mod compression;
 pub mod conformance;
 mod fake_server;

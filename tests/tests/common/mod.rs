@@ -43,9 +43,8 @@ static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
 /// The path of a binary of the workspace, built (once per test process) by cargo.
 pub fn binary(name: &str) -> PathBuf {
     let built = BUILT.get_or_init(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-        let mut command = std::process::Command::new(cargo);
-        command.current_dir(workspace()).args([
+        let mut command = tributary::testkit::cargo::cargo(&workspace());
+        command.args([
             "build",
             "--quiet",
             "-p",

@@ -223,7 +223,12 @@ pub fn worker_env(pool: &PgPool, name: &str) -> Vec<(String, String)> {
             "TRIBUTARY_SECRET_KEY",
             tributary::testkit::test_key().to_owned(),
         ),
-        ("RUST_LOG", "info,sqlx=warn".to_owned()),
+        // TRIBUTARY_TEST_RUST_LOG: the workers' log filter when debugging a test
+        (
+            "RUST_LOG",
+            std::env::var("TRIBUTARY_TEST_RUST_LOG")
+                .unwrap_or_else(|_| "info,sqlx=warn".to_owned()),
+        ),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))

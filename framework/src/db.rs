@@ -66,6 +66,25 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, DbError>
         })
 }
 
+/// Begins a transaction on a connection of `pool`, safely even if the caller gives up.
+///
+/// Use this, never `Pool::begin`: sqlx's `begin` cancelled after its `BEGIN` reached the server
+/// but before the answer (a task aborted, a timeout) forgets the transaction, and the connection
+/// goes back to the pool inside it. Its next user's statements then run in a transaction nobody
+/// commits (a heartbeat that "succeeds" and is never seen) and are lost when something rolls it
+/// back. Here the `BEGIN` runs in a task of its own, which finishes whatever the caller does: a
+/// transaction nobody takes is dropped there, and rolled back as sqlx does for any dropped
+/// transaction.
+pub async fn begin(
+    pool: &PgPool,
+) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
+    let pool = pool.clone();
+    #[allow(clippy::disallowed_methods)] // the one safe use: in a task of its own
+    tokio::spawn(async move { pool.begin().await })
+        .await
+        .map_err(|_| sqlx::Error::WorkerCrashed)?
+}
+
 /// Waits until the database answers `SELECT 1` through `pool`, polling with a backoff from
 /// 100 ms to 1 s, each try at most 1 s (a try left to the pool's own connect backoff could sit
 /// out seconds after the server is back). Returns how long it waited, or `None` if `shutdown`

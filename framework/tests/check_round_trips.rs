@@ -126,6 +126,27 @@ async fn the_preprocessing_commit_claims_the_first_roots(pool: PgPool) {
     assert_eq!(h.streams(run.id).await.len(), 3);
 }
 
+/// Where the records of `integration`'s streams go.
+fn scope_of(integration: &tributary::store::integrations::Integration) -> RecordScope {
+    RecordScope {
+        tenant_id: integration.tenant_id,
+        platform: PLATFORM.to_owned(),
+        integration_id: integration.id,
+    }
+}
+
+/// A fatal failure of `hook`, its first.
+fn fatal(hook: &str, message: &str) -> ErrorRecord {
+    ErrorRecord {
+        kind: ErrorKind::Fatal,
+        hook: hook.to_owned(),
+        message: message.to_owned(),
+        chain: vec![message.to_owned()],
+        failures: 1,
+        at: Utc::now(),
+    }
+}
+
 fn completion<'a>(
     stream_id: uuid::Uuid,
     scope: &'a RecordScope,
@@ -163,11 +184,7 @@ async fn the_last_commit_says_how_the_runs_streams_stand(pool: PgPool) {
     )
     .await
     .unwrap();
-    let scope = RecordScope {
-        tenant_id: integration.tenant_id,
-        platform: PLATFORM.to_owned(),
-        integration_id: integration.id,
-    };
+    let scope = scope_of(&integration);
     // a: committed while b, c and d are in flight: its summary cannot be the last word
     let done = outcomes::complete(&pool, &lease, &completion(first[0].id, &scope, true))
         .await
@@ -184,14 +201,7 @@ async fn the_last_commit_says_how_the_runs_streams_stand(pool: PgPool) {
         "a stream commits once"
     );
     // b: failed for good; c: failed, retried in an hour
-    let failure = ErrorRecord {
-        kind: ErrorKind::Fatal,
-        hook: "process_stream".to_owned(),
-        message: "gone".to_owned(),
-        chain: vec!["gone".to_owned()],
-        failures: 1,
-        at: Utc::now(),
-    };
+    let failure = fatal("process_stream", "gone");
     streams::fail(&pool, &lease, first[1].id, &failure, None)
         .await
         .unwrap();
@@ -240,11 +250,7 @@ async fn a_summary_counts_the_committed_stream_and_its_children(pool: PgPool) {
     let (_, first) = runs::save_preprocessed(&pool, &lease, &json!({}), None, &roots(&["a"]), 4)
         .await
         .unwrap();
-    let scope = RecordScope {
-        tenant_id: integration.tenant_id,
-        platform: PLATFORM.to_owned(),
-        integration_id: integration.id,
-    };
+    let scope = scope_of(&integration);
     let stream = first[0].to_stream();
     let mut with_child = completion(first[0].id, &scope, true);
     with_child.new_streams = vec![streams::StreamInsert::child(
@@ -324,4 +330,146 @@ async fn runs_of_one_stream_end_as_before_whatever_their_stream_did(pool: PgPool
         source_ids(&h.activities(integration.id).await),
         ["act-flaky", "act-ok"]
     );
+}
+
+/// A claimed run of `h` with streams "a" (source alpha, processed) and "b" (source beta, failed
+/// for good), ready to end.
+async fn run_with_one_stream_processed_one_failed(
+    h: &tributary::testkit::Harness,
+    pool: &PgPool,
+) -> (
+    tributary::store::integrations::Integration,
+    runs::Run,
+    Lease,
+) {
+    let (integration, run) = h
+        .connect(PLATFORM, json!({ "v": 1 }), json!({}))
+        .await
+        .unwrap();
+    let claimed = claims::claim(pool, run.id, "w", LEASE)
+        .await
+        .unwrap()
+        .unwrap();
+    let lease = claimed.run.lease();
+    let streams = [
+        tributary::NewStream::new("a", json!({})).source("alpha"),
+        tributary::NewStream::new("b", json!({})).source("beta"),
+    ];
+    let (_, first) = runs::save_preprocessed(pool, &lease, &json!({}), None, &streams, 2)
+        .await
+        .unwrap();
+    let scope = scope_of(&integration);
+    outcomes::complete(pool, &lease, &completion(first[0].id, &scope, false))
+        .await
+        .unwrap();
+    let failure = fatal("process_stream", "gone");
+    streams::fail(pool, &lease, first[1].id, &failure, None)
+        .await
+        .unwrap();
+    (integration, claimed.run, lease)
+}
+
+/// The event the run's end wrote: its type and data.
+async fn run_event(pool: &PgPool, run_id: uuid::Uuid) -> (String, serde_json::Value) {
+    sqlx::query_as("SELECT event_type, data FROM events WHERE data->>'run_id' = $1::text")
+        .bind(run_id)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+#[sqlx::test(migrator = "tributary::MIGRATOR")]
+async fn the_end_of_a_run_writes_its_figures_checkpoints_event_and_integration_at_once(
+    pool: PgPool,
+) {
+    let h = harness(pool.clone(), service());
+    let (integration, claimed, lease) = run_with_one_stream_processed_one_failed(&h, &pool).await;
+    let settings = json!({ "v": 2, "note": "a\u{0}b" });
+    let run = runs::finish(
+        &pool,
+        &lease,
+        runs::RunEnd::Processed {
+            settings: Some(&settings),
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (
+            run.state,
+            run.streams_processed,
+            run.streams_errored,
+            run.lease_owner.as_deref()
+        ),
+        (runs::RunState::Processed, 1, 1, None)
+    );
+    let started = claimed.started_at.expect("a claimed run has started");
+    assert!(run.finished_at.is_some_and(|f| f >= started));
+
+    // only the source whose streams all ended processed moves forward
+    let checkpoints = tributary::store::checkpoints::load(&pool, integration.id)
+        .await
+        .unwrap();
+    assert_eq!(checkpoints.get("alpha"), Some(&started));
+    assert_eq!(checkpoints.get("beta"), None);
+
+    let stored = h.integration(integration.id).await;
+    assert_eq!(stored.status.as_str(), "done");
+    assert_eq!(stored.last_processed_at, Some(started));
+    assert_eq!(
+        stored.settings,
+        json!({ "v": 2, "note": "ab" }),
+        "postprocess's settings, stored without NUL"
+    );
+
+    let (event_type, data) = run_event(&pool, run.id).await;
+    assert_eq!(event_type, "run.processed");
+    assert_eq!(
+        (
+            &data["state"],
+            &data["streams_processed"],
+            &data["streams_errored"],
+            &data["error"]
+        ),
+        (&json!("processed"), &json!(1), &json!(1), &json!(null))
+    );
+    let at = |field: &str| {
+        chrono::DateTime::parse_from_rfc3339(data[field].as_str().unwrap())
+            .unwrap()
+            .with_timezone(&Utc)
+    };
+    assert_eq!(at("started_at"), started);
+    assert_eq!(Some(at("finished_at")), run.finished_at);
+
+    let again = runs::finish(&pool, &lease, runs::RunEnd::Processed { settings: None }).await;
+    assert!(again.is_err_and(|e| e.is_lease_lost()), "a run ends once");
+}
+
+#[sqlx::test(migrator = "tributary::MIGRATOR")]
+async fn a_failed_end_keeps_the_settings_and_last_processed_and_a_disconnection(pool: PgPool) {
+    let h = harness(pool.clone(), service());
+    let (integration, _, lease) = run_with_one_stream_processed_one_failed(&h, &pool).await;
+    sqlx::query("UPDATE integrations SET status = 'disconnected' WHERE id = $1")
+        .bind(integration.id)
+        .execute(&pool)
+        .await
+        .unwrap();
+    let error = fatal("postprocess", "postprocess failed");
+    let run = runs::finish(&pool, &lease, runs::RunEnd::Failed { error: &error })
+        .await
+        .unwrap();
+    assert_eq!(run.state, runs::RunState::Error);
+    let stored = h.integration(integration.id).await;
+    assert_eq!(
+        (
+            stored.status.as_str(),
+            stored.last_processed_at,
+            &stored.settings
+        ),
+        ("disconnected", None, &json!({ "v": 1 }))
+    );
+    let (event_type, data) = run_event(&pool, run.id).await;
+    assert_eq!(event_type, "run.failed");
+    assert_eq!(data["error"]["message"], json!("postprocess failed"));
+    assert_eq!(data["state"], json!("error"));
 }

@@ -174,7 +174,7 @@ async fn sequences_are_per_tenant_gapless_and_follow_commit_order(pool: PgPool) 
         .bind(n)
     };
     // a transaction that inserted first but commits last is numbered last
-    let mut late = pool.begin().await.unwrap();
+    let mut late = tributary::db::begin(&pool).await.unwrap();
     insert(t1, 1).execute(&mut *late).await.unwrap();
     insert(t1, 3).execute(&pool).await.unwrap();
     insert(t2, 2).execute(&pool).await.unwrap();
@@ -194,7 +194,7 @@ async fn sequences_are_per_tenant_gapless_and_follow_commit_order(pool: PgPool) 
 
     // a second sequencer waits for none: it finds the lock taken and does nothing
     insert(t2, 1).execute(&pool).await.unwrap();
-    let mut holder = pool.begin().await.unwrap();
+    let mut holder = tributary::db::begin(&pool).await.unwrap();
     sqlx::query("SELECT pg_advisory_xact_lock($1)")
         .bind(events::SEQUENCER_LOCK)
         .execute(&mut *holder)

@@ -94,7 +94,7 @@ impl TickGenerator {
     /// call emitted it.
     pub async fn run_once(&self, now: DateTime<Utc>) -> Result<Option<TickSlot>, TickError> {
         let slot = TickSlot::containing(now);
-        let mut tx = self.pool.begin().await?;
+        let mut tx = tributary::db::begin(&self.pool).await?;
         if !ticks::claim_slot(&mut tx, slot.start(), &self.id).await? {
             tx.rollback().await?;
             events::slot_taken(slot);

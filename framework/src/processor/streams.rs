@@ -3,6 +3,7 @@
 //! stopped.
 
 use std::collections::{HashMap, VecDeque};
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -327,7 +328,7 @@ async fn process_one(shared: Arc<Shared>, row: StreamRow) -> Result<StreamDone, 
     };
     let mut outcome = match result {
         Ok(outcome) => outcome,
-        Err(failure) => return done(record_failure(&shared, &stream, failure).await?),
+        Err(failure) => return done(shielded_failure(&shared, &stream, failure).await?),
     };
     if outcome.next_page.is_some() {
         let service = shared.service.clone();
@@ -348,11 +349,14 @@ async fn process_one(shared: Arc<Shared>, row: StreamRow) -> Result<StreamDone, 
                     outcome.next_page = None;
                 }
             }
-            Err(failure) => return done(record_failure(&shared, &stream, failure).await?),
+            Err(failure) => return done(shielded_failure(&shared, &stream, failure).await?),
         }
     }
     let sleep = outcome.sleep;
-    let summary = commit(&shared, &stream, outcome).await?;
+    let summary = {
+        let (shared, stream) = (shared.clone(), stream.clone());
+        shielded(async move { commit(&shared, &stream, outcome).await }).await?
+    };
     Ok(StreamDone {
         deferral: sleep.map(|d| Deferral {
             until: crate::clock::now() + to_chrono(d),
@@ -361,6 +365,30 @@ async fn process_one(shared: Arc<Shared>, row: StreamRow) -> Result<StreamDone, 
         }),
         summary,
     })
+}
+
+/// Runs a stream's writes to their end even when the loop gives up on the stream (its run
+/// stops: the lease lost, the database away, the grace over): a transaction cut off mid-way would
+/// leave its pooled connection holding it, its `COMMIT` or `ROLLBACK` sent whenever that
+/// connection is next used, and its locks held until then. A panic in them is passed on.
+async fn shielded<T: Send + 'static>(
+    writes: impl Future<Output = Result<T, StoreError>> + Send + 'static,
+) -> Result<T, StoreError> {
+    match tokio::spawn(writes).await {
+        Ok(result) => result,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(_) => Err(StoreError::Database(sqlx::Error::WorkerCrashed)),
+    }
+}
+
+/// [`record_failure`], [`shielded`].
+async fn shielded_failure(
+    shared: &Arc<Shared>,
+    stream: &Stream,
+    failure: HookFailure,
+) -> Result<Option<Deferral>, StoreError> {
+    let (shared, stream) = (shared.clone(), stream.clone());
+    shielded(async move { record_failure(&shared, &stream, failure).await }).await
 }
 
 fn done(deferral: Option<Deferral>) -> Result<StreamDone, StoreError> {

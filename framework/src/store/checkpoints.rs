@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgPool;
 use uuid::Uuid;
 
 use super::StoreError;
@@ -25,22 +25,20 @@ pub async fn load(
 }
 
 /// Moves forward the checkpoint of every source of the run whose streams all ended `processed`,
-/// to when the run started. Called as the run ends, in its transaction: a source with any stream
-/// in `error` keeps its checkpoint, so the next check reads it again from where it was.
-pub(crate) async fn advance(conn: &mut PgConnection, run_id: Uuid) -> Result<u64, StoreError> {
-    Ok(sqlx::query(
+/// to when the run started: the body of a data-modifying CTE of the statement that ends the run
+/// ([`super::runs::finish`]), which names the ended run `ended`. A source with any stream in
+/// `error` keeps its checkpoint, so the next check reads it again from where it was.
+macro_rules! advance_sql {
+    () => {
         "INSERT INTO source_checkpoints AS c (integration_id, source, read_from, run_id)
          SELECT r.integration_id, s.source, r.started_at, r.id
-         FROM integration_streams s JOIN integration_runs r ON r.id = s.run_id
-         WHERE s.run_id = $1 AND r.started_at IS NOT NULL
+         FROM integration_streams s JOIN ended r ON r.id = s.run_id
+         WHERE r.started_at IS NOT NULL
          GROUP BY r.integration_id, s.source, r.started_at, r.id
          HAVING bool_and(s.state = 'processed')
          ON CONFLICT (integration_id, source) DO UPDATE
              SET read_from = EXCLUDED.read_from, run_id = EXCLUDED.run_id, updated_at = now()
-             WHERE c.read_from < EXCLUDED.read_from",
-    )
-    .bind(run_id)
-    .execute(conn)
-    .await?
-    .rows_affected())
+             WHERE c.read_from < EXCLUDED.read_from"
+    };
 }
+pub(crate) use advance_sql;

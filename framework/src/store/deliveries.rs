@@ -56,7 +56,7 @@ pub async fn acknowledge_redrive(
     lease: &SubscriptionLease,
     event_ids: &[Uuid],
 ) -> Result<(), StoreError> {
-    let mut tx = pool.begin().await?;
+    let mut tx = crate::db::begin(pool).await?;
     release_in(&mut tx, lease, None, event_ids.len() as i64).await?;
     sqlx::query(
         "UPDATE event_dead_letters SET state = 'redriven', redriven_at = now()
@@ -141,7 +141,7 @@ pub async fn fail(
     after: &AfterFailure,
     pause_after_secs: f64,
 ) -> Result<bool, StoreError> {
-    let mut tx = pool.begin().await?;
+    let mut tx = crate::db::begin(pool).await?;
     let (retry_at, pause) = match after {
         AfterFailure::RetryAt(at) => (Some(*at), None),
         AfterFailure::DeadLetter { .. } => (None, None),

@@ -74,7 +74,7 @@ pub async fn insert_for_integration(
 /// Numbers up to `max` committed events in commit order, per tenant. Returns how many it numbered;
 /// 0 too when another sequencer holds the lock (it is doing the same work).
 pub async fn sequence(pool: &PgPool, max: i64) -> Result<u64, StoreError> {
-    let mut tx = pool.begin().await?;
+    let mut tx = crate::db::begin(pool).await?;
     let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
         .bind(SEQUENCER_LOCK)
         .fetch_one(&mut *tx)

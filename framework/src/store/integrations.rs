@@ -132,7 +132,7 @@ pub(crate) async fn get_in(conn: &mut PgConnection, id: Uuid) -> Result<Integrat
 pub async fn connect(pool: &PgPool, new: NewIntegration) -> Result<(Integration, Run), StoreError> {
     let id = Uuid::new_v4();
     let sealed = crate::keyring::current().seal(id, &new.credentials.to_storage())?;
-    let mut tx = pool.begin().await?;
+    let mut tx = crate::db::begin(pool).await?;
     let row: IntegrationRow = sqlx::query_as(
         "INSERT INTO integrations (id, tenant_id, platform, status, settings, credentials)
          VALUES ($1, $2, $3, 'in-progress', $4, $5) RETURNING *",
@@ -152,7 +152,7 @@ pub async fn connect(pool: &PgPool, new: NewIntegration) -> Result<(Integration,
 
 /// Marks the integration disconnected and cancels its active run: no check will start again.
 pub async fn disconnect(pool: &PgPool, id: Uuid) -> Result<(), StoreError> {
-    let mut tx = pool.begin().await?;
+    let mut tx = crate::db::begin(pool).await?;
     let updated = sqlx::query(
         "UPDATE integrations SET status = 'disconnected', updated_at = now() WHERE id = $1",
     )
@@ -216,7 +216,7 @@ pub async fn rotate_credentials(
         .await?;
     let mut done = Rotated::default();
     for id in ids {
-        let mut tx = pool.begin().await?;
+        let mut tx = crate::db::begin(pool).await?;
         let stored: Option<Value> =
             sqlx::query_scalar("SELECT credentials FROM integrations WHERE id = $1 FOR UPDATE")
                 .bind(id)

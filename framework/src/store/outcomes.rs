@@ -118,7 +118,7 @@ pub async fn complete(
         && completion.activities.is_empty()
         && completion.new_streams.is_empty());
     if writes_rows {
-        let mut tx = pool.begin().await?;
+        let mut tx = crate::db::begin(pool).await?;
         let completed = complete_in(&mut tx, lease, completion).await?;
         tx.commit().await?;
         Ok(completed)

@@ -152,7 +152,7 @@ pub async fn create(
     onboarding: bool,
     trigger_key: Option<&str>,
 ) -> Result<CreatedRun, StoreError> {
-    let mut tx = pool.begin().await?;
+    let mut tx = crate::db::begin(pool).await?;
     let status: Option<String> =
         sqlx::query_scalar("SELECT status FROM integrations WHERE id = $1 FOR UPDATE")
             .bind(integration_id)
@@ -304,7 +304,7 @@ pub async fn save_preprocessed(
 ) -> Result<(u64, Vec<streams::StreamRow>), StoreError> {
     let roots = storable_roots(roots)?;
     let pipeline_data = super::storable::without_nul(pipeline_data);
-    let mut tx = pool.begin().await?;
+    let mut tx = crate::db::begin(pool).await?;
     let done = sqlx::query(
         "UPDATE integration_runs SET preprocessed = true, pipeline_data = $3, retries = 0,
              updated_at = now()
@@ -408,7 +408,7 @@ pub async fn defer_waiting_on(
 /// transaction, guarded by the attempt alone: an expired lease that no other worker has claimed
 /// yet is still this attempt's to hand back.
 pub async fn interrupt(pool: &PgPool, lease: &Lease, reason: &str) -> Result<u64, StoreError> {
-    let mut tx = pool.begin().await?;
+    let mut tx = crate::db::begin(pool).await?;
     let streams = streams::unclaim_attempt(&mut tx, lease).await?;
     let done = sqlx::query(
         "UPDATE integration_runs SET state = 'delayed', delayed_until = now(), delay_reason = $3,
@@ -437,98 +437,93 @@ pub enum RunEnd<'a> {
     },
 }
 
-/// Ends the run, writes its final figures and updates its integration (status, and
-/// `last_processed_at` set to when this run started if it succeeded), in one transaction.
+/// Ends the run, writes its final figures, moves its sources' checkpoints forward, writes its
+/// event and updates its integration (status, settings `postprocess` changed, and
+/// `last_processed_at` set to when this run started if it succeeded): one statement, so one round
+/// trip and its own transaction.
+///
+/// A source's checkpoint moves as [`super::checkpoints::advance_sql`] says.
 pub async fn finish(pool: &PgPool, lease: &Lease, end: RunEnd<'_>) -> Result<Run, StoreError> {
-    let (state, error, settings) = match &end {
-        RunEnd::Processed { settings } => ("processed", None, *settings),
-        RunEnd::Failed { error } => ("error", Some(error_json(error)), None),
+    use super::events::types::{RUN_FAILED, RUN_PROCESSED};
+    let (state, error, settings, event_type, status) = match &end {
+        RunEnd::Processed { settings } => (
+            "processed",
+            None,
+            settings.map(super::storable::without_nul),
+            RUN_PROCESSED,
+            "done",
+        ),
+        RunEnd::Failed { error } => ("error", Some(error_json(error)), None, RUN_FAILED, "error"),
     };
-    let mut tx = pool.begin().await?;
-    let run: Option<Run> = sqlx::query_as(
-        "UPDATE integration_runs r SET
-             state = $3, error = $4, finished_at = now(), updated_at = now(),
-             lease_owner = NULL, lease_expires_at = NULL,
-             streams_processed = s.processed, streams_errored = s.errored,
-             members_created = s.members, activities_created = s.created,
-             activities_updated = s.updated
-         FROM (SELECT count(*) FILTER (WHERE state = 'processed') AS processed,
-                      count(*) FILTER (WHERE state = 'error') AS errored,
-                      coalesce(sum(members_created), 0) AS members,
-                      coalesce(sum(activities_created), 0) AS created,
-                      coalesce(sum(activities_updated), 0) AS updated
-               FROM integration_streams WHERE run_id = $1) s
-         WHERE r.id = $1 AND r.attempt = $2 AND r.state = 'processing'
-         RETURNING r.*",
-    )
+    let run: Option<Run> = sqlx::query_as(concat!(
+        "WITH figures AS (
+             SELECT count(*) FILTER (WHERE state = 'processed') AS processed,
+                    count(*) FILTER (WHERE state = 'error') AS errored,
+                    coalesce(sum(members_created), 0) AS members,
+                    coalesce(sum(activities_created), 0) AS created,
+                    coalesce(sum(activities_updated), 0) AS updated
+             FROM integration_streams WHERE run_id = $1
+         ),
+         ended AS (
+             UPDATE integration_runs r SET
+                 state = $3, error = $4, finished_at = now(), updated_at = now(),
+                 lease_owner = NULL, lease_expires_at = NULL,
+                 streams_processed = f.processed, streams_errored = f.errored,
+                 members_created = f.members, activities_created = f.created,
+                 activities_updated = f.updated
+             FROM figures f
+             WHERE r.id = $1 AND r.attempt = $2 AND r.state = 'processing'
+             RETURNING r.*
+         ),
+         checkpoints AS (",
+        super::checkpoints::advance_sql!(),
+        "),
+         integration AS (
+             UPDATE integrations i SET
+                 status = CASE WHEN i.status = 'disconnected' THEN i.status ELSE $6 END,
+                 last_processed_at = CASE WHEN r.state = 'processed' THEN r.started_at
+                                          ELSE i.last_processed_at END,
+                 settings = coalesce($5, i.settings),
+                 updated_at = now()
+             FROM ended r WHERE i.id = r.integration_id
+             RETURNING i.id, i.tenant_id, i.platform
+         ),
+         event AS (
+             INSERT INTO events (tenant_id, platform, integration_id, event_type, data)
+             SELECT i.tenant_id, i.platform, i.id, $7, jsonb_build_object(
+                 'run_id', r.id, 'integration_id', r.integration_id,
+                 'onboarding', r.onboarding, 'state', r.state, 'error', r.error,
+                 'streams_processed', r.streams_processed,
+                 'streams_errored', r.streams_errored,
+                 'members_created', r.members_created,
+                 'activities_created', r.activities_created,
+                 'activities_updated', r.activities_updated,
+                 -- RFC 3339 in UTC, as the other events' timestamps
+                 'started_at', to_char(r.started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),
+                 'finished_at', to_char(r.finished_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'))
+             FROM integration i JOIN ended r ON r.integration_id = i.id
+         )
+         SELECT * FROM ended",
+    ))
     .bind(lease.run_id)
     .bind(lease.attempt)
     .bind(state)
     .bind(error)
-    .fetch_optional(&mut *tx)
+    .bind(settings.as_deref())
+    .bind(status)
+    .bind(event_type)
+    .fetch_optional(pool)
     .await?;
-    let run = run.ok_or(StoreError::LeaseLost {
+    run.ok_or(StoreError::LeaseLost {
         run_id: lease.run_id,
         attempt: lease.attempt,
-    })?;
-    if let Some(settings) = settings {
-        update_settings(&mut tx, run.id, settings).await?;
-    }
-    super::checkpoints::advance(&mut tx, run.id).await?;
-    let event_type = match end {
-        RunEnd::Processed { .. } => super::events::types::RUN_PROCESSED,
-        RunEnd::Failed { .. } => super::events::types::RUN_FAILED,
-    };
-    super::events::insert_for_integration(
-        &mut tx,
-        run.integration_id,
-        event_type,
-        &run_event(&run),
-    )
-    .await?;
-    let (status, processed) = match end {
-        RunEnd::Processed { .. } => ("done", true),
-        RunEnd::Failed { .. } => ("error", false),
-    };
-    sqlx::query(
-        "UPDATE integrations SET
-             status = CASE WHEN status = 'disconnected' THEN status ELSE $2 END,
-             last_processed_at = CASE WHEN $3 THEN $4 ELSE last_processed_at END,
-             updated_at = now()
-         WHERE id = $1",
-    )
-    .bind(run.integration_id)
-    .bind(status)
-    .bind(processed)
-    .bind(run.started_at)
-    .execute(&mut *tx)
-    .await?;
-    tx.commit().await?;
-    Ok(run)
-}
-
-/// What a run event carries: the run's figures and, for a failed run, its error (the reason).
-fn run_event(run: &Run) -> serde_json::Value {
-    serde_json::json!({
-        "run_id": run.id,
-        "integration_id": run.integration_id,
-        "onboarding": run.onboarding,
-        "state": run.state.to_string(),
-        "error": run.error,
-        "streams_processed": run.streams_processed,
-        "streams_errored": run.streams_errored,
-        "members_created": run.members_created,
-        "activities_created": run.activities_created,
-        "activities_updated": run.activities_updated,
-        "started_at": run.started_at,
-        "finished_at": run.finished_at,
     })
 }
 
 /// Cancels an active run; streams in flight go back to pending. A worker processing it loses its
 /// lease at its next write or heartbeat.
 pub async fn cancel(pool: &PgPool, run_id: Uuid) -> Result<Run, StoreError> {
-    let mut tx = pool.begin().await?;
+    let mut tx = crate::db::begin(pool).await?;
     let run: Option<Run> = sqlx::query_as(
         "UPDATE integration_runs SET state = 'cancelled', finished_at = now(), updated_at = now(),
              delayed_until = NULL, lease_owner = NULL, lease_expires_at = NULL
@@ -557,7 +552,7 @@ pub async fn cancel(pool: &PgPool, run_id: Uuid) -> Result<Run, StoreError> {
 /// waiting streams become due now, and the run becomes pending so that any worker takes it.
 /// Refused for a run that is processed, or processing under a live lease.
 pub async fn resume(pool: &PgPool, run_id: Uuid) -> Result<(Run, Revived), StoreError> {
-    let mut tx = pool.begin().await?;
+    let mut tx = crate::db::begin(pool).await?;
     let run: Run = sqlx::query_as("SELECT * FROM integration_runs WHERE id = $1 FOR UPDATE")
         .bind(run_id)
         .fetch_optional(&mut *tx)

@@ -93,7 +93,7 @@ impl Subscription {
 /// Creates a subscription whose cursor starts at the tenant's latest event: it receives what
 /// happens from now on (replay reaches further back).
 pub async fn create(pool: &PgPool, new: &NewSubscription) -> Result<Subscription, StoreError> {
-    let mut tx = pool.begin().await?;
+    let mut tx = crate::db::begin(pool).await?;
     let cursor = super::events::last_seq(&mut tx, new.tenant_id).await?;
     let sub = sqlx::query_as(AssertSqlSafe(format!(
         "INSERT INTO subscriptions (id, tenant_id, name, platforms, event_types, integration_ids,
@@ -246,7 +246,7 @@ pub enum ReplayFrom {
 /// Moves the cursor back (or forward) so that delivery starts again at `from`. Returns the new
 /// cursor.
 pub async fn replay(pool: &PgPool, id: Uuid, from: ReplayFrom) -> Result<i64, StoreError> {
-    let mut tx = pool.begin().await?;
+    let mut tx = crate::db::begin(pool).await?;
     let sub = get(pool, id).await?;
     let cursor = match from {
         ReplayFrom::Seq(seq) => (seq - 1).max(0),

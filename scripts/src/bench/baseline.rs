@@ -29,7 +29,7 @@ pub async fn single_row_transactions(
         tasks.spawn(async move {
             let mut n: u64 = 0;
             while started.elapsed() < duration {
-                let mut tx = pool.begin().await?;
+                let mut tx = tributary::db::begin(&pool).await?;
                 sqlx::query("INSERT INTO bench_transactions (id, n) VALUES ($1, $2)")
                     .bind(Uuid::new_v4())
                     .bind(n as i64)

@@ -26,6 +26,7 @@ pub mod runtime;
 pub mod secret;
 pub mod service;
 pub mod settings;
+pub mod startup;
 pub mod store;
 pub mod stream;
 pub mod subscriptions;

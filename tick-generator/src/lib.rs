@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 use tributary::db::{self, DbError};
 use tributary::messages::{Message, TickSlot};
 use tributary::queue::{OutgoingMessage, Queue, QueueConfig, QueueError};
+use tributary::startup;
 use tributary::store::{StoreError, ticks};
 
 #[derive(Debug, Clone)]
@@ -163,14 +164,25 @@ impl TickGenerator {
     }
 }
 
-/// Connects, applies the migrations, opens the queue and emits ticks until `shutdown`.
+/// Connects (waiting, with a log line, while PostgreSQL or the queue is unreachable), applies the
+/// migrations, opens the queue and emits ticks until `shutdown`. A configuration that cannot work
+/// (a malformed URL, refused credentials, a queue that does not exist) is an error at once.
 pub async fn run(
     config: TickGeneratorConfig,
     shutdown: CancellationToken,
 ) -> Result<(), TickError> {
-    let pool = db::connect(&config.database_url, 4).await?;
+    const PROCESS: &str = "the tick generator";
+    let Some(pool) =
+        startup::connect_patiently(&config.database_url, 4, PROCESS, &shutdown).await?
+    else {
+        return Ok(());
+    };
     db::migrate(&pool).await?;
-    let queue = config.queue.connect(&pool).await?;
+    let Some(queue) =
+        startup::open_queue_patiently(&config.queue, &pool, PROCESS, &shutdown).await?
+    else {
+        return Ok(());
+    };
     events::started(&config.generator_id, &queue.describe());
     let endpoint = config.metrics_addr.map(|addr| {
         tokio::spawn(metrics::serve(

@@ -173,13 +173,6 @@ pub fn database_back(message: &ReceivedMessage, waited: Duration) {
     );
 }
 
-pub fn waiting_at_start(what: &str, error: &(dyn std::error::Error + 'static), retry_in: Duration) {
-    tracing::warn!(
-        error = %ErrorChain(error), retry_in_ms = retry_in.as_millis() as u64,
-        "{what} is not reachable yet: the worker waits for it (it takes no messages meanwhile)"
-    );
-}
-
 pub fn message_rotated(message: &ReceivedMessage, run_id: Uuid, fresh: &str) {
     tracing::info!(
         message_id = %message.id, receive_count = message.receive_count, %run_id, fresh_message_id = fresh,

@@ -37,10 +37,10 @@ use tracing::Instrument;
 use tributary::db::{self, DbError};
 use tributary::maintenance::{RunRescuer, RunRescuerConfig, TickScheduler, TickSchedulerConfig};
 use tributary::queue::{
-    MAX_BATCH, MAX_WAIT, Queue, QueueBackend, QueueConfig, QueueError, ReceiveRequest,
-    ReceivedMessage,
+    MAX_BATCH, MAX_WAIT, Queue, QueueConfig, QueueError, ReceiveRequest, ReceivedMessage,
 };
 use tributary::registry::{Registry, RegistryError};
+use tributary::startup;
 use tributary::{IntegrationProcessor, ProcessorConfig};
 
 pub use handler::{Disposition, MessageHandler};
@@ -201,7 +201,10 @@ pub async fn run_with_registry(
         )
     });
     let result = async {
-        let Some(pool) = connect_patiently(&config, &shutdown).await? else {
+        let Some(pool) =
+            startup::connect_patiently(&config.database_url, config.pool_size(), WORKER, &shutdown)
+                .await?
+        else {
             return Ok(());
         };
         db::migrate(&pool).await?;
@@ -209,7 +212,9 @@ pub async fn run_with_registry(
         if let Err(e) = tributary::clock::sync(&pool).await {
             tracing::debug!(error = %tributary::error::ErrorChain(&e), "clock sync failed");
         }
-        let Some(queue) = open_queue_patiently(&config, &pool, &shutdown).await? else {
+        let Some(queue) =
+            startup::open_queue_patiently(&config.queue, &pool, WORKER, &shutdown).await?
+        else {
             return Ok(());
         };
         health.connected(pool.clone(), queue.clone());
@@ -250,68 +255,14 @@ async fn bind_health(
     })
 }
 
+/// Names the worker in the log lines of its start.
+const WORKER: &str = "the worker";
+
 /// How often the offset of this host's clock to the database's is measured again.
 const CLOCK_SYNC_EVERY: Duration = Duration::from_secs(60);
 
-/// The longest pause between two tries to reach a service at start.
 /// On a backlog, a receive waits up to this for free slots, to take messages ten at a time.
 const GATHER: Duration = Duration::from_millis(20);
-
-const MAX_START_PAUSE: Duration = Duration::from_secs(10);
-
-/// Connects to PostgreSQL, waiting while it is unreachable. `None`: shutdown came first.
-async fn connect_patiently(
-    config: &WorkerConfig,
-    shutdown: &CancellationToken,
-) -> Result<Option<PgPool>, WorkerError> {
-    let mut pause = Duration::from_millis(500);
-    loop {
-        match db::probe(&config.database_url).await {
-            Ok(()) => {
-                return Ok(Some(
-                    db::connect(&config.database_url, config.pool_size()).await?,
-                ));
-            }
-            Err(e) if e.is_unavailable() => {
-                let what = format!("PostgreSQL at {}", db::redact_url(&config.database_url));
-                events::waiting_at_start(&what, &e, pause);
-            }
-            Err(e) => return Err(e.into()),
-        }
-        tokio::select! {
-            () = shutdown.cancelled() => return Ok(None),
-            () = tokio::time::sleep(pause) => {}
-        }
-        pause = (pause * 2).min(MAX_START_PAUSE);
-    }
-}
-
-/// Opens the queue, waiting while it is unreachable. `None`: shutdown came first.
-async fn open_queue_patiently(
-    config: &WorkerConfig,
-    pool: &PgPool,
-    shutdown: &CancellationToken,
-) -> Result<Option<Arc<dyn Queue>>, WorkerError> {
-    let what = match (&config.queue.backend, &config.queue.sqs_queue_url) {
-        (QueueBackend::Sqs, Some(url)) => format!("the sqs queue at {url}"),
-        (backend, _) => format!("the {backend} queue"),
-    };
-    let mut pause = Duration::from_millis(500);
-    loop {
-        match config.queue.connect(pool).await {
-            Ok(queue) => return Ok(Some(queue)),
-            // unreachable, timing out, unavailable: waited for; a queue that does not exist or
-            // refuses the credentials is an error at once
-            Err(e) if e.is_unreachable() => events::waiting_at_start(&what, &e, pause),
-            Err(e) => return Err(e.into()),
-        }
-        tokio::select! {
-            () = shutdown.cancelled() => return Ok(None),
-            () = tokio::time::sleep(pause) => {}
-        }
-        pause = (pause * 2).min(MAX_START_PAUSE);
-    }
-}
 
 /// A worker over an open pool and queue.
 pub struct Worker {

@@ -66,6 +66,25 @@ pub fn lease_lost(lease: &Lease) {
     tracing::warn!(run_id = %lease.run_id, attempt = lease.attempt, "lease lost; stopping this run");
 }
 
+/// A stream's write found the run no longer held by this attempt: the run stops here. `now` is
+/// the run as it stands (who holds it, in which attempt), when it could be read.
+pub fn stream_write_lease_lost(lease: &Lease, stream_id: Option<Uuid>, now: Option<&Run>) {
+    let stream_id = stream_id.map(|id| id.to_string()).unwrap_or_default();
+    match now {
+        Some(run) => tracing::warn!(
+            run_id = %lease.run_id, attempt = lease.attempt, stream_id,
+            now_attempt = run.attempt, now_state = %run.state,
+            now_owner = run.lease_owner.as_deref().unwrap_or(""),
+            now_lease_expires_at = ?run.lease_expires_at,
+            "a stream's write found the run's lease gone; stopping this run"
+        ),
+        None => tracing::warn!(
+            run_id = %lease.run_id, attempt = lease.attempt, stream_id,
+            "a stream's write found the run's lease gone; stopping this run"
+        ),
+    }
+}
+
 pub fn heartbeat_failed(lease: &Lease, error: &StoreError) {
     tracing::warn!(run_id = %lease.run_id, attempt = lease.attempt, error = %crate::error::ErrorChain(error), "heartbeat failed");
 }

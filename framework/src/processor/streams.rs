@@ -259,7 +259,7 @@ impl StreamLoop<'_> {
                     let Some(joined) = joined else { continue };
                     match joined {
                         Ok((id, result)) => {
-                            in_flight_ids.remove(&id);
+                            let stream_id = in_flight_ids.remove(&id);
                             match result {
                                 Ok(done) => {
                                     if let Some(d) = done.deferral {
@@ -274,6 +274,11 @@ impl StreamLoop<'_> {
                                 }
                                 Err(e) if e.is_lease_lost() => {
                                     in_flight.abort_all();
+                                    // who holds the run now says why: another attempt, or none
+                                    let now = crate::store::runs::get(self.pool, self.lease.run_id)
+                                        .await
+                                        .ok();
+                                    events::stream_write_lease_lost(self.lease, stream_id, now.as_ref());
                                     return Ok(LoopEnd::LeaseLost);
                                 }
                                 Err(e) => {

@@ -126,6 +126,119 @@ async fn the_preprocessing_commit_claims_the_first_roots(pool: PgPool) {
     assert_eq!(h.streams(run.id).await.len(), 3);
 }
 
+#[sqlx::test(migrator = "tributary::MIGRATOR")]
+async fn the_preprocessing_commit_writes_settings_and_roots_once_or_nothing(pool: PgPool) {
+    let h = harness(pool.clone(), service());
+    let (integration, run) = h
+        .connect(PLATFORM, json!({ "v": 1 }), json!({}))
+        .await
+        .unwrap();
+    let lease = claimed_lease(&pool, run.id).await;
+    let settings_now = || async {
+        sqlx::query_scalar::<_, serde_json::Value>(
+            "SELECT settings FROM integrations WHERE id = $1",
+        )
+        .bind(integration.id)
+        .fetch_one(&pool)
+        .await
+        .unwrap()
+    };
+
+    // a stale attempt writes neither the settings nor the pipeline data nor a root
+    let stale = Lease {
+        attempt: lease.attempt + 1,
+        ..lease.clone()
+    };
+    let refused = runs::save_preprocessed(
+        &pool,
+        &stale,
+        &json!({ "p": 0 }),
+        Some(&json!({ "v": 0 })),
+        &roots(&["x"]),
+        1,
+    )
+    .await;
+    assert!(refused.is_err_and(|e| e.is_lease_lost()));
+    assert_eq!(settings_now().await, json!({ "v": 1 }));
+    assert!(h.streams(run.id).await.is_empty());
+
+    // a root given twice is stored once, and the claim counts it once
+    let (inserted, first) = runs::save_preprocessed(
+        &pool,
+        &lease,
+        &json!({ "p": "a\u{0}b" }),
+        Some(&json!({ "v": 2, "note": "x\u{0}y" })),
+        &roots(&["a", "a", "b", "c"]),
+        2,
+    )
+    .await
+    .unwrap();
+    assert_eq!(inserted, 3);
+    assert_eq!(
+        first
+            .iter()
+            .map(|s| s.identifier.as_str())
+            .collect::<Vec<_>>(),
+        ["a", "b"]
+    );
+    assert_eq!(
+        settings_now().await,
+        json!({ "v": 2, "note": "xy" }),
+        "NUL stripped"
+    );
+    let run_now = runs::get(&pool, run.id).await.unwrap();
+    assert!(run_now.preprocessed);
+    assert_eq!(run_now.pipeline_data, json!({ "p": "ab" }));
+    let stored = h.streams(run.id).await;
+    assert_eq!(
+        stored
+            .iter()
+            .map(|s| (
+                s.identifier.as_str(),
+                s.state,
+                s.claimed_attempt,
+                s.started_at.is_some()
+            ))
+            .collect::<Vec<_>>(),
+        [
+            ("a", StreamState::Processing, Some(lease.attempt), true),
+            ("b", StreamState::Processing, Some(lease.attempt), true),
+            ("c", StreamState::Pending, None, false),
+        ]
+    );
+}
+
+#[sqlx::test(migrator = "tributary::MIGRATOR")]
+async fn a_preprocessing_with_no_roots_or_no_claim_is_saved_too(pool: PgPool) {
+    let h = harness(pool.clone(), service());
+    for (names, claim) in [(&[][..], 2), (&["a", "b"][..], 0)] {
+        let (_, run) = h.connect(PLATFORM, json!({}), json!({})).await.unwrap();
+        let lease = claimed_lease(&pool, run.id).await;
+        let (inserted, first) =
+            runs::save_preprocessed(&pool, &lease, &json!({}), None, &roots(names), claim)
+                .await
+                .unwrap();
+        assert_eq!((inserted, first.len()), (names.len() as u64, 0));
+        assert!(runs::get(&pool, run.id).await.unwrap().preprocessed);
+        assert!(
+            h.streams(run.id)
+                .await
+                .iter()
+                .all(|s| s.state == StreamState::Pending)
+        );
+    }
+}
+
+/// The lease of `run` claimed by worker "w".
+async fn claimed_lease(pool: &PgPool, run: uuid::Uuid) -> Lease {
+    claims::claim(pool, run, "w", LEASE)
+        .await
+        .unwrap()
+        .expect("the run is claimable")
+        .run
+        .lease()
+}
+
 /// Where the records of `integration`'s streams go.
 fn scope_of(integration: &tributary::store::integrations::Integration) -> RecordScope {
     RecordScope {
@@ -241,12 +354,7 @@ async fn the_last_commit_says_how_the_runs_streams_stand(pool: PgPool) {
 async fn a_summary_counts_the_committed_stream_and_its_children(pool: PgPool) {
     let h = harness(pool.clone(), service());
     let (integration, run) = h.connect(PLATFORM, json!({}), json!({})).await.unwrap();
-    let lease = claims::claim(&pool, run.id, "w", LEASE)
-        .await
-        .unwrap()
-        .unwrap()
-        .run
-        .lease();
+    let lease = claimed_lease(&pool, run.id).await;
     let (_, first) = runs::save_preprocessed(&pool, &lease, &json!({}), None, &roots(&["a"]), 4)
         .await
         .unwrap();

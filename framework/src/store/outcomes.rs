@@ -146,10 +146,10 @@ async fn complete_in(
         Some((last, children)) if last.page.is_some() => (children, Some(last)),
         _ => (completion.new_streams.as_slice(), None),
     };
-    let mut new_streams = insert_many(conn, lease.run_id, children).await?;
+    let mut new_streams = insert_many(conn, lease, children).await?;
     let mut cycle = None;
     if let Some(page) = next_page {
-        let inserted = insert_many(conn, lease.run_id, std::slice::from_ref(page)).await?;
+        let inserted = insert_many(conn, lease, std::slice::from_ref(page)).await?;
         new_streams += inserted;
         // (a child of this same outcome with that identifier is the page, not a cycle)
         if inserted == 0 && !children.iter().any(|c| c.identifier == page.identifier) {

@@ -291,9 +291,9 @@ pub async fn heartbeat(pool: &PgPool, lease: &Lease, duration: Duration) -> Resu
 }
 
 /// Commits what `preprocess` and `get_streams` produced: the pipeline data, changed settings and
-/// the root streams, together; and claims up to `claim` of the roots for this attempt in the same
-/// transaction (the first streams the worker runs, without another round trip). Returns how many
-/// roots were new and the claimed ones.
+/// the root streams, together in one statement; the first `claim` roots are stored already
+/// claimed by this attempt (the first streams the worker runs, without another round trip).
+/// Returns how many roots were new and the claimed ones, in order.
 pub async fn save_preprocessed(
     pool: &PgPool,
     lease: &Lease,
@@ -302,54 +302,83 @@ pub async fn save_preprocessed(
     roots: &[NewStream],
     claim: usize,
 ) -> Result<(u64, Vec<streams::StreamRow>), StoreError> {
+    use sqlx::{FromRow, Row};
+    const SAVE: &str = concat!(
+        "WITH run AS (
+             UPDATE integration_runs SET preprocessed = true, pipeline_data = $11, retries = 0,
+                 updated_at = now()
+             WHERE id = $1 AND attempt = $2 AND state = 'processing'
+             RETURNING integration_id),
+         settings AS (
+             UPDATE integrations SET settings = $12, updated_at = now()
+             WHERE $12::jsonb IS NOT NULL AND id = (SELECT integration_id FROM run)),
+         roots AS (
+             INSERT INTO integration_streams
+                 (id, run_id, parent_id, identifier, chain_identifier, source, data, page,
+                  page_number, state, claimed_attempt, started_at)
+             SELECT u.id, $1, u.parent_id, u.identifier, u.chain_identifier, u.source, u.data,
+                    u.page, u.page_number,
+                    CASE WHEN u.n <= $13 THEN 'processing' ELSE 'pending' END,
+                    CASE WHEN u.n <= $13 THEN $2 END,
+                    CASE WHEN u.n <= $13 THEN now() END
+             FROM ",
+        streams::unnest_streams!(),
+        " WHERE EXISTS (SELECT 1 FROM run)
+             ORDER BY u.n
+             ON CONFLICT (run_id, identifier) DO NOTHING
+             RETURNING *)
+         SELECT held.held, (SELECT count(*) FROM roots) AS inserted, claimed.*
+         FROM (SELECT EXISTS (SELECT 1 FROM run) AS held) held
+         LEFT JOIN (SELECT * FROM roots WHERE state = 'processing') claimed ON true"
+    );
     let roots = storable_roots(roots)?;
     let pipeline_data = super::storable::without_nul(pipeline_data);
-    let mut tx = crate::db::begin(pool).await?;
-    let done = sqlx::query(
-        "UPDATE integration_runs SET preprocessed = true, pipeline_data = $3, retries = 0,
-             updated_at = now()
-         WHERE id = $1 AND attempt = $2 AND state = 'processing'",
-    )
-    .bind(lease.run_id)
-    .bind(lease.attempt)
-    .bind(pipeline_data.as_ref())
-    .execute(&mut *tx)
-    .await?;
-    expect_one(done.rows_affected(), lease)?;
-    if let Some(settings) = settings {
-        update_settings(&mut tx, lease.run_id, settings).await?;
+    let settings = settings.map(super::storable::without_nul);
+    let query = sqlx::query(SAVE).bind(lease.run_id).bind(lease.attempt);
+    let rows = streams::bind_streams(query, &roots)
+        .bind(pipeline_data.as_ref())
+        .bind(settings.as_deref())
+        .bind(i64::try_from(claim).unwrap_or(i64::MAX))
+        .fetch_all(pool)
+        .await?;
+    let held = match rows.first() {
+        Some(row) => row.try_get::<bool, _>("held")?,
+        None => false,
+    };
+    if !held {
+        return Err(StoreError::LeaseLost {
+            run_id: lease.run_id,
+            attempt: lease.attempt,
+        });
     }
-    let inserted = streams::insert_many(&mut tx, lease.run_id, &roots).await?;
-    let claimed = streams::claim_due_in(&mut tx, lease, claim).await?;
-    tx.commit().await?;
-    Ok((inserted, claimed))
+    let inserted = rows
+        .first()
+        .map(|row| row.try_get::<i64, _>("inserted"))
+        .transpose()?
+        .unwrap_or(0);
+    let mut claimed = Vec::new();
+    for row in &rows {
+        if row.try_get::<Option<Uuid>, _>("id")?.is_some() {
+            claimed.push(streams::StreamRow::from_row(row)?);
+        }
+    }
+    claimed.sort_by_key(|r| r.seq);
+    Ok((u64::try_from(inserted).unwrap_or(0), claimed))
 }
 
-/// The roots as stored: NUL stripped, identifiers short enough for their index.
+/// The roots as stored: NUL stripped, identifiers short enough for their index, each identifier
+/// once (the first wins, as the run's unique identifiers would have it).
 fn storable_roots(roots: &[NewStream]) -> Result<Vec<streams::StreamInsert>, StoreError> {
     let mut rows = Vec::with_capacity(roots.len());
+    let mut seen = std::collections::HashSet::with_capacity(roots.len());
     for (i, root) in roots.iter().enumerate() {
         let mut row = streams::StreamInsert::root(root);
         row.make_storable(|| format!("roots[{i}].identifier"))?;
-        rows.push(row);
+        if seen.insert(row.identifier.clone()) {
+            rows.push(row);
+        }
     }
     Ok(rows)
-}
-
-async fn update_settings(
-    conn: &mut PgConnection,
-    run_id: Uuid,
-    settings: &Value,
-) -> Result<(), StoreError> {
-    sqlx::query(
-        "UPDATE integrations SET settings = $2, updated_at = now()
-         WHERE id = (SELECT integration_id FROM integration_runs WHERE id = $1)",
-    )
-    .bind(run_id)
-    .bind(super::storable::without_nul(settings).as_ref())
-    .execute(conn)
-    .await?;
-    Ok(())
 }
 
 /// Defers the run until `until` and frees it: any worker picks it up again then. `failure` is

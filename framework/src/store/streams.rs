@@ -193,56 +193,69 @@ impl StreamInsert {
     }
 }
 
-/// Inserts streams, skipping identifiers the run already has. Returns how many were new.
+/// The `UNNEST` of streams to insert, in the order given: columns `id, parent_id, identifier,
+/// chain_identifier, source, data, page, page_number` from parameters `$3`–`$10` (`$1` and `$2`
+/// are the statement's own).
+macro_rules! unnest_streams {
+    () => {
+        "UNNEST($3::uuid[], $4::uuid[], $5::text[], $6::text[], $7::text[], $8::jsonb[],
+                $9::jsonb[], $10::int4[])
+             WITH ORDINALITY
+             AS u(id, parent_id, identifier, chain_identifier, source, data, page, page_number, n)"
+    };
+}
+pub(crate) use unnest_streams;
+
+/// Binds `rows` as the arrays of [`unnest_streams!`] (`$3`–`$10`), each with a new id.
+pub(crate) fn bind_streams<'q>(
+    query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    rows: &'q [StreamInsert],
+) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    let ids: Vec<Uuid> = rows.iter().map(|_| Uuid::new_v4()).collect();
+    let parents: Vec<Option<Uuid>> = rows.iter().map(|r| r.parent_id).collect();
+    let identifiers: Vec<&str> = rows.iter().map(|r| r.identifier.as_str()).collect();
+    let chains: Vec<&str> = rows.iter().map(|r| r.chain_identifier.as_str()).collect();
+    let sources: Vec<&str> = rows.iter().map(|r| r.source.as_str()).collect();
+    let data: Vec<&Value> = rows.iter().map(|r| &r.data).collect();
+    let pages: Vec<Option<&Value>> = rows.iter().map(|r| r.page.as_ref()).collect();
+    let numbers: Vec<i32> = rows.iter().map(|r| r.page_number).collect();
+    query
+        .bind(ids)
+        .bind(parents)
+        .bind(identifiers)
+        .bind(chains)
+        .bind(sources)
+        .bind(data)
+        .bind(pages)
+        .bind(numbers)
+}
+
+/// Inserts streams, skipping identifiers the run already has, while `lease` holds the run.
+/// Returns how many were new.
 pub(crate) async fn insert_many(
     conn: &mut PgConnection,
-    run_id: Uuid,
+    lease: &Lease,
     rows: &[StreamInsert],
 ) -> Result<u64, StoreError> {
     if rows.is_empty() {
         return Ok(0);
     }
-    let mut ids = Vec::with_capacity(rows.len());
-    let mut parents = Vec::with_capacity(rows.len());
-    let mut identifiers = Vec::with_capacity(rows.len());
-    let mut chains = Vec::with_capacity(rows.len());
-    let mut sources = Vec::with_capacity(rows.len());
-    let mut data = Vec::with_capacity(rows.len());
-    let mut pages = Vec::with_capacity(rows.len());
-    let mut numbers = Vec::with_capacity(rows.len());
-    for row in rows {
-        ids.push(Uuid::new_v4());
-        parents.push(row.parent_id);
-        identifiers.push(row.identifier.as_str());
-        chains.push(row.chain_identifier.as_str());
-        sources.push(row.source.as_str());
-        data.push(&row.data);
-        pages.push(row.page.as_ref());
-        numbers.push(row.page_number);
-    }
-    let done = sqlx::query(
+    const INSERT: &str = concat!(
         "INSERT INTO integration_streams
              (id, run_id, parent_id, identifier, chain_identifier, source, data, page, page_number)
          SELECT u.id, $1, u.parent_id, u.identifier, u.chain_identifier, u.source, u.data, u.page,
                 u.page_number
-         FROM UNNEST($2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[], $7::jsonb[],
-                     $8::jsonb[], $9::int4[])
-             AS u(id, parent_id, identifier, chain_identifier, source, data, page, page_number)
+         FROM ",
+        unnest_streams!(),
+        " WHERE EXISTS (SELECT 1 FROM integration_runs
+                        WHERE id = $1 AND attempt = $2 AND state = 'processing')
          -- kept in the order the integration gave (claims follow it); the rare deadlock of two
          -- commits inserting the same identifiers in opposite orders is retried by the processor
-         ON CONFLICT (run_id, identifier) DO NOTHING",
-    )
-    .bind(run_id)
-    .bind(&ids)
-    .bind(&parents)
-    .bind(&identifiers)
-    .bind(&chains)
-    .bind(&sources)
-    .bind(&data)
-    .bind(&pages)
-    .bind(&numbers)
-    .execute(conn)
-    .await?;
+         ORDER BY u.n
+         ON CONFLICT (run_id, identifier) DO NOTHING"
+    );
+    let query = sqlx::query(INSERT).bind(lease.run_id).bind(lease.attempt);
+    let done = bind_streams(query, rows).execute(conn).await?;
     Ok(done.rows_affected())
 }
 
@@ -285,16 +298,6 @@ pub async fn claim_due(
         " AND EXISTS (SELECT 1 FROM no_fsync_wait)"
     );
     claim_with(CLAIM, &mut *pool.acquire().await?, lease, limit).await
-}
-
-/// [`claim_due`] in a transaction of the caller's (which decides how it commits).
-pub(crate) async fn claim_due_in(
-    conn: &mut PgConnection,
-    lease: &Lease,
-    limit: usize,
-) -> Result<Vec<StreamRow>, StoreError> {
-    const CLAIM: &str = claim_sql!("", "");
-    claim_with(CLAIM, conn, lease, limit).await
 }
 
 async fn claim_with(

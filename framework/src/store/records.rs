@@ -29,7 +29,7 @@ pub struct UpsertCounts {
     pub activities_updated: u64,
 }
 
-/// Upserts the members (those given and the activities' own) and then the activities, each in one
+/// Upserts the members (those given and the activities' own) and the activities in one
 /// statement. Within a batch, later records with the same id win; a member's missing fields do not
 /// erase known ones.
 pub async fn upsert(
@@ -38,18 +38,215 @@ pub async fn upsert(
     members: &[Member],
     activities: &[Activity],
 ) -> Result<UpsertCounts, StoreError> {
-    let mut counts = UpsertCounts::default();
     let members = merge_members(members.iter().chain(activities.iter().map(|a| &a.member)));
-    if !members.is_empty() {
-        (counts.members_created, counts.members_updated) =
-            upsert_members(conn, scope, &members).await?;
-    }
     let activities = dedupe_activities(activities);
-    if !activities.is_empty() {
-        (counts.activities_created, counts.activities_updated) =
-            upsert_activities(conn, scope, &activities).await?;
+    if members.is_empty() && activities.is_empty() {
+        return Ok(UpsertCounts::default());
+    }
+    let query = bind_activities(
+        bind_members(sqlx::query_as(UPSERT), scope, &members),
+        &activities,
+    );
+    let (members_created, members_updated, activities_created, activities_updated, missed): (
+        i64,
+        i64,
+        i64,
+        i64,
+        i64,
+    ) = query.fetch_one(&mut *conn).await?;
+    let mut counts = UpsertCounts {
+        members_created: u64::try_from(members_created).unwrap_or(0),
+        members_updated: u64::try_from(members_updated).unwrap_or(0),
+        activities_created: u64::try_from(activities_created).unwrap_or(0),
+        activities_updated: u64::try_from(activities_updated).unwrap_or(0),
+    };
+    if missed > 0 {
+        // members another transaction inserted after this statement's snapshot was taken: the
+        // update above could not see them, so they are updated now with a fresh snapshot
+        let (updated,): (i64,) = bind_members(sqlx::query_as(UPDATE_MEMBERS), scope, &members)
+            .fetch_one(&mut *conn)
+            .await?;
+        counts.members_updated += u64::try_from(updated).unwrap_or(0);
     }
     Ok(counts)
+}
+
+/// Members `$4`–`$9` of scope `$1`–`$3` that are new, inserted (`ins`): DO NOTHING takes no
+/// lock on existing rows, so concurrent streams that mention the same unchanged member never wait
+/// for each other.
+macro_rules! members_insert_sql {
+    () => {
+        "ins AS (
+             INSERT INTO members
+                 (tenant_id, platform, integration_id, source_id, username, display_name, url,
+                  joined_at, attributes)
+             SELECT $1, $2, $3, u.* FROM UNNEST($4::text[], $5::text[], $6::text[], $7::text[],
+                                                $8::timestamptz[], $9::jsonb[])
+                 AS u(source_id, username, display_name, url, joined_at, attributes)
+             -- one lock order for every transaction: concurrent inserts never deadlock
+             ORDER BY u.source_id
+             ON CONFLICT (tenant_id, platform, source_id) DO NOTHING
+             RETURNING *)"
+    };
+}
+
+/// Members `$4`–`$9` of scope `$1`–`$3` whose fields changed, updated (`up`), missing fields
+/// keeping their known values (only rows the statement's snapshot sees).
+macro_rules! members_update_sql {
+    () => {
+        "up AS (
+             UPDATE members AS m SET
+                 username = u.username,
+                 display_name = coalesce(u.display_name, m.display_name),
+                 url = coalesce(u.url, m.url),
+                 joined_at = coalesce(u.joined_at, m.joined_at),
+                 attributes = m.attributes || u.attributes,
+                 updated_at = now()
+             FROM UNNEST($4::text[], $5::text[], $6::text[], $7::text[], $8::timestamptz[],
+                         $9::jsonb[])
+                 AS u(source_id, username, display_name, url, joined_at, attributes)
+             WHERE m.tenant_id = $1 AND m.platform = $2 AND m.source_id = u.source_id
+               AND (m.username, m.display_name, m.url, m.joined_at, m.attributes)
+                   IS DISTINCT FROM
+                   (u.username, coalesce(u.display_name, m.display_name), coalesce(u.url, m.url),
+                    coalesce(u.joined_at, m.joined_at), m.attributes || u.attributes)
+             RETURNING m.*)"
+    };
+}
+
+/// The members and activities of one outcome, and their outbox events (members' first), in one
+/// statement: created and updated counts, and how many members neither inserted nor seen (another
+/// transaction inserted them meanwhile: [`UPDATE_MEMBERS`] updates them).
+const UPSERT: &str = concat!(
+    "WITH ",
+    members_insert_sql!(),
+    ", ",
+    members_update_sql!(),
+    ",
+     missed AS (
+         SELECT count(*) AS n FROM UNNEST($4::text[]) AS s(source_id)
+         WHERE NOT EXISTS (SELECT 1 FROM ins WHERE ins.source_id = s.source_id)
+           AND NOT EXISTS (SELECT 1 FROM members m
+                           WHERE m.tenant_id = $1 AND m.platform = $2
+                             AND m.source_id = s.source_id)),
+     act AS (
+         INSERT INTO activities AS a
+             (tenant_id, platform, integration_id, source_id, activity_type, occurred_at,
+              member_source_id, source_parent_id, channel, title, body, url, attributes)
+         SELECT $1, $2, $3, u.* FROM UNNEST($10::text[], $11::text[], $12::timestamptz[],
+                                            $13::text[], $14::text[], $15::text[], $16::text[],
+                                            $17::text[], $18::text[], $19::jsonb[])
+             AS u(source_id, activity_type, occurred_at, member_source_id, source_parent_id,
+                  channel, title, body, url, attributes)
+         ORDER BY u.source_id
+         ON CONFLICT (tenant_id, platform, source_id) DO UPDATE SET
+             activity_type = EXCLUDED.activity_type, occurred_at = EXCLUDED.occurred_at,
+             member_source_id = EXCLUDED.member_source_id,
+             source_parent_id = EXCLUDED.source_parent_id, channel = EXCLUDED.channel,
+             title = EXCLUDED.title, body = EXCLUDED.body, url = EXCLUDED.url,
+             attributes = EXCLUDED.attributes, updated_at = now()
+         WHERE (a.activity_type, a.occurred_at, a.member_source_id, a.source_parent_id, a.channel,
+                a.title, a.body, a.url, a.attributes)
+               IS DISTINCT FROM
+               (EXCLUDED.activity_type, EXCLUDED.occurred_at, EXCLUDED.member_source_id,
+                EXCLUDED.source_parent_id, EXCLUDED.channel, EXCLUDED.title, EXCLUDED.body,
+                EXCLUDED.url, EXCLUDED.attributes)
+         RETURNING a.*, (a.xmax = 0) AS created),
+     outbox AS (
+         INSERT INTO events (tenant_id, platform, integration_id, event_type, channel, data)
+         SELECT tenant_id, platform, integration_id, event_type, channel, data FROM (
+             SELECT 1 AS o, tenant_id, platform, integration_id, 'member.created' AS event_type,
+                    NULL::text AS channel, to_jsonb(ins) AS data FROM ins
+             UNION ALL
+             SELECT 2, tenant_id, platform, integration_id, 'member.updated', NULL, to_jsonb(up)
+             FROM up
+             UNION ALL
+             SELECT 3, tenant_id, platform, integration_id,
+                    CASE WHEN created THEN 'activity.created' ELSE 'activity.updated' END,
+                    channel, to_jsonb(act) - 'created'
+             FROM act) e
+         ORDER BY o)
+     SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM up),
+            (SELECT count(*) FILTER (WHERE created) FROM act),
+            (SELECT count(*) FILTER (WHERE NOT created) FROM act),
+            (SELECT n FROM missed)"
+);
+
+/// The update of [`members_update_sql!`] alone, with a fresh snapshot: how many members changed.
+const UPDATE_MEMBERS: &str = concat!(
+    "WITH ",
+    members_update_sql!(),
+    ",
+     outbox AS (
+         INSERT INTO events (tenant_id, platform, integration_id, event_type, data)
+         SELECT tenant_id, platform, integration_id, 'member.updated', to_jsonb(up) FROM up)
+     SELECT count(*) FROM up"
+);
+
+type Query<'q, O> = sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments>;
+
+/// Binds `$1`–`$9`: the scope and the members' columns.
+fn bind_members<'q, O>(
+    query: Query<'q, O>,
+    scope: &'q RecordScope,
+    members: &'q [Member],
+) -> Query<'q, O> {
+    let source_ids: Vec<&str> = members.iter().map(|m| m.source_id.as_str()).collect();
+    let usernames: Vec<&str> = members.iter().map(|m| m.username.as_str()).collect();
+    let names: Vec<Option<&str>> = members.iter().map(|m| m.display_name.as_deref()).collect();
+    let urls: Vec<Option<&str>> = members.iter().map(|m| m.url.as_deref()).collect();
+    let joined: Vec<Option<DateTime<Utc>>> = members.iter().map(|m| m.joined_at).collect();
+    let attributes: Vec<Value> = members
+        .iter()
+        .map(|m| object_or_empty(&m.attributes))
+        .collect();
+    query
+        .bind(scope.tenant_id)
+        .bind(scope.platform.as_str())
+        .bind(scope.integration_id)
+        .bind(source_ids)
+        .bind(usernames)
+        .bind(names)
+        .bind(urls)
+        .bind(joined)
+        .bind(attributes)
+}
+
+/// Binds `$10`–`$19`: the activities' columns.
+fn bind_activities<'q, O>(query: Query<'q, O>, activities: &[&'q Activity]) -> Query<'q, O> {
+    let source_ids: Vec<&str> = activities.iter().map(|a| a.source_id.as_str()).collect();
+    let types: Vec<&str> = activities
+        .iter()
+        .map(|a| a.activity_type.as_str())
+        .collect();
+    let occurred: Vec<DateTime<Utc>> = activities.iter().map(|a| a.occurred_at).collect();
+    let members: Vec<&str> = activities
+        .iter()
+        .map(|a| a.member.source_id.as_str())
+        .collect();
+    let parents: Vec<Option<&str>> = activities
+        .iter()
+        .map(|a| a.source_parent_id.as_deref())
+        .collect();
+    let channels: Vec<Option<&str>> = activities.iter().map(|a| a.channel.as_deref()).collect();
+    let titles: Vec<Option<&str>> = activities.iter().map(|a| a.title.as_deref()).collect();
+    let bodies: Vec<Option<&str>> = activities.iter().map(|a| a.body.as_deref()).collect();
+    let urls: Vec<Option<&str>> = activities.iter().map(|a| a.url.as_deref()).collect();
+    let attributes: Vec<Value> = activities
+        .iter()
+        .map(|a| object_or_empty(&a.attributes))
+        .collect();
+    query
+        .bind(source_ids)
+        .bind(types)
+        .bind(occurred)
+        .bind(members)
+        .bind(parents)
+        .bind(channels)
+        .bind(titles)
+        .bind(bodies)
+        .bind(urls)
+        .bind(attributes)
 }
 
 fn merge_members<'a>(all: impl Iterator<Item = &'a Member>) -> Vec<Member> {
@@ -97,167 +294,6 @@ fn object_or_empty(value: &Value) -> Value {
     } else {
         Value::Object(Default::default())
     }
-}
-
-/// Splits `RETURNING (xmax = 0)` flags into (created, updated).
-fn tally(flags: &[bool]) -> (u64, u64) {
-    let created = flags.iter().filter(|c| **c).count() as u64;
-    (created, flags.len() as u64 - created)
-}
-
-async fn upsert_members(
-    conn: &mut PgConnection,
-    scope: &RecordScope,
-    members: &[Member],
-) -> Result<(u64, u64), StoreError> {
-    let source_ids: Vec<&str> = members.iter().map(|m| m.source_id.as_str()).collect();
-    let usernames: Vec<&str> = members.iter().map(|m| m.username.as_str()).collect();
-    let names: Vec<Option<&str>> = members.iter().map(|m| m.display_name.as_deref()).collect();
-    let urls: Vec<Option<&str>> = members.iter().map(|m| m.url.as_deref()).collect();
-    let joined: Vec<Option<DateTime<Utc>>> = members.iter().map(|m| m.joined_at).collect();
-    let attributes: Vec<Value> = members
-        .iter()
-        .map(|m| object_or_empty(&m.attributes))
-        .collect();
-    // New members first: DO NOTHING takes no lock on existing rows, so concurrent streams that
-    // mention the same (unchanged) member never wait for each other.
-    // Each statement writes its outbox events (one per row it changed) in the same statement.
-    let created = sqlx::query(
-        "WITH ins AS (
-             INSERT INTO members
-                 (tenant_id, platform, integration_id, source_id, username, display_name, url, joined_at, attributes)
-             SELECT $1, $2, $3, u.* FROM UNNEST($4::text[], $5::text[], $6::text[], $7::text[],
-                                                $8::timestamptz[], $9::jsonb[])
-                 AS u(source_id, username, display_name, url, joined_at, attributes)
-             -- one lock order for every transaction: concurrent inserts never deadlock
-             ORDER BY u.source_id
-             ON CONFLICT (tenant_id, platform, source_id) DO NOTHING
-             RETURNING *)
-         INSERT INTO events (tenant_id, platform, integration_id, event_type, data)
-         SELECT tenant_id, platform, integration_id, 'member.created', to_jsonb(ins) FROM ins",
-    )
-    .bind(scope.tenant_id)
-    .bind(&scope.platform)
-    .bind(scope.integration_id)
-    .bind(&source_ids)
-    .bind(&usernames)
-    .bind(&names)
-    .bind(&urls)
-    .bind(&joined)
-    .bind(&attributes)
-    .execute(&mut *conn)
-    .await?
-    .rows_affected();
-    // Then only the members whose fields changed are updated (and locked). Missing fields keep
-    // their known values.
-    let updated = sqlx::query(
-        "WITH up AS (UPDATE members AS m SET
-             username = u.username,
-             display_name = coalesce(u.display_name, m.display_name),
-             url = coalesce(u.url, m.url),
-             joined_at = coalesce(u.joined_at, m.joined_at),
-             attributes = m.attributes || u.attributes,
-             updated_at = now()
-         FROM UNNEST($3::text[], $4::text[], $5::text[], $6::text[], $7::timestamptz[], $8::jsonb[])
-             AS u(source_id, username, display_name, url, joined_at, attributes)
-         WHERE m.tenant_id = $1 AND m.platform = $2 AND m.source_id = u.source_id
-           AND (m.username, m.display_name, m.url, m.joined_at, m.attributes)
-               IS DISTINCT FROM
-               (u.username, coalesce(u.display_name, m.display_name), coalesce(u.url, m.url),
-                coalesce(u.joined_at, m.joined_at), m.attributes || u.attributes)
-             RETURNING m.*)
-         INSERT INTO events (tenant_id, platform, integration_id, event_type, data)
-         SELECT tenant_id, platform, integration_id, 'member.updated', to_jsonb(up) FROM up",
-    )
-    .bind(scope.tenant_id)
-    .bind(&scope.platform)
-    .bind(&source_ids)
-    .bind(&usernames)
-    .bind(&names)
-    .bind(&urls)
-    .bind(&joined)
-    .bind(&attributes)
-    .execute(&mut *conn)
-    .await?
-    .rows_affected();
-    Ok((created, updated))
-}
-
-async fn upsert_activities(
-    conn: &mut PgConnection,
-    scope: &RecordScope,
-    activities: &[&Activity],
-) -> Result<(u64, u64), StoreError> {
-    let n = activities.len();
-    let mut source_ids = Vec::with_capacity(n);
-    let mut types = Vec::with_capacity(n);
-    let mut occurred = Vec::with_capacity(n);
-    let mut members = Vec::with_capacity(n);
-    let mut parents = Vec::with_capacity(n);
-    let mut channels = Vec::with_capacity(n);
-    let mut titles = Vec::with_capacity(n);
-    let mut bodies = Vec::with_capacity(n);
-    let mut urls = Vec::with_capacity(n);
-    let mut attributes = Vec::with_capacity(n);
-    for a in activities {
-        source_ids.push(a.source_id.as_str());
-        types.push(a.activity_type.as_str());
-        occurred.push(a.occurred_at);
-        members.push(a.member.source_id.as_str());
-        parents.push(a.source_parent_id.as_deref());
-        channels.push(a.channel.as_deref());
-        titles.push(a.title.as_deref());
-        bodies.push(a.body.as_deref());
-        urls.push(a.url.as_deref());
-        attributes.push(object_or_empty(&a.attributes));
-    }
-    let flags: Vec<bool> = sqlx::query_scalar(
-        "WITH up AS (INSERT INTO activities AS a
-             (tenant_id, platform, integration_id, source_id, activity_type, occurred_at,
-              member_source_id, source_parent_id, channel, title, body, url, attributes)
-         SELECT $1, $2, $3, u.* FROM UNNEST($4::text[], $5::text[], $6::timestamptz[], $7::text[],
-                                            $8::text[], $9::text[], $10::text[], $11::text[],
-                                            $12::text[], $13::jsonb[])
-             AS u(source_id, activity_type, occurred_at, member_source_id, source_parent_id,
-                  channel, title, body, url, attributes)
-         ORDER BY u.source_id
-         ON CONFLICT (tenant_id, platform, source_id) DO UPDATE SET
-             activity_type = EXCLUDED.activity_type, occurred_at = EXCLUDED.occurred_at,
-             member_source_id = EXCLUDED.member_source_id,
-             source_parent_id = EXCLUDED.source_parent_id, channel = EXCLUDED.channel,
-             title = EXCLUDED.title, body = EXCLUDED.body, url = EXCLUDED.url,
-             attributes = EXCLUDED.attributes, updated_at = now()
-         WHERE (a.activity_type, a.occurred_at, a.member_source_id, a.source_parent_id, a.channel,
-                a.title, a.body, a.url, a.attributes)
-               IS DISTINCT FROM
-               (EXCLUDED.activity_type, EXCLUDED.occurred_at, EXCLUDED.member_source_id,
-                EXCLUDED.source_parent_id, EXCLUDED.channel, EXCLUDED.title, EXCLUDED.body,
-                EXCLUDED.url, EXCLUDED.attributes)
-         RETURNING a.*, (a.xmax = 0) AS created),
-         outbox AS (
-             INSERT INTO events (tenant_id, platform, integration_id, event_type, channel, data)
-             SELECT tenant_id, platform, integration_id,
-                    CASE WHEN created THEN 'activity.created' ELSE 'activity.updated' END,
-                    channel, to_jsonb(up) - 'created'
-             FROM up)
-         SELECT created FROM up",
-    )
-    .bind(scope.tenant_id)
-    .bind(&scope.platform)
-    .bind(scope.integration_id)
-    .bind(&source_ids)
-    .bind(&types)
-    .bind(&occurred)
-    .bind(&members)
-    .bind(&parents)
-    .bind(&channels)
-    .bind(&titles)
-    .bind(&bodies)
-    .bind(&urls)
-    .bind(&attributes)
-    .fetch_all(conn)
-    .await?;
-    Ok(tally(&flags))
 }
 
 #[cfg(test)]

@@ -6,8 +6,9 @@
 //! one new post. Per round: time from the tick to the last check processed, checks/s, database
 //! transactions per check (`pg_stat_database`), worker CPU per check (`/proc/PID/stat`).
 //!
-//! Not over SQS: moto's receive cost grows with the square of the queue's depth (see the
-//! toolchain notes), so a 10,000-message queue on moto measures moto.
+//! `--queue sqs` runs the same over SQS on moto (a local SQS-compatible server, started here):
+//! moto's receive cost grows with the square of the queue's depth (see the toolchain notes), so
+//! there a 10,000-message queue measures moto; a thousand integrations measure the worker.
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -21,7 +22,8 @@ use sqlx::PgPool;
 use tokio::process::{Child, Command};
 use tributary::maintenance::{TickScheduler, TickSchedulerConfig};
 use tributary::messages::TickSlot;
-use tributary::queue::{PgQueue, PgQueueConfig};
+use tributary::queue::{PgQueue, PgQueueConfig, Queue, QueueBackend, SqsQueueSettings};
+use tributary::testkit::moto::MotoServer;
 use tributary_integrations::example_forum::PLATFORM;
 use tributary_integrations::example_forum::fake::{
     DatasetSpec, FakeForum, ForumData, ForumOptions, author,
@@ -57,6 +59,9 @@ pub struct ChecksBenchArgs {
     /// an earlier version's build, for a baseline on the same machine and database.
     #[arg(long)]
     pub worker_binary: Option<PathBuf>,
+    /// The queue the tick's checks go through: postgres, or sqs (on moto, started here).
+    #[arg(long, default_value = "postgres")]
+    pub queue: QueueBackend,
 }
 
 const TOKEN: &str = "forum-bench-token";
@@ -95,22 +100,23 @@ pub async fn run(args: ChecksBenchArgs) -> anyhow::Result<()> {
     .await
     .context("starting the fake forum")?;
     insert_integrations(&pool, args.integrations, &forum.base_url()).await?;
+    let (queue, queue_env) = open_queue(&pool, &args.queue).await?;
     println!(
-        "{} Example Forum integrations due at one tick (spread over {:.0}% of the minute); {} worker(s) × concurrency {} (at most {}); {} ms per request; postgres queue",
+        "{} Example Forum integrations due at one tick (spread over {:.0}% of the minute); {} worker(s) × concurrency {} (at most {}); {} ms per request; {}",
         args.integrations,
         args.spread * 100.0,
         args.workers,
         args.concurrency,
         args.max_concurrency
             .map_or_else(|| "the worker's default".to_owned(), |m| m.to_string()),
-        args.latency_ms
+        args.latency_ms,
+        queue.describe()
     );
     let mut workers = Vec::new();
     for n in 0..args.workers {
-        workers.push(start_worker(&url, n, &args)?);
+        workers.push(start_worker(&url, n, &args, &queue_env)?);
     }
     let registry = Arc::new(tributary_integrations::registry()?);
-    let queue = Arc::new(PgQueue::new(pool.clone(), PgQueueConfig::default()));
     let scheduler = TickScheduler::new(
         pool.clone(),
         registry,
@@ -187,14 +193,42 @@ fn worker_binary(args: &ChecksBenchArgs) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
-fn start_worker(database_url: &str, n: usize, args: &ChecksBenchArgs) -> anyhow::Result<Child> {
+/// The queue the tick sends to, and the environment that points a worker at it.
+async fn open_queue(
+    pool: &PgPool,
+    backend: &QueueBackend,
+) -> anyhow::Result<(Arc<dyn Queue>, Vec<(&'static str, String)>)> {
+    Ok(match backend {
+        QueueBackend::Postgres => (
+            Arc::new(PgQueue::new(pool.clone(), PgQueueConfig::default())),
+            vec![("TRIBUTARY_QUEUE", "postgres".to_owned())],
+        ),
+        QueueBackend::Sqs => {
+            let moto = MotoServer::shared();
+            let queue = moto
+                .queue("bench-checks", &SqsQueueSettings::default())
+                .await;
+            let mut env = moto.env();
+            env.push(("TRIBUTARY_QUEUE", "sqs".to_owned()));
+            env.push(("TRIBUTARY_SQS_QUEUE_URL", queue.url().to_owned()));
+            (Arc::new(queue), env)
+        }
+    })
+}
+
+fn start_worker(
+    database_url: &str,
+    n: usize,
+    args: &ChecksBenchArgs,
+    queue_env: &[(&'static str, String)],
+) -> anyhow::Result<Child> {
     let mut command = Command::new(worker_binary(args)?);
+    command.envs(queue_env.iter().map(|(k, v)| (*k, v.as_str())));
     if let Some(max) = args.max_concurrency {
         command.env("TRIBUTARY_WORKER_MAX_CONCURRENCY", max.to_string());
     }
     command
         .env("DATABASE_URL", database_url)
-        .env("TRIBUTARY_QUEUE", "postgres")
         .env("TRIBUTARY_HEALTH_ADDR", "off")
         .env("TRIBUTARY_WORKER_ID", format!("bench-checks-{n}"))
         .env("TRIBUTARY_WORKER_CONCURRENCY", args.concurrency.to_string())

@@ -66,6 +66,16 @@ pub fn lease_lost(lease: &Lease) {
     tracing::warn!(run_id = %lease.run_id, attempt = lease.attempt, "lease lost; stopping this run");
 }
 
+/// A stream's write found its claim gone while the run is still this attempt's (a claim undone
+/// by a crash of the database): the stream is claimed and processed again.
+pub fn stream_claim_undone(lease: &Lease, stream_id: Option<Uuid>) {
+    let stream_id = stream_id.map(|id| id.to_string()).unwrap_or_default();
+    tracing::warn!(
+        run_id = %lease.run_id, attempt = lease.attempt, stream_id,
+        "a stream's claim was undone (the database crashed after it): the stream runs again, nothing of it was written"
+    );
+}
+
 /// A stream's write found the run no longer held by this attempt: the run stops here. `now` is
 /// the run as it stands (who holds it, in which attempt), when it could be read.
 pub fn stream_write_lease_lost(lease: &Lease, stream_id: Option<Uuid>, now: Option<&Run>) {

@@ -298,3 +298,56 @@ fn abandoned() -> tributary::ErrorRecord {
         at: chrono::Utc::now(),
     }
 }
+
+/// A stream's claim undone under the worker (a claim is committed without waiting for its flush,
+/// and a crash of the database undoes it): its write finds the claim gone while the run is still
+/// this attempt's. The stream runs again in the same attempt; the run is not given up as lost.
+#[sqlx::test(migrator = "tributary::MIGRATOR")]
+async fn a_stream_claim_undone_by_a_database_crash_runs_the_stream_again(pool: sqlx::PgPool) {
+    let (running, undone) = (Signal::new(), Signal::new());
+    let (running_tx, undone_rx) = (running.clone(), undone.clone());
+    let service = ScriptedService::new(PLATFORM, roots(&["s"]), move |call| {
+        let (running, undone) = (running_tx.clone(), undone_rx.clone());
+        async move {
+            if call.call == 1 {
+                running.fire();
+                undone.wait().await;
+            }
+            Ok(StreamOutcome::new().activity(activity(&call.call.to_string(), "ada")))
+        }
+    })
+    .config(fast_config());
+    let h = harness(pool.clone(), service);
+    let (_, run) = h.connect(PLATFORM, json!({}), json!({})).await.unwrap();
+    let processing = tokio::spawn({
+        let h = h.clone();
+        async move { h.process(run.id).await }
+    });
+    running.wait().await;
+    // what crash recovery leaves of an unflushed claim: the stream pending, as before it
+    let undone_rows = sqlx::query(
+        "UPDATE integration_streams SET state = 'pending', claimed_attempt = NULL, started_at = NULL
+         WHERE run_id = $1 AND state = 'processing'",
+    )
+    .bind(run.id)
+    .execute(&pool)
+    .await
+    .unwrap()
+    .rows_affected();
+    assert_eq!(undone_rows, 1);
+    undone.fire();
+
+    assert_eq!(processing.await.unwrap(), RunOutcome::Processed);
+    let streams = h.streams(run.id).await;
+    assert_eq!(streams.len(), 1);
+    assert_eq!(
+        (streams[0].retries, streams[0].activities_created),
+        (0, 1),
+        "no retry charged; only the second pass's outcome written"
+    );
+    let stored: Vec<String> = sqlx::query_scalar("SELECT source_id FROM activities")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert_eq!(stored, ["act-2"], "the first pass wrote nothing");
+}

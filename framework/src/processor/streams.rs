@@ -273,11 +273,21 @@ impl StreamLoop<'_> {
                                     }
                                 }
                                 Err(e) if e.is_lease_lost() => {
-                                    in_flight.abort_all();
                                     // who holds the run now says why: another attempt, or none
                                     let now = crate::store::runs::get(self.pool, self.lease.run_id)
                                         .await
                                         .ok();
+                                    if now.as_ref().is_some_and(|run| self.holds(run)) {
+                                        // the run is still this attempt's: only the stream's
+                                        // claim is gone (written without waiting for its flush,
+                                        // a crash of the database undid it). Nothing of its
+                                        // outcome was written; it is pending and claimed anew.
+                                        events::stream_claim_undone(self.lease, stream_id);
+                                        exhausted = false;
+                                        settled = None;
+                                        continue;
+                                    }
+                                    in_flight.abort_all();
                                     events::stream_write_lease_lost(self.lease, stream_id, now.as_ref());
                                     return Ok(LoopEnd::LeaseLost);
                                 }
@@ -311,6 +321,13 @@ impl StreamLoop<'_> {
                 }
             }
         }
+    }
+}
+
+impl StreamLoop<'_> {
+    /// `run` (as read now) is still held by this loop's attempt.
+    fn holds(&self, run: &crate::store::runs::Run) -> bool {
+        run.attempt == self.lease.attempt && run.state == crate::store::runs::RunState::Processing
     }
 }
 

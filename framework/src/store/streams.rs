@@ -290,9 +290,10 @@ pub async fn claim_due(
     lease: &Lease,
     limit: usize,
 ) -> Result<Vec<StreamRow>, StoreError> {
-    // A claim lost in a database crash is harmless (the streams are simply pending again), and
-    // the stream's own durable commit later flushes the log in order: this statement's
-    // transaction does not wait for fsync.
+    // A claim lost in a database crash is harmless: the streams are simply pending again, the
+    // stream's own write then finds its claim gone while the run is still held, and the loop
+    // claims it anew (nothing of its outcome is written); and the stream's own durable commit
+    // later flushes the log in order. So this statement's transaction does not wait for fsync.
     const CLAIM: &str = claim_sql!(
         "no_fsync_wait AS (SELECT set_config('synchronous_commit', 'off', true)),",
         " AND EXISTS (SELECT 1 FROM no_fsync_wait)"

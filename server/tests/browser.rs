@@ -188,9 +188,18 @@ impl Browser {
     }
 }
 
+impl Browser {
+    /// Ends the session: chromedriver closes chromium.
+    async fn quit(&self) {
+        let url = format!("{}/session/{}", self.driver, self.session);
+        let _ = self.http.delete(url).send().await;
+    }
+}
+
 impl Drop for Browser {
     fn drop(&mut self) {
-        // chromedriver is killed with its process handle; the session goes with it
+        // chromedriver is killed with its process handle; chromium goes only if `quit` ended
+        // the session first (a failed assertion skips it and leaves chromium to the machine)
     }
 }
 
@@ -282,5 +291,6 @@ async fn the_dashboard_shows_progress_error_chains_and_redrives_a_dead_letter(po
     let flash = browser.text("#flash").await.expect("a confirmation");
     assert!(flash.contains("sent to the workers again"), "{flash}");
     browser.screenshot("dead-letter-redriven").await;
+    browser.quit().await;
     worker.cancel();
 }

@@ -110,14 +110,10 @@ async fn the_members_events_come_before_the_activities_events(pool: PgPool) {
     .await
     .unwrap();
     // a second outcome: amy renamed, one new activity
-    let counts = records::upsert(
-        &mut conn,
-        &scope,
-        &[Member::new("user-amy", "Amy")],
-        &[activity("3", "bob")],
-    )
-    .await
-    .unwrap();
+    let (members, activities) = ([Member::new("user-amy", "Amy")], [activity("3", "bob")]);
+    let counts = records::upsert(&mut conn, &scope, &members, &activities)
+        .await
+        .unwrap();
     assert_eq!(
         (counts.members_created, counts.members_updated),
         (1, 1),
@@ -139,14 +135,9 @@ async fn the_members_events_come_before_the_activities_events(pool: PgPool) {
             "activity.created",
         ]
     );
-    // the same records again change nothing and write no event
-    let again = records::upsert(
-        &mut conn,
-        &scope,
-        &[Member::new("user-amy", "Amy")],
-        &[activity("3", "bob")],
-    )
-    .await
-    .unwrap();
+    // the same records again change nothing
+    let again = records::upsert(&mut conn, &scope, &members, &activities)
+        .await
+        .unwrap();
     assert_eq!(again, UpsertCounts::default());
 }

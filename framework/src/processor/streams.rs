@@ -105,6 +105,11 @@ struct Shared {
 }
 
 impl StreamLoop<'_> {
+    /// `run` (as read now) is still held by this loop's attempt.
+    fn holds(&self, run: &crate::store::runs::Run) -> bool {
+        run.attempt == self.lease.attempt && run.state == crate::store::runs::RunState::Processing
+    }
+
     pub(super) async fn run(mut self) -> Result<LoopEnd, ProcessorError> {
         let shared = Arc::new(Shared {
             pool: self.pool.clone(),
@@ -321,13 +326,6 @@ impl StreamLoop<'_> {
                 }
             }
         }
-    }
-}
-
-impl StreamLoop<'_> {
-    /// `run` (as read now) is still held by this loop's attempt.
-    fn holds(&self, run: &crate::store::runs::Run) -> bool {
-        run.attempt == self.lease.attempt && run.state == crate::store::runs::RunState::Processing
     }
 }
 

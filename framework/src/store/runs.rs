@@ -341,21 +341,15 @@ pub async fn save_preprocessed(
         .bind(i64::try_from(claim).unwrap_or(i64::MAX))
         .fetch_all(pool)
         .await?;
-    let held = match rows.first() {
-        Some(row) => row.try_get::<bool, _>("held")?,
-        None => false,
+    // the statement answers at least one row: whether the lease held, and how many were new
+    let (held, inserted) = match rows.first() {
+        Some(row) => (
+            row.try_get::<bool, _>("held")?,
+            row.try_get::<i64, _>("inserted")?,
+        ),
+        None => (false, 0),
     };
-    if !held {
-        return Err(StoreError::LeaseLost {
-            run_id: lease.run_id,
-            attempt: lease.attempt,
-        });
-    }
-    let inserted = rows
-        .first()
-        .map(|row| row.try_get::<i64, _>("inserted"))
-        .transpose()?
-        .unwrap_or(0);
+    expect_one(u64::from(held), lease)?;
     let mut claimed = Vec::new();
     for row in &rows {
         if row.try_get::<Option<Uuid>, _>("id")?.is_some() {

@@ -259,30 +259,6 @@ pub(crate) async fn insert_many(
     Ok(done.rows_affected())
 }
 
-/// The claim of up to `$3` due pending streams of run `$1` for attempt `$2`, oldest first;
-/// nothing once the attempt no longer holds the run. `$with` adds CTEs, `$uses` makes the claim
-/// depend on them (a CTE nothing refers to is not run).
-macro_rules! claim_sql {
-    ($with:literal, $uses:literal) => {
-        concat!(
-            "WITH ",
-            $with,
-            " fence AS (SELECT 1 FROM integration_runs
-                         WHERE id = $1 AND attempt = $2 AND state = 'processing' FOR SHARE)
-             UPDATE integration_streams SET state = 'processing', claimed_attempt = $2,
-                 started_at = now(), updated_at = now()
-             WHERE id IN (
-                 SELECT id FROM integration_streams
-                 WHERE run_id = $1 AND state = 'pending'
-                   AND (delayed_until IS NULL OR delayed_until <= now())
-                   AND EXISTS (SELECT 1 FROM fence)",
-            $uses,
-            " ORDER BY seq LIMIT $3 FOR UPDATE SKIP LOCKED)
-             RETURNING *"
-        )
-    };
-}
-
 /// Claims up to `limit` due pending streams of the leased run, oldest first, in one statement.
 /// Nothing is claimed once the lease no longer holds the run.
 pub async fn claim_due(
@@ -293,28 +269,29 @@ pub async fn claim_due(
     // A claim lost in a database crash is harmless: the streams are simply pending again, the
     // stream's own write then finds its claim gone while the run is still held, and the loop
     // claims it anew (nothing of its outcome is written); and the stream's own durable commit
-    // later flushes the log in order. So this statement's transaction does not wait for fsync.
-    const CLAIM: &str = claim_sql!(
-        "no_fsync_wait AS (SELECT set_config('synchronous_commit', 'off', true)),",
-        " AND EXISTS (SELECT 1 FROM no_fsync_wait)"
-    );
-    claim_with(CLAIM, &mut *pool.acquire().await?, lease, limit).await
-}
-
-async fn claim_with(
-    sql: &'static str,
-    conn: &mut PgConnection,
-    lease: &Lease,
-    limit: usize,
-) -> Result<Vec<StreamRow>, StoreError> {
+    // later flushes the log in order. So this statement's transaction does not wait for fsync
+    // (`no_fsync_wait`; the claim depends on it, since a CTE nothing refers to is not run).
+    const CLAIM: &str =
+        "WITH no_fsync_wait AS (SELECT set_config('synchronous_commit', 'off', true)),
+         fence AS (SELECT 1 FROM integration_runs
+                   WHERE id = $1 AND attempt = $2 AND state = 'processing' FOR SHARE)
+         UPDATE integration_streams SET state = 'processing', claimed_attempt = $2,
+             started_at = now(), updated_at = now()
+         WHERE id IN (
+             SELECT id FROM integration_streams
+             WHERE run_id = $1 AND state = 'pending'
+               AND (delayed_until IS NULL OR delayed_until <= now())
+               AND EXISTS (SELECT 1 FROM fence) AND EXISTS (SELECT 1 FROM no_fsync_wait)
+             ORDER BY seq LIMIT $3 FOR UPDATE SKIP LOCKED)
+         RETURNING *";
     if limit == 0 {
         return Ok(Vec::new());
     }
-    let mut rows: Vec<StreamRow> = sqlx::query_as(sql)
+    let mut rows: Vec<StreamRow> = sqlx::query_as(CLAIM)
         .bind(lease.run_id)
         .bind(lease.attempt)
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-        .fetch_all(conn)
+        .fetch_all(pool)
         .await?;
     rows.sort_by_key(|r| r.seq);
     Ok(rows)

@@ -1,5 +1,6 @@
 //! Committing a stream's outcome: its records, its child streams and next page, and the stream
-//! `processed`, in one transaction under the run's lease. The last stream in flight may ask, in
+//! `processed`, in one transaction under the run's lease (one statement when the outcome brings
+//! no new streams, as most pages of a check do). The last stream in flight may ask, in
 //! the same statement, how the run's other streams stand ([`RunSummary`]): a run whose streams are
 //! all final then ends without another round trip.
 
@@ -33,6 +34,11 @@ pub struct Completion<'a> {
 }
 
 impl Completion<'_> {
+    /// How many records the outcome carries (its stream's `records`).
+    fn records_total(&self) -> i32 {
+        i32::try_from(self.members.len() + self.activities.len()).unwrap_or(i32::MAX)
+    }
+
     /// Makes the outcome storable, the same way for every integration: NUL stripped from every
     /// record, stream and last record (a record's `nul_stripped` attribute says which fields);
     /// a source id or stream identifier too long for its index refused with its field named.
@@ -107,25 +113,91 @@ impl RunSummary {
 
 /// Commits a stream's outcome in one transaction: members and activities upserted, new streams
 /// inserted (deduplicated by identifier), the stream `processed` (or `error` with
-/// `completion.error`). Nothing is written unless the
-/// lease still holds the run and the stream.
+/// `completion.error`). Nothing is written unless the lease still holds the run and the stream.
+/// Without new streams it is one statement (records or not): no BEGIN and COMMIT of their own.
 pub async fn complete(
     pool: &PgPool,
     lease: &Lease,
     completion: &Completion<'_>,
 ) -> Result<Completed, StoreError> {
-    let writes_rows = !(completion.members.is_empty()
-        && completion.activities.is_empty()
-        && completion.new_streams.is_empty());
-    if writes_rows {
-        let mut tx = crate::db::begin(pool).await?;
-        let completed = complete_in(&mut tx, lease, completion).await?;
-        tx.commit().await?;
-        Ok(completed)
-    } else {
-        // one guarded statement: its own transaction
-        complete_in(&mut *pool.acquire().await?, lease, completion).await
+    let carries_records = !(completion.members.is_empty() && completion.activities.is_empty());
+    match (carries_records, completion.new_streams.is_empty()) {
+        // one statement each: its own transaction
+        (true, true) => complete_records(pool, lease, completion).await,
+        (false, true) => complete_in(&mut *pool.acquire().await?, lease, completion).await,
+        _ => {
+            let mut tx = crate::db::begin(pool).await?;
+            let completed = complete_in(&mut tx, lease, completion).await?;
+            tx.commit().await?;
+            Ok(completed)
+        }
     }
+}
+
+/// [`complete`] for an outcome of records and no new streams: one statement
+/// ([`commit_records_sql!`]). When it missed a member that another transaction inserted
+/// meanwhile, its records are committed but not the stream: the member is updated and the stream
+/// marked in a second transaction (a crash between the two leaves the stream `processing`, to be
+/// fetched and written again, which changes nothing).
+async fn complete_records(
+    pool: &PgPool,
+    lease: &Lease,
+    completion: &Completion<'_>,
+) -> Result<Completed, StoreError> {
+    let batch = records::Batch::new(&completion.members, &completion.activities);
+    let sql = if completion.summarize {
+        COMMIT_RECORDS_AND_SUMMARIZE
+    } else {
+        COMMIT_RECORDS
+    };
+    let row = batch
+        .bind(sqlx::query(sql), completion.scope)
+        .bind(completion.stream_id)
+        .bind(lease.run_id)
+        .bind(lease.attempt)
+        .bind(completion.records_total())
+        .bind(&completion.last_record)
+        .bind(completion.last_record_timestamp)
+        .bind(completion.error.map(super::error_json))
+        .fetch_one(pool)
+        .await?;
+    let count = |column: &str| -> Result<u64, StoreError> {
+        Ok(u64::try_from(sqlx::Row::try_get::<i64, _>(&row, column)?).unwrap_or(0))
+    };
+    expect_one(count("held")?, lease)?;
+    let (mut counts, missed) = UpsertCounts::from_row(&row)?;
+    if count("updated")? == 1 {
+        let summary = if completion.summarize {
+            Some(<RunSummary as sqlx::FromRow<_>>::from_row(&row)?)
+        } else {
+            None
+        };
+        return Ok(Completed {
+            records: counts,
+            new_streams: 0,
+            cycle: None,
+            summary,
+        });
+    }
+    if missed == 0 {
+        // the stream was held when the statement began, not when it was marked
+        return Err(StoreError::LeaseLost {
+            run_id: lease.run_id,
+            attempt: lease.attempt,
+        });
+    }
+    let mut tx = crate::db::begin(pool).await?;
+    counts.members_updated += batch.update_missed(&mut tx, completion.scope).await?;
+    let (updated, summary) =
+        mark_processed(&mut tx, lease, completion, completion.error, &counts).await?;
+    expect_one(updated, lease)?;
+    tx.commit().await?;
+    Ok(Completed {
+        records: counts,
+        new_streams: 0,
+        cycle: None,
+        summary,
+    })
 }
 
 async fn complete_in(
@@ -157,17 +229,8 @@ async fn complete_in(
         }
     }
     let error = completion.error.cloned().or(cycle);
-    let records_total =
-        i32::try_from(completion.members.len() + completion.activities.len()).unwrap_or(i32::MAX);
-    let (updated, summary) = mark_processed(
-        conn,
-        lease,
-        completion,
-        error.as_ref(),
-        &counts,
-        records_total,
-    )
-    .await?;
+    let (updated, summary) =
+        mark_processed(conn, lease, completion, error.as_ref(), &counts).await?;
     expect_one(updated, lease)?;
     Ok(Completed {
         records: counts,
@@ -177,41 +240,125 @@ async fn complete_in(
     })
 }
 
-/// The guarded update of a committed stream ($1 stream, $2 run, $3 attempt, $4–$9 figures and
-/// last record, $10 error).
+/// The guarded update of a committed stream, its placeholders given: `$stream`, `$run`,
+/// `$attempt`; `$figures` its records, members created, activities created and updated;
+/// `$last` its last record and that record's timestamp; `$error` (jsonb, NULL for none); `$gate`
+/// a further condition (`true` for none).
 macro_rules! mark_sql {
-    () => {
-        "UPDATE integration_streams SET
-             state = CASE WHEN $10::jsonb IS NULL THEN 'processed' ELSE 'error' END,
-             error = $10, claimed_attempt = NULL,
-             delayed_until = NULL, finished_at = now(), updated_at = now(),
-             records = $4, members_created = $5, activities_created = $6, activities_updated = $7,
-             last_record = $8, last_record_timestamp = $9
-         WHERE id = $1 AND state = 'processing' AND claimed_attempt = $3
-           AND EXISTS (SELECT 1 FROM integration_runs
-                       WHERE id = $2 AND attempt = $3 AND state = 'processing' FOR SHARE)"
+    ($stream:literal, $run:literal, $attempt:literal, $figures:literal, $last:literal,
+     $error:literal, $gate:literal) => {
+        concat!(
+            "UPDATE integration_streams SET
+                 state = CASE WHEN ",
+            $error,
+            "::jsonb IS NULL THEN 'processed' ELSE 'error' END,
+                 error = ",
+            $error,
+            ", claimed_attempt = NULL,
+                 delayed_until = NULL, finished_at = now(), updated_at = now(),
+                 (records, members_created, activities_created, activities_updated) = (",
+            $figures,
+            "),
+                 (last_record, last_record_timestamp) = (",
+            $last,
+            ")
+             WHERE id = ",
+            $stream,
+            " AND state = 'processing' AND claimed_attempt = ",
+            $attempt,
+            " AND ",
+            $gate,
+            "
+               AND EXISTS (SELECT 1 FROM integration_runs
+                           WHERE id = ",
+            $run,
+            " AND attempt = ",
+            $attempt,
+            " AND state = 'processing' FOR SHARE)"
+        )
     };
 }
-const MARK: &str = mark_sql!();
+
+/// How the run's other streams stand (`others`), for a statement whose CTE `done` marked stream
+/// `$stream` of run `$run` (RETURNING its state); [`summary_columns!`] selects it as a
+/// [`RunSummary`].
+macro_rules! others_sql {
+    ($stream:literal, $run:literal) => {
+        concat!(
+            "others AS (
+                 SELECT count(*) FILTER (WHERE state IN ('pending', 'processing')) AS open,
+                        count(*) FILTER (WHERE state = 'processing') AS processing,
+                        count(*) FILTER (WHERE state = 'error') AS errored,
+                        coalesce(bool_or(state = 'pending'
+                            AND (delayed_until IS NULL OR delayed_until <= now())), false) AS due_now,
+                        min(delayed_until) FILTER (WHERE state = 'pending') AS next_due
+                 FROM integration_streams
+                 WHERE run_id = ", $run, " AND id <> ", $stream,
+            " AND state IN ('pending', 'processing', 'error'))"
+        )
+    };
+}
+
+macro_rules! summary_columns {
+    () => {
+        "o.open, o.processing,
+         o.errored + (SELECT count(*) FROM done WHERE state = 'error') AS errored,
+         o.due_now, o.next_due"
+    };
+}
+
+/// The stream's update alone ($1 stream, $2 run, $3 attempt, $4–$9 figures and last record, $10
+/// error).
+const MARK: &str = mark_sql!("$1", "$2", "$3", "$4, $5, $6, $7", "$8, $9", "$10", "true");
 const MARK_AND_SUMMARIZE: &str = concat!(
     "WITH done AS (",
-    mark_sql!(),
-    " RETURNING state),
-          others AS (
-              SELECT count(*) FILTER (WHERE state IN ('pending', 'processing')) AS open,
-                     count(*) FILTER (WHERE state = 'processing') AS processing,
-                     count(*) FILTER (WHERE state = 'error') AS errored,
-                     coalesce(bool_or(state = 'pending'
-                         AND (delayed_until IS NULL OR delayed_until <= now())), false) AS due_now,
-                     min(delayed_until) FILTER (WHERE state = 'pending') AS next_due
-              FROM integration_streams
-              WHERE run_id = $2 AND id <> $1 AND state IN ('pending', 'processing', 'error'))
-     SELECT (SELECT count(*) FROM done) AS updated,
-            o.open, o.processing,
-            o.errored + (SELECT count(*) FROM done WHERE state = 'error') AS errored,
-            o.due_now, o.next_due
-     FROM others o"
+    mark_sql!("$1", "$2", "$3", "$4, $5, $6, $7", "$8, $9", "$10", "true"),
+    " RETURNING state), ",
+    others_sql!("$1", "$2"),
+    " SELECT (SELECT count(*) FROM done) AS updated, ",
+    summary_columns!(),
+    " FROM others o"
 );
+
+/// An outcome of records and no new streams in one statement ($1–$19 the records, $20 stream,
+/// $21 run, $22 attempt, $23 records, $24–$25 last record, $26 error): `g` holds the stream
+/// (locked) when the lease holds the run and the stream, and nothing is written without it; the
+/// stream is marked unless some member was missed (`missed`: another transaction inserted it
+/// after this statement's snapshot, so its update could not be applied here). `held` says
+/// whether the records were written, `updated` whether the stream was marked.
+macro_rules! commit_records_sql {
+    ($($summary:literal)?) => {
+        concat!(
+            "WITH g AS (
+                 SELECT 1 FROM integration_streams
+                 WHERE id = $20 AND state = 'processing' AND claimed_attempt = $22
+                   AND EXISTS (SELECT 1 FROM integration_runs
+                               WHERE id = $21 AND attempt = $22 AND state = 'processing'
+                               FOR SHARE)
+                 FOR NO KEY UPDATE), ",
+            super::records::upsert_ctes!("EXISTS (SELECT 1 FROM g)"),
+            ", done AS (",
+            mark_sql!(
+                "$20",
+                "$21",
+                "$22",
+                "$23, (SELECT count(*) FROM ins)::int,
+                 (SELECT count(*) FILTER (WHERE created) FROM act)::int,
+                 (SELECT count(*) FILTER (WHERE NOT created) FROM act)::int",
+                "$24, $25",
+                "$26",
+                "EXISTS (SELECT 1 FROM g) AND (SELECT n FROM missed) = 0"
+            ),
+            " RETURNING state)",
+            $(", ", others_sql!("$20", "$21"), $summary,)?
+            " SELECT (SELECT count(*) FROM g) AS held, (SELECT count(*) FROM done) AS updated, ",
+            super::records::upsert_counts!()
+            $(, ", ", summary_columns!(), " FROM others o", $summary)?
+        )
+    };
+}
+const COMMIT_RECORDS: &str = commit_records_sql!();
+const COMMIT_RECORDS_AND_SUMMARIZE: &str = commit_records_sql!("");
 
 /// The stream `processed` (or `error` with `error`), guarded by the lease; with
 /// [`Completion::summarize`], the run's other streams counted in the same statement (which sees
@@ -222,7 +369,6 @@ async fn mark_processed(
     completion: &Completion<'_>,
     error: Option<&ErrorRecord>,
     counts: &UpsertCounts,
-    records_total: i32,
 ) -> Result<(u64, Option<RunSummary>), StoreError> {
     let query = sqlx::query(if completion.summarize {
         MARK_AND_SUMMARIZE
@@ -232,7 +378,7 @@ async fn mark_processed(
     .bind(completion.stream_id)
     .bind(lease.run_id)
     .bind(lease.attempt)
-    .bind(records_total)
+    .bind(completion.records_total())
     .bind(clamp(counts.members_created))
     .bind(clamp(counts.activities_created))
     .bind(clamp(counts.activities_updated))

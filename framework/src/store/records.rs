@@ -38,63 +38,117 @@ pub async fn upsert(
     members: &[Member],
     activities: &[Activity],
 ) -> Result<UpsertCounts, StoreError> {
-    let members = merge_members(members.iter().chain(activities.iter().map(|a| &a.member)));
-    let activities = dedupe_activities(activities);
-    if members.is_empty() && activities.is_empty() {
+    let batch = Batch::new(members, activities);
+    if batch.is_empty() {
         return Ok(UpsertCounts::default());
     }
-    let query = bind_activities(
-        bind_members(sqlx::query_as(UPSERT), scope, &members),
-        &activities,
-    );
-    let (members_created, members_updated, activities_created, activities_updated, missed): (
-        i64,
-        i64,
-        i64,
-        i64,
-        i64,
-    ) = query.fetch_one(&mut *conn).await?;
-    let mut counts = UpsertCounts {
-        members_created: u64::try_from(members_created).unwrap_or(0),
-        members_updated: u64::try_from(members_updated).unwrap_or(0),
-        activities_created: u64::try_from(activities_created).unwrap_or(0),
-        activities_updated: u64::try_from(activities_updated).unwrap_or(0),
-    };
+    let row = batch
+        .bind(sqlx::query(UPSERT), scope)
+        .fetch_one(&mut *conn)
+        .await?;
+    let (mut counts, missed) = UpsertCounts::from_row(&row)?;
     if missed > 0 {
-        // members another transaction inserted after this statement's snapshot was taken: the
-        // update above could not see them, so they are updated now with a fresh snapshot
-        let (updated,): (i64,) = bind_members(sqlx::query_as(UPDATE_MEMBERS), scope, &members)
-            .fetch_one(&mut *conn)
-            .await?;
-        counts.members_updated += u64::try_from(updated).unwrap_or(0);
+        counts.members_updated += batch.update_missed(conn, scope).await?;
     }
     Ok(counts)
 }
 
-/// Members `$4`–`$9` of scope `$1`–`$3` that are new, inserted (`ins`): DO NOTHING takes no
-/// lock on existing rows, so concurrent streams that mention the same unchanged member never wait
-/// for each other.
+impl UpsertCounts {
+    /// The counts of a statement that selected [`upsert_counts!`], and how many members it
+    /// missed (`missed`).
+    pub(super) fn from_row(row: &sqlx::postgres::PgRow) -> Result<(Self, u64), sqlx::Error> {
+        use sqlx::Row;
+        let get = |column: &str| -> Result<u64, sqlx::Error> {
+            Ok(u64::try_from(row.try_get::<i64, _>(column)?).unwrap_or(0))
+        };
+        Ok((
+            Self {
+                members_created: get("members_created")?,
+                members_updated: get("members_updated")?,
+                activities_created: get("activities_created")?,
+                activities_updated: get("activities_updated")?,
+            },
+            get("missed_members")?,
+        ))
+    }
+}
+
+/// An outcome's records as one statement writes them: members merged by id (those given and the
+/// activities' own), activities deduplicated by id (the last wins). [`Batch::bind`] binds them
+/// as `$1`–`$19` of a statement built from [`upsert_ctes!`].
+pub(super) struct Batch<'a> {
+    members: Vec<Member>,
+    activities: Vec<&'a Activity>,
+}
+
+impl<'a> Batch<'a> {
+    pub(super) fn new(members: &[Member], activities: &'a [Activity]) -> Self {
+        Self {
+            members: merge_members(members.iter().chain(activities.iter().map(|a| &a.member))),
+            activities: dedupe_activities(activities),
+        }
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.members.is_empty() && self.activities.is_empty()
+    }
+
+    /// Binds `$1`–`$19`: the scope, the members' and the activities' columns.
+    pub(super) fn bind<'q>(&'q self, query: Query<'q>, scope: &'q RecordScope) -> Query<'q>
+    where
+        'a: 'q,
+    {
+        bind_activities(bind_members(query, scope, &self.members), &self.activities)
+    }
+
+    /// Updates the members a statement missed (another transaction inserted them after its
+    /// snapshot was taken, so its update could not see them), with a fresh snapshot: how many
+    /// changed.
+    pub(super) async fn update_missed(
+        &self,
+        conn: &mut PgConnection,
+        scope: &RecordScope,
+    ) -> Result<u64, StoreError> {
+        let row = bind_members(sqlx::query(UPDATE_MEMBERS), scope, &self.members)
+            .fetch_one(&mut *conn)
+            .await?;
+        let updated: i64 = sqlx::Row::try_get(&row, 0)?;
+        Ok(u64::try_from(updated).unwrap_or(0))
+    }
+}
+
+/// Members `$4`–`$9` of scope `$1`–`$3` that are new, inserted (`ins`), when `$gate` (a
+/// condition, `true` for none) holds: DO NOTHING takes no lock on existing rows, so concurrent
+/// streams that mention the same unchanged member never wait for each other.
 macro_rules! members_insert_sql {
-    () => {
-        "ins AS (
+    ($gate:literal) => {
+        concat!(
+            "ins AS (
              INSERT INTO members
                  (tenant_id, platform, integration_id, source_id, username, display_name, url,
                   joined_at, attributes)
              SELECT $1, $2, $3, u.* FROM UNNEST($4::text[], $5::text[], $6::text[], $7::text[],
                                                 $8::timestamptz[], $9::jsonb[])
                  AS u(source_id, username, display_name, url, joined_at, attributes)
+             WHERE ",
+            $gate,
+            "
              -- one lock order for every transaction: concurrent inserts never deadlock
              ORDER BY u.source_id
              ON CONFLICT (tenant_id, platform, source_id) DO NOTHING
              RETURNING *)"
+        )
     };
 }
 
-/// Members `$4`–`$9` of scope `$1`–`$3` whose fields changed, updated (`up`), missing fields
-/// keeping their known values (only rows the statement's snapshot sees).
+pub(super) use members_insert_sql;
+
+/// Members `$4`–`$9` of scope `$1`–`$3` whose fields changed, updated (`up`) when `$gate` holds,
+/// missing fields keeping their known values (only rows the statement's snapshot sees).
 macro_rules! members_update_sql {
-    () => {
-        "up AS (
+    ($gate:literal) => {
+        concat!(
+            "up AS (
              UPDATE members AS m SET
                  username = u.username,
                  display_name = coalesce(u.display_name, m.display_name),
@@ -110,19 +164,28 @@ macro_rules! members_update_sql {
                    IS DISTINCT FROM
                    (u.username, coalesce(u.display_name, m.display_name), coalesce(u.url, m.url),
                     coalesce(u.joined_at, m.joined_at), m.attributes || u.attributes)
+               AND ",
+            $gate,
+            "
              RETURNING m.*)"
+        )
     };
 }
 
-/// The members and activities of one outcome, and their outbox events (members' first), in one
-/// statement: created and updated counts, and how many members neither inserted nor seen (another
-/// transaction inserted them meanwhile: [`UPDATE_MEMBERS`] updates them).
-const UPSERT: &str = concat!(
-    "WITH ",
-    members_insert_sql!(),
-    ", ",
-    members_update_sql!(),
-    ",
+pub(super) use members_update_sql;
+
+/// The members and activities of one outcome (`$1`–`$19`, [`Batch::bind`]) and their outbox
+/// events (members' first), written when `$gate` (a condition, `true` for none) holds: the CTEs
+/// `ins` and `up` (members created and updated), `act` (activities, `created` telling which were
+/// new), `missed` (members neither inserted nor seen: another transaction inserted them meanwhile,
+/// [`Batch::update_missed`] updates them) and `outbox`. [`upsert_counts!`] selects their counts.
+macro_rules! upsert_ctes {
+    ($gate:literal) => {
+        concat!(
+            $crate::store::records::members_insert_sql!($gate),
+            ", ",
+            $crate::store::records::members_update_sql!($gate),
+            ",
      missed AS (
          SELECT count(*) AS n FROM UNNEST($4::text[]) AS s(source_id)
          WHERE NOT EXISTS (SELECT 1 FROM ins WHERE ins.source_id = s.source_id)
@@ -138,6 +201,9 @@ const UPSERT: &str = concat!(
                                             $17::text[], $18::text[], $19::jsonb[])
              AS u(source_id, activity_type, occurred_at, member_source_id, source_parent_id,
                   channel, title, body, url, attributes)
+         WHERE ",
+            $gate,
+            "
          ORDER BY u.source_id
          ON CONFLICT (tenant_id, platform, source_id) DO UPDATE SET
              activity_type = EXCLUDED.activity_type, occurred_at = EXCLUDED.occurred_at,
@@ -165,17 +231,31 @@ const UPSERT: &str = concat!(
                     CASE WHEN created THEN 'activity.created' ELSE 'activity.updated' END,
                     channel, to_jsonb(act) - 'created'
              FROM act) e
-         ORDER BY o)
-     SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM up),
-            (SELECT count(*) FILTER (WHERE created) FROM act),
-            (SELECT count(*) FILTER (WHERE NOT created) FROM act),
-            (SELECT n FROM missed)"
-);
+         ORDER BY o)"
+        )
+    };
+}
+pub(super) use upsert_ctes;
+
+/// The counts of [`upsert_ctes!`], as [`UpsertCounts::from_row`] reads them.
+macro_rules! upsert_counts {
+    () => {
+        "(SELECT count(*) FROM ins) AS members_created,
+         (SELECT count(*) FROM up) AS members_updated,
+         (SELECT count(*) FILTER (WHERE created) FROM act) AS activities_created,
+         (SELECT count(*) FILTER (WHERE NOT created) FROM act) AS activities_updated,
+         (SELECT n FROM missed) AS missed_members"
+    };
+}
+pub(super) use upsert_counts;
+
+/// An outcome's records, unguarded (the caller's transaction holds the guard).
+const UPSERT: &str = concat!("WITH ", upsert_ctes!("true"), " SELECT ", upsert_counts!());
 
 /// The update of [`members_update_sql!`] alone, with a fresh snapshot: how many members changed.
 const UPDATE_MEMBERS: &str = concat!(
     "WITH ",
-    members_update_sql!(),
+    members_update_sql!("true"),
     ",
      outbox AS (
          INSERT INTO events (tenant_id, platform, integration_id, event_type, data)
@@ -183,14 +263,10 @@ const UPDATE_MEMBERS: &str = concat!(
      SELECT count(*) FROM up"
 );
 
-type Query<'q, O> = sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments>;
+pub(super) type Query<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
 
 /// Binds `$1`–`$9`: the scope and the members' columns.
-fn bind_members<'q, O>(
-    query: Query<'q, O>,
-    scope: &'q RecordScope,
-    members: &'q [Member],
-) -> Query<'q, O> {
+fn bind_members<'q>(query: Query<'q>, scope: &'q RecordScope, members: &'q [Member]) -> Query<'q> {
     let source_ids: Vec<&str> = members.iter().map(|m| m.source_id.as_str()).collect();
     let usernames: Vec<&str> = members.iter().map(|m| m.username.as_str()).collect();
     let names: Vec<Option<&str>> = members.iter().map(|m| m.display_name.as_deref()).collect();
@@ -213,7 +289,7 @@ fn bind_members<'q, O>(
 }
 
 /// Binds `$10`–`$19`: the activities' columns.
-fn bind_activities<'q, O>(query: Query<'q, O>, activities: &[&'q Activity]) -> Query<'q, O> {
+fn bind_activities<'q>(query: Query<'q>, activities: &[&'q Activity]) -> Query<'q> {
     let source_ids: Vec<&str> = activities.iter().map(|a| a.source_id.as_str()).collect();
     let types: Vec<&str> = activities
         .iter()

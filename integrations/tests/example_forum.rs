@@ -115,7 +115,7 @@ impl Conformance for Forum {
             Refused::new(
                 json!({"base_url": self.0.base_url(), "chanels": []}),
                 self.credentials(),
-                "unknown field `chanels`, expected one of `base_url`, `channels`, `per_page`",
+                "unknown field `chanels`, expected one of `base_url`, `channels`, `per_page`, `replies`",
             ),
         ]
     }
@@ -132,6 +132,32 @@ async fn configured_channels_skip_the_channel_list(pool: PgPool) {
     report.assert_processed();
     assert_eq!(report.activities.len(), 75);
     assert_eq!(forum.0.requests(), 2, "100 per page: one request per list");
+}
+
+#[sqlx::test(migrator = "tributary::MIGRATOR")]
+async fn without_replies_a_channel_is_one_stream_of_posts(pool: PgPool) {
+    let forum = Forum::start().await;
+    let h = Harness::with_service(pool, ExampleForumIntegration);
+    let settings =
+        json!({"base_url": forum.0.base_url(), "channels": ["channel-0"], "replies": false});
+    let report = h.onboard(PLATFORM, settings, forum.credentials()).await;
+    report.assert_processed();
+    let posts: BTreeSet<String> = forum.0.edit(|d| {
+        d.posts
+            .iter()
+            .filter(|p| p.channel_id == "channel-0")
+            .map(|p| format!("post:{}", p.id))
+            .collect()
+    });
+    assert_eq!(posts.len(), 25);
+    assert_eq!(report.activity_ids(), posts, "channel-0's posts, no reply");
+    assert_eq!(forum.0.requests(), 1, "one request: the posts");
+    let streams: Vec<&str> = report
+        .streams
+        .iter()
+        .map(|s| s.identifier.as_str())
+        .collect();
+    assert_eq!(streams, ["posts:channel-0"]);
 }
 
 #[sqlx::test(migrator = "tributary::MIGRATOR")]

@@ -8,7 +8,8 @@
 //! `per_page` and, for posts and replies, `since` (RFC 3339). Lists are newest first.
 //!
 //! Streams: `channels` (the root, when no channel is configured) → `posts:{channel}` and
-//! `replies:{channel}`, each paginated and each a source of its own. Onboarding reads everything;
+//! `replies:{channel}` (unless `replies` is false), each paginated and each a source of its own.
+//! Onboarding reads everything;
 //! a check reads what was created since the last run that read the list successfully.
 
 mod api;
@@ -59,11 +60,16 @@ impl Target {
         Ok(NewStream::with(identifier.clone(), self)?.source(identifier))
     }
 
-    fn for_channel(channel: &str) -> [Self; 2] {
-        [
-            Self::Posts {
-                channel: channel.to_owned(),
-            },
+    /// A channel's lists: its posts, and its replies unless `replies` is false.
+    fn for_channel(channel: &str, replies: bool) -> Vec<Self> {
+        let posts = Self::Posts {
+            channel: channel.to_owned(),
+        };
+        if !replies {
+            return vec![posts];
+        }
+        vec![
+            posts,
             Self::Replies {
                 channel: channel.to_owned(),
             },
@@ -90,13 +96,14 @@ impl IntegrationService for ExampleForumIntegration {
         &self,
         ctx: &RunContext<ExampleForumSettings>,
     ) -> Result<Vec<NewStream>, IntegrationError> {
-        let channels = &ctx.settings().channels;
-        if channels.is_empty() {
+        let settings = ctx.settings();
+        if settings.channels.is_empty() {
             return Ok(vec![Target::Channels.stream()?]);
         }
-        channels
+        settings
+            .channels
             .iter()
-            .flat_map(|c| Target::for_channel(c))
+            .flat_map(|c| Target::for_channel(c, settings.replies))
             .map(|t| t.stream())
             .collect()
     }
@@ -132,7 +139,7 @@ impl IntegrationService for ExampleForumIntegration {
                 let children = list
                     .items
                     .iter()
-                    .flat_map(|c| Target::for_channel(&c.id))
+                    .flat_map(|c| Target::for_channel(&c.id, settings.replies))
                     .map(|t| t.stream())
                     .collect::<Result<Vec<_>, _>>()?;
                 StreamOutcome::new().children(children).next_page_opt(next)

@@ -14,10 +14,17 @@ pub struct ExampleForumSettings {
     /// Items per request (the API accepts up to 100).
     #[serde(default = "default_per_page")]
     pub per_page: u32,
+    /// Whether to read each channel's replies (`false`: its posts only, one stream a channel).
+    #[serde(default = "read_replies")]
+    pub replies: bool,
 }
 
 fn default_per_page() -> u32 {
     100
+}
+
+fn read_replies() -> bool {
+    true
 }
 
 impl Settings for ExampleForumSettings {

@@ -142,6 +142,8 @@ impl StreamLoop<'_> {
         }
         // a conclusive summary of a commit since the last claim, if one came
         let mut settled: Option<RunSummary> = None;
+        // concurrent commits since the last claim that each found nothing pending nor failed
+        let mut quiet = Quiet::default();
         let grace = tokio::time::sleep(self.processor_config.shutdown_grace);
         tokio::pin!(grace);
         let mut grace_started = false;
@@ -173,6 +175,7 @@ impl StreamLoop<'_> {
                         exhausted = claimed.len() < free;
                         if !claimed.is_empty() {
                             settled = None;
+                            quiet = Quiet::default();
                         }
                         buffer.extend(claimed);
                     }
@@ -228,8 +231,8 @@ impl StreamLoop<'_> {
                     return Ok(LoopEnd::Stopped);
                 }
                 // the last stream's commit said how the run stands, or it is asked now
-                let summary = match settled.take() {
-                    Some(summary) if buffer.is_empty() => summary,
+                let summary = match (settled.take(), quiet.take()) {
+                    (Some(summary), _) | (None, Some(summary)) if buffer.is_empty() => summary,
                     _ => outcomes::summary(self.pool, self.lease.run_id).await?,
                 };
                 exhausted = false;
@@ -273,6 +276,7 @@ impl StreamLoop<'_> {
                                     // its commit may have added streams, or said none is due
                                     // (a later commit that adds some says so in its own)
                                     exhausted = done.summary.is_some_and(|s| !s.due_now);
+                                    quiet.add(done.summary.as_ref());
                                     if let Some(s) = done.summary.filter(RunSummary::is_conclusive) {
                                         settled = Some(s);
                                     }
@@ -290,6 +294,7 @@ impl StreamLoop<'_> {
                                         events::stream_claim_undone(self.lease, stream_id);
                                         exhausted = false;
                                         settled = None;
+                                        quiet.add(None);
                                         continue;
                                     }
                                     in_flight.abort_all();
@@ -326,6 +331,38 @@ impl StreamLoop<'_> {
                 }
             }
         }
+    }
+}
+
+/// The streams that ended since the last claim, when each of them committed with a summary that
+/// found no stream pending and none in `error`, only streams processing (or none): those were this
+/// loop's own (the run's lease fences every other writer), and when the last of them has ended
+/// too, every stream is final and none failed, though no single commit could see it (two
+/// concurrent commits each saw the other still processing). Anything else that ends a stream (no
+/// summary, a failure, a claim undone) spoils it until the next claim: the run is then asked.
+#[derive(Debug, Default)]
+struct Quiet {
+    last: Option<RunSummary>,
+    spoiled: bool,
+}
+
+impl Quiet {
+    fn add(&mut self, summary: Option<&RunSummary>) {
+        match summary {
+            Some(s) if !self.spoiled && s.open == s.processing && s.errored == 0 => {
+                self.last = Some(*s);
+            }
+            _ => {
+                self.spoiled = true;
+                self.last = None;
+            }
+        }
+    }
+
+    /// A summary that says every stream is final and none failed, if the streams ended since the
+    /// last claim show it.
+    fn take(&mut self) -> Option<RunSummary> {
+        self.last.take()
     }
 }
 

@@ -1,5 +1,5 @@
 //! `bench-checks`: the fixed cost of a check, at scale. N integrations of the Example Forum (one
-//! channel each) against its fake (in this process) answering every request after a simulated
+//! channel each: its posts and replies, two streams, or with `--streams 1` its posts) against its fake (in this process) answering every request after a simulated
 //! latency, all due at the same tick; the real `tributary-worker` binary (one, then more) over the
 //! postgres queue takes the check runs. Three rounds, each the fan-out of one tick slot:
 //! the first check (stores the channel), a check that finds nothing new, and a check that finds
@@ -35,6 +35,9 @@ pub struct ChecksBenchArgs {
     /// Integrations due at the same tick.
     #[arg(long, default_value_t = 10_000)]
     pub integrations: u64,
+    /// Streams per check: 2 (the channel's posts and its replies) or 1 (its posts only).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=2))]
+    pub streams: u8,
     /// Workers (separate processes) taking the checks.
     #[arg(long, default_value_t = 1)]
     pub workers: usize,
@@ -99,11 +102,12 @@ pub async fn run(args: ChecksBenchArgs) -> anyhow::Result<()> {
     )
     .await
     .context("starting the fake forum")?;
-    insert_integrations(&pool, args.integrations, &forum.base_url()).await?;
+    insert_integrations(&pool, &args, &forum.base_url()).await?;
     let (queue, queue_env) = open_queue(&pool, &args.queue).await?;
     println!(
-        "{} Example Forum integrations due at one tick (spread over {:.0}% of the minute); {} worker(s) × concurrency {} (at most {}); {} ms per request; {}",
+        "{} Example Forum integrations ({} stream(s) a check) due at one tick (spread over {:.0}% of the minute); {} worker(s) × concurrency {} (at most {}); {} ms per request; {}",
         args.integrations,
+        args.streams,
         args.spread * 100.0,
         args.workers,
         args.concurrency,
@@ -154,9 +158,18 @@ pub async fn run(args: ChecksBenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Inserts `n` connected, onboarded integrations reading one channel of the fake.
-async fn insert_integrations(pool: &PgPool, n: u64, base_url: &str) -> anyhow::Result<()> {
-    let settings = json!({ "base_url": base_url, "channels": [CHANNEL], "per_page": 100 });
+/// Inserts `args.integrations` connected, onboarded integrations reading one channel of the fake
+/// (its posts, and its replies when `args.streams` is 2).
+async fn insert_integrations(
+    pool: &PgPool,
+    args: &ChecksBenchArgs,
+    base_url: &str,
+) -> anyhow::Result<()> {
+    let mut settings = json!({ "base_url": base_url, "channels": [CHANNEL], "per_page": 100 });
+    if args.streams == 1 {
+        // only then: a worker built before the setting (a baseline) refuses it
+        settings["replies"] = json!(false);
+    }
     sqlx::query(
         "INSERT INTO integrations (id, tenant_id, platform, status, settings, credentials)
          SELECT gen_random_uuid(), gen_random_uuid(), $1, 'done', $2, $3
@@ -165,7 +178,7 @@ async fn insert_integrations(pool: &PgPool, n: u64, base_url: &str) -> anyhow::R
     .bind(PLATFORM)
     .bind(&settings)
     .bind(json!({ "token": TOKEN }))
-    .bind(i64::try_from(n).unwrap_or(i64::MAX))
+    .bind(i64::try_from(args.integrations).unwrap_or(i64::MAX))
     .execute(pool)
     .await
     .context("inserting the integrations")?;

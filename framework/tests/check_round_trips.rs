@@ -15,7 +15,7 @@ use tributary::store::records::RecordScope;
 use tributary::store::streams::{self, PendingWait, StreamState};
 use tributary::store::{Lease, claims, runs};
 use tributary::testkit::ScriptedService;
-use tributary::{ErrorKind, ErrorRecord, IntegrationError, ServiceConfig, StreamOutcome};
+use tributary::{IntegrationError, ServiceConfig, StreamOutcome};
 
 fn service() -> ScriptedService {
     ScriptedService::new(PLATFORM, roots(&["a"]), |_| async move {
@@ -248,18 +248,6 @@ fn scope_of(integration: &tributary::store::integrations::Integration) -> Record
     }
 }
 
-/// A fatal failure of `hook`, its first.
-fn fatal(hook: &str, message: &str) -> ErrorRecord {
-    ErrorRecord {
-        kind: ErrorKind::Fatal,
-        hook: hook.to_owned(),
-        message: message.to_owned(),
-        chain: vec![message.to_owned()],
-        failures: 1,
-        at: Utc::now(),
-    }
-}
-
 fn completion<'a>(
     stream_id: uuid::Uuid,
     scope: &'a RecordScope,
@@ -378,14 +366,7 @@ async fn a_summary_counts_the_committed_stream_and_its_children(pool: PgPool) {
 
     // the child ends in error by its pagination: counted as errored, nothing open
     let child = streams::claim_due(&pool, &lease, 4).await.unwrap();
-    let broken = ErrorRecord {
-        kind: ErrorKind::Fatal,
-        hook: "processor".to_owned(),
-        message: "pagination does not advance".to_owned(),
-        chain: vec![],
-        failures: 1,
-        at: Utc::now(),
-    };
+    let broken = fatal("processor", "pagination does not advance");
     let mut last = completion(child[0].id, &scope, true);
     last.error = Some(&broken);
     let summary = outcomes::complete(&pool, &lease, &last)

@@ -7,7 +7,6 @@ mod common;
 
 use std::time::Duration;
 
-use chrono::Utc;
 use common::*;
 use serde_json::json;
 use sqlx::PgPool;
@@ -15,8 +14,8 @@ use tributary::store::outcomes::{self, Completed, Completion};
 use tributary::store::records::{RecordScope, UpsertCounts};
 use tributary::store::streams::{StreamRow, StreamState};
 use tributary::store::{Lease, StoreError, claims, runs};
-use tributary::testkit::{ScriptedService, eventually};
-use tributary::{Activity, ErrorKind, ErrorRecord, Member, StreamOutcome};
+use tributary::testkit::ScriptedService;
+use tributary::{Activity, Member, StreamOutcome};
 
 struct Setup {
     lease: Lease,
@@ -133,14 +132,7 @@ async fn an_outcome_of_records_writes_them_and_marks_its_stream(pool: PgPool) {
     // b: the same records, one of them changed, and an error kept with them
     let mut changed = activity("2", "ada");
     changed.title = Some("edited".to_owned());
-    let broken = ErrorRecord {
-        kind: ErrorKind::Fatal,
-        hook: "processor".to_owned(),
-        message: "pagination does not advance".to_owned(),
-        chain: vec![],
-        failures: 1,
-        at: Utc::now(),
-    };
+    let broken = fatal("processor", "pagination does not advance");
     let mut outcome = with_records(
         &s.streams[1],
         &s.scope,
@@ -232,17 +224,7 @@ async fn records_are_not_written_once_the_lease_or_the_claim_is_gone(pool: PgPoo
 async fn a_member_inserted_meanwhile_is_updated_before_the_stream_is_marked(pool: PgPool) {
     let s = setup(&pool).await;
     // another stream's transaction inserts the member and has not committed yet
-    let mut other = tributary::db::begin(&pool).await.unwrap();
-    sqlx::query(
-        "INSERT INTO members (tenant_id, platform, integration_id, source_id, username)
-         VALUES ($1, $2, $3, 'user-ada', 'old name')",
-    )
-    .bind(s.scope.tenant_id)
-    .bind(&s.scope.platform)
-    .bind(s.scope.integration_id)
-    .execute(&mut *other)
-    .await
-    .unwrap();
+    let other = insert_member_uncommitted(&pool, &s.scope, "user-ada", "old name").await;
 
     // this outcome's statement takes its snapshot, then waits on the other's insert
     let writer = {
@@ -263,17 +245,7 @@ async fn a_member_inserted_meanwhile_is_updated_before_the_stream_is_marked(pool
             outcomes::complete(&pool, &lease, &outcome).await.unwrap()
         })
     };
-    eventually(Duration::from_secs(10), "the commit waiting", || async {
-        let waiting: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM pg_stat_activity
-             WHERE wait_event_type = 'Lock' AND query LIKE '%INSERT INTO members%'",
-        )
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-        (waiting > 0).then_some(())
-    })
-    .await;
+    member_insert_waiting(&pool).await;
     other.commit().await.unwrap();
 
     let Completed {
@@ -289,24 +261,16 @@ async fn a_member_inserted_meanwhile_is_updated_before_the_stream_is_marked(pool
         }
     );
     assert_eq!(summary.map(|s| s.open), Some(1), "b is in flight");
-    let name: String = sqlx::query_scalar("SELECT username FROM members WHERE source_id = $1")
-        .bind("user-ada")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-    assert_eq!(name, "new name");
+    assert_eq!(username(&pool, "user-ada").await, "new name");
     let a = stream(&pool, s.streams[0].id).await;
     assert_eq!(a.state, StreamState::Processed);
     assert_eq!(
         (a.records, a.members_created, a.activities_created),
         (2, 1, 1)
     );
-    let updated: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM events
-         WHERE event_type = 'member.updated' AND data->>'source_id' = 'user-ada'",
-    )
-    .fetch_one(&pool)
-    .await
-    .unwrap();
-    assert_eq!(updated, 1, "its change wrote its event");
+    assert_eq!(
+        member_updates(&pool, "user-ada").await,
+        1,
+        "its change wrote its event"
+    );
 }

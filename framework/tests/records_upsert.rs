@@ -5,15 +5,13 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::*;
 use serde_json::json;
 use sqlx::PgPool;
 use tributary::Member;
 use tributary::StreamOutcome;
 use tributary::store::records::{self, RecordScope, UpsertCounts};
-use tributary::testkit::{ScriptedService, eventually};
+use tributary::testkit::ScriptedService;
 
 async fn scope(pool: &PgPool) -> RecordScope {
     let service = ScriptedService::new(PLATFORM, roots(&["a"]), |_| async move {
@@ -28,29 +26,11 @@ async fn scope(pool: &PgPool) -> RecordScope {
     }
 }
 
-async fn username(pool: &PgPool, source_id: &str) -> String {
-    sqlx::query_scalar("SELECT username FROM members WHERE source_id = $1")
-        .bind(source_id)
-        .fetch_one(pool)
-        .await
-        .unwrap()
-}
-
 #[sqlx::test(migrator = "tributary::MIGRATOR")]
 async fn a_member_inserted_by_another_transaction_meanwhile_is_still_updated(pool: PgPool) {
     let scope = scope(&pool).await;
     // another stream's transaction inserts the member and has not committed yet
-    let mut other = tributary::db::begin(&pool).await.unwrap();
-    sqlx::query(
-        "INSERT INTO members (tenant_id, platform, integration_id, source_id, username)
-         VALUES ($1, $2, $3, 'user-ada', 'old name')",
-    )
-    .bind(scope.tenant_id)
-    .bind(&scope.platform)
-    .bind(scope.integration_id)
-    .execute(&mut *other)
-    .await
-    .unwrap();
+    let other = insert_member_uncommitted(&pool, &scope, "user-ada", "old name").await;
 
     // this outcome's statement takes its snapshot, then waits on the other's insert
     let writer = {
@@ -63,17 +43,7 @@ async fn a_member_inserted_by_another_transaction_meanwhile_is_still_updated(poo
                 .unwrap()
         })
     };
-    eventually(Duration::from_secs(10), "the upsert waiting", || async {
-        let waiting: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM pg_stat_activity
-             WHERE wait_event_type = 'Lock' AND query LIKE '%INSERT INTO members%'",
-        )
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-        (waiting > 0).then_some(())
-    })
-    .await;
+    member_insert_waiting(&pool).await;
     other.commit().await.unwrap();
 
     let counts = writer.await.unwrap();
@@ -87,14 +57,11 @@ async fn a_member_inserted_by_another_transaction_meanwhile_is_still_updated(poo
         }
     );
     assert_eq!(username(&pool, "user-ada").await, "new name");
-    let updated: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM events
-         WHERE event_type = 'member.updated' AND data->>'source_id' = 'user-ada'",
-    )
-    .fetch_one(&pool)
-    .await
-    .unwrap();
-    assert_eq!(updated, 1, "its change wrote its event");
+    assert_eq!(
+        member_updates(&pool, "user-ada").await,
+        1,
+        "its change wrote its event"
+    );
 }
 
 #[sqlx::test(migrator = "tributary::MIGRATOR")]

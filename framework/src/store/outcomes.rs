@@ -161,37 +161,29 @@ async fn complete_records(
         .bind(completion.error.map(super::error_json))
         .fetch_one(pool)
         .await?;
-    let count = |column: &str| -> Result<u64, StoreError> {
-        Ok(u64::try_from(sqlx::Row::try_get::<i64, _>(&row, column)?).unwrap_or(0))
-    };
-    expect_one(count("held")?, lease)?;
+    expect_one(records::count_in(&row, "held")?, lease)?;
     let (mut counts, missed) = UpsertCounts::from_row(&row)?;
-    if count("updated")? == 1 {
-        let summary = if completion.summarize {
+    let summary = if records::count_in(&row, "updated")? == 1 {
+        if completion.summarize {
             Some(<RunSummary as sqlx::FromRow<_>>::from_row(&row)?)
         } else {
             None
-        };
-        return Ok(Completed {
-            records: counts,
-            new_streams: 0,
-            cycle: None,
-            summary,
-        });
-    }
-    if missed == 0 {
+        }
+    } else if missed == 0 {
         // the stream was held when the statement began, not when it was marked
         return Err(StoreError::LeaseLost {
             run_id: lease.run_id,
             attempt: lease.attempt,
         });
-    }
-    let mut tx = crate::db::begin(pool).await?;
-    counts.members_updated += batch.update_missed(&mut tx, completion.scope).await?;
-    let (updated, summary) =
-        mark_processed(&mut tx, lease, completion, completion.error, &counts).await?;
-    expect_one(updated, lease)?;
-    tx.commit().await?;
+    } else {
+        let mut tx = crate::db::begin(pool).await?;
+        counts.members_updated += batch.update_missed(&mut tx, completion.scope).await?;
+        let (updated, summary) =
+            mark_processed(&mut tx, lease, completion, completion.error, &counts).await?;
+        expect_one(updated, lease)?;
+        tx.commit().await?;
+        summary
+    };
     Ok(Completed {
         records: counts,
         new_streams: 0,
@@ -279,22 +271,34 @@ macro_rules! mark_sql {
     };
 }
 
+/// How a run's streams not yet processed stand, as a [`RunSummary`]'s columns: a statement adds
+/// which run (and which streams) with `AND`.
+macro_rules! standing_sql {
+    () => {
+        "SELECT count(*) FILTER (WHERE state IN ('pending', 'processing')) AS open,
+                count(*) FILTER (WHERE state = 'processing') AS processing,
+                count(*) FILTER (WHERE state = 'error') AS errored,
+                coalesce(bool_or(state = 'pending'
+                    AND (delayed_until IS NULL OR delayed_until <= now())), false) AS due_now,
+                min(delayed_until) FILTER (WHERE state = 'pending') AS next_due
+         FROM integration_streams
+         WHERE state IN ('pending', 'processing', 'error')"
+    };
+}
+
 /// How the run's other streams stand (`others`), for a statement whose CTE `done` marked stream
 /// `$stream` of run `$run` (RETURNING its state); [`summary_columns!`] selects it as a
 /// [`RunSummary`].
 macro_rules! others_sql {
     ($stream:literal, $run:literal) => {
         concat!(
-            "others AS (
-                 SELECT count(*) FILTER (WHERE state IN ('pending', 'processing')) AS open,
-                        count(*) FILTER (WHERE state = 'processing') AS processing,
-                        count(*) FILTER (WHERE state = 'error') AS errored,
-                        coalesce(bool_or(state = 'pending'
-                            AND (delayed_until IS NULL OR delayed_until <= now())), false) AS due_now,
-                        min(delayed_until) FILTER (WHERE state = 'pending') AS next_due
-                 FROM integration_streams
-                 WHERE run_id = ", $run, " AND id <> ", $stream,
-            " AND state IN ('pending', 'processing', 'error'))"
+            "others AS (",
+            standing_sql!(),
+            " AND run_id = ",
+            $run,
+            " AND id <> ",
+            $stream,
+            ")"
         )
     };
 }
@@ -397,19 +401,10 @@ async fn mark_processed(
 /// How the run's streams stand now, read by index without its processed ones (what a summary
 /// says, when no commit said it conclusively).
 pub async fn summary(pool: &PgPool, run_id: Uuid) -> Result<RunSummary, StoreError> {
-    Ok(sqlx::query_as(
-        "SELECT count(*) FILTER (WHERE state IN ('pending', 'processing')) AS open,
-                count(*) FILTER (WHERE state = 'processing') AS processing,
-                count(*) FILTER (WHERE state = 'error') AS errored,
-                coalesce(bool_or(state = 'pending'
-                    AND (delayed_until IS NULL OR delayed_until <= now())), false) AS due_now,
-                min(delayed_until) FILTER (WHERE state = 'pending') AS next_due
-         FROM integration_streams
-         WHERE run_id = $1 AND state IN ('pending', 'processing', 'error')",
-    )
-    .bind(run_id)
-    .fetch_one(pool)
-    .await?)
+    Ok(sqlx::query_as(concat!(standing_sql!(), " AND run_id = $1"))
+        .bind(run_id)
+        .fetch_one(pool)
+        .await?)
 }
 
 fn cycle_error(page: &StreamInsert) -> ErrorRecord {

@@ -57,10 +57,7 @@ impl UpsertCounts {
     /// The counts of a statement that selected [`upsert_counts!`], and how many members it
     /// missed (`missed`).
     pub(super) fn from_row(row: &sqlx::postgres::PgRow) -> Result<(Self, u64), sqlx::Error> {
-        use sqlx::Row;
-        let get = |column: &str| -> Result<u64, sqlx::Error> {
-            Ok(u64::try_from(row.try_get::<i64, _>(column)?).unwrap_or(0))
-        };
+        let get = |column: &str| count_in(row, column);
         Ok((
             Self {
                 members_created: get("members_created")?,
@@ -71,6 +68,11 @@ impl UpsertCounts {
             get("missed_members")?,
         ))
     }
+}
+
+/// The count (a `bigint`) in `row`'s column `column`.
+pub(super) fn count_in(row: &sqlx::postgres::PgRow, column: &str) -> Result<u64, sqlx::Error> {
+    Ok(u64::try_from(sqlx::Row::try_get::<i64, _>(row, column)?).unwrap_or(0))
 }
 
 /// An outcome's records as one statement writes them: members merged by id (those given and the

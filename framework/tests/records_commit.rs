@@ -222,6 +222,17 @@ async fn records_are_not_written_once_the_lease_or_the_claim_is_gone(pool: PgPoo
 
 #[sqlx::test(migrator = "tributary::MIGRATOR")]
 async fn a_member_inserted_meanwhile_is_updated_before_the_stream_is_marked(pool: PgPool) {
+    member_inserted_meanwhile(pool, true).await;
+}
+
+#[sqlx::test(migrator = "tributary::MIGRATOR")]
+async fn a_member_inserted_meanwhile_is_updated_when_no_summary_is_asked(pool: PgPool) {
+    member_inserted_meanwhile(pool, false).await;
+}
+
+/// An outcome's statement misses a member another transaction inserts meanwhile: the member is
+/// still updated, with its event, and the stream marked (with a summary if `summarize`).
+async fn member_inserted_meanwhile(pool: PgPool, summarize: bool) {
     let s = setup(&pool).await;
     // another stream's transaction inserts the member and has not committed yet
     let other = insert_member_uncommitted(&pool, &s.scope, "user-ada", "old name").await;
@@ -241,7 +252,7 @@ async fn a_member_inserted_meanwhile_is_updated_before_the_stream_is_marked(pool
                 vec![Member::new("user-ada", "new name")],
                 vec![activity("1", "bob")],
             );
-            outcome.summarize = true;
+            outcome.summarize = summarize;
             outcomes::complete(&pool, &lease, &outcome).await.unwrap()
         })
     };
@@ -260,7 +271,11 @@ async fn a_member_inserted_meanwhile_is_updated_before_the_stream_is_marked(pool
             activities_updated: 0,
         }
     );
-    assert_eq!(summary.map(|s| s.open), Some(1), "b is in flight");
+    assert_eq!(
+        summary.map(|s| s.open),
+        summarize.then_some(1),
+        "b is in flight"
+    );
     assert_eq!(username(&pool, "user-ada").await, "new name");
     let a = stream(&pool, s.streams[0].id).await;
     assert_eq!(a.state, StreamState::Processed);

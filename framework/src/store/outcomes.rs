@@ -39,6 +39,11 @@ impl Completion<'_> {
         i32::try_from(self.members.len() + self.activities.len()).unwrap_or(i32::MAX)
     }
 
+    /// Of a statement's two forms, the one that asks for a summary when this completion does.
+    fn statement(&self, plain: &'static str, summarizing: &'static str) -> &'static str {
+        if self.summarize { summarizing } else { plain }
+    }
+
     /// Makes the outcome storable, the same way for every integration: NUL stripped from every
     /// record, stream and last record (a record's `nul_stripped` attribute says which fields);
     /// a source id or stream identifier too long for its index refused with its field named.
@@ -137,38 +142,25 @@ pub async fn complete(
 /// [`complete`] for an outcome of records and no new streams: one statement
 /// ([`commit_records_sql!`]). When it missed a member that another transaction inserted
 /// meanwhile, its records are committed but not the stream: the member is updated and the stream
-/// marked in a second transaction (a crash between the two leaves the stream `processing`, to be
-/// fetched and written again, which changes nothing).
+/// marked by a second statement ([`update_missed_and_mark_sql!`]; a crash between the two leaves
+/// the stream `processing`, to be fetched and written again, which changes nothing).
 async fn complete_records(
     pool: &PgPool,
     lease: &Lease,
     completion: &Completion<'_>,
 ) -> Result<Completed, StoreError> {
     let batch = records::Batch::new(&completion.members, &completion.activities);
-    let sql = if completion.summarize {
-        COMMIT_RECORDS_AND_SUMMARIZE
-    } else {
-        COMMIT_RECORDS
-    };
-    let row = batch
-        .bind(sqlx::query(sql), completion.scope)
-        .bind(completion.stream_id)
-        .bind(lease.run_id)
-        .bind(lease.attempt)
-        .bind(completion.records_total())
-        .bind(&completion.last_record)
-        .bind(completion.last_record_timestamp)
-        .bind(completion.error.map(super::error_json))
-        .fetch_one(pool)
-        .await?;
+    let sql = completion.statement(COMMIT_RECORDS, COMMIT_RECORDS_AND_SUMMARIZE);
+    let query = bind_stream(
+        batch.bind(sqlx::query(sql), completion.scope),
+        lease,
+        completion,
+    );
+    let row = bind_last(query, completion).fetch_one(pool).await?;
     expect_one(records::count_in(&row, "held")?, lease)?;
     let (mut counts, missed) = UpsertCounts::from_row(&row)?;
     let summary = if records::count_in(&row, "updated")? == 1 {
-        if completion.summarize {
-            Some(<RunSummary as sqlx::FromRow<_>>::from_row(&row)?)
-        } else {
-            None
-        }
+        summary_in(&row, completion)?
     } else if missed == 0 {
         // the stream was held when the statement began, not when it was marked
         return Err(StoreError::LeaseLost {
@@ -176,13 +168,20 @@ async fn complete_records(
             attempt: lease.attempt,
         });
     } else {
-        let mut tx = crate::db::begin(pool).await?;
-        counts.members_updated += batch.update_missed(&mut tx, completion.scope).await?;
-        let (updated, summary) =
-            mark_processed(&mut tx, lease, completion, completion.error, &counts).await?;
-        expect_one(updated, lease)?;
-        tx.commit().await?;
-        summary
+        let sql =
+            completion.statement(UPDATE_MISSED_AND_MARK, UPDATE_MISSED_AND_MARK_AND_SUMMARIZE);
+        let query = bind_stream(
+            batch.bind_members(sqlx::query(sql), completion.scope),
+            lease,
+            completion,
+        )
+        .bind(clamp(counts.members_created))
+        .bind(clamp(counts.activities_created))
+        .bind(clamp(counts.activities_updated));
+        let row = bind_last(query, completion).fetch_one(pool).await?;
+        expect_one(records::count_in(&row, "updated")?, lease)?;
+        counts.members_updated += records::count_in(&row, "members_updated")?;
+        summary_in(&row, completion)?
     };
     Ok(Completed {
         records: counts,
@@ -190,6 +189,38 @@ async fn complete_records(
         cycle: None,
         summary,
     })
+}
+
+/// Binds the stream, the run, the attempt and the stream's record count (after the records').
+fn bind_stream<'q>(
+    query: records::Query<'q>,
+    lease: &Lease,
+    completion: &Completion<'_>,
+) -> records::Query<'q> {
+    query
+        .bind(completion.stream_id)
+        .bind(lease.run_id)
+        .bind(lease.attempt)
+        .bind(completion.records_total())
+}
+
+/// Binds the stream's last record, its timestamp and its error (a statement's last three).
+fn bind_last<'q>(query: records::Query<'q>, completion: &Completion<'q>) -> records::Query<'q> {
+    query
+        .bind(&completion.last_record)
+        .bind(completion.last_record_timestamp)
+        .bind(completion.error.map(super::error_json))
+}
+
+/// The run's summary a commit's row carries, when the completion asked for one.
+fn summary_in(
+    row: &sqlx::postgres::PgRow,
+    completion: &Completion<'_>,
+) -> Result<Option<RunSummary>, sqlx::Error> {
+    completion
+        .summarize
+        .then(|| <RunSummary as sqlx::FromRow<_>>::from_row(row))
+        .transpose()
 }
 
 async fn complete_in(
@@ -324,6 +355,30 @@ const MARK_AND_SUMMARIZE: &str = concat!(
     " FROM others o"
 );
 
+/// `g`: the stream `$stream` of run `$run`, locked, when the lease (`$attempt`) holds both; a
+/// statement writes only `WHERE EXISTS (SELECT 1 FROM g)`.
+macro_rules! held_sql {
+    ($stream:literal, $run:literal, $attempt:literal) => {
+        concat!(
+            "g AS (
+                 SELECT 1 FROM integration_streams
+                 WHERE id = ",
+            $stream,
+            " AND state = 'processing' AND claimed_attempt = ",
+            $attempt,
+            "
+                   AND EXISTS (SELECT 1 FROM integration_runs
+                               WHERE id = ",
+            $run,
+            " AND attempt = ",
+            $attempt,
+            " AND state = 'processing'
+                               FOR SHARE)
+                 FOR NO KEY UPDATE)"
+        )
+    };
+}
+
 /// An outcome of records and no new streams in one statement ($1–$19 the records, $20 stream,
 /// $21 run, $22 attempt, $23 records, $24–$25 last record, $26 error): `g` holds the stream
 /// (locked) when the lease holds the run and the stream, and nothing is written without it; the
@@ -333,13 +388,9 @@ const MARK_AND_SUMMARIZE: &str = concat!(
 macro_rules! commit_records_sql {
     ($($summary:literal)?) => {
         concat!(
-            "WITH g AS (
-                 SELECT 1 FROM integration_streams
-                 WHERE id = $20 AND state = 'processing' AND claimed_attempt = $22
-                   AND EXISTS (SELECT 1 FROM integration_runs
-                               WHERE id = $21 AND attempt = $22 AND state = 'processing'
-                               FOR SHARE)
-                 FOR NO KEY UPDATE), ",
+            "WITH ",
+            held_sql!("$20", "$21", "$22"),
+            ", ",
             super::records::upsert_ctes!("EXISTS (SELECT 1 FROM g)"),
             ", done AS (",
             mark_sql!(
@@ -364,6 +415,41 @@ macro_rules! commit_records_sql {
 const COMMIT_RECORDS: &str = commit_records_sql!();
 const COMMIT_RECORDS_AND_SUMMARIZE: &str = commit_records_sql!("");
 
+/// After [`commit_records_sql!`] missed members: the members `$1`–`$9` updated (with this
+/// statement's fresh snapshot, which sees them) and the stream marked, in one statement, both only
+/// while the lease holds the stream ($10 stream, $11 run, $12 attempt, $13–$16 figures, $17–$18
+/// last record, $19 error). `members_updated` says how many members changed, `updated` whether
+/// the stream was marked.
+macro_rules! update_missed_and_mark_sql {
+    ($($summary:literal)?) => {
+        concat!(
+            "WITH ",
+            held_sql!("$10", "$11", "$12"),
+            ", ",
+            super::records::members_update_sql!("EXISTS (SELECT 1 FROM g)"),
+            ", ",
+            super::records::members_updated_outbox_sql!(),
+            ", done AS (",
+            mark_sql!(
+                "$10",
+                "$11",
+                "$12",
+                "$13, $14, $15, $16",
+                "$17, $18",
+                "$19",
+                "EXISTS (SELECT 1 FROM g)"
+            ),
+            " RETURNING state)",
+            $(", ", others_sql!("$10", "$11"), $summary,)?
+            " SELECT (SELECT count(*) FROM done) AS updated,
+                     (SELECT count(*) FROM up) AS members_updated"
+            $(, ", ", summary_columns!(), " FROM others o", $summary)?
+        )
+    };
+}
+const UPDATE_MISSED_AND_MARK: &str = update_missed_and_mark_sql!();
+const UPDATE_MISSED_AND_MARK_AND_SUMMARIZE: &str = update_missed_and_mark_sql!("");
+
 /// The stream `processed` (or `error` with `error`), guarded by the lease; with
 /// [`Completion::summarize`], the run's other streams counted in the same statement (which sees
 /// them as they were before it, the committed stream excluded). Returns the rows updated.
@@ -374,21 +460,17 @@ async fn mark_processed(
     error: Option<&ErrorRecord>,
     counts: &UpsertCounts,
 ) -> Result<(u64, Option<RunSummary>), StoreError> {
-    let query = sqlx::query(if completion.summarize {
-        MARK_AND_SUMMARIZE
-    } else {
-        MARK
-    })
-    .bind(completion.stream_id)
-    .bind(lease.run_id)
-    .bind(lease.attempt)
-    .bind(completion.records_total())
-    .bind(clamp(counts.members_created))
-    .bind(clamp(counts.activities_created))
-    .bind(clamp(counts.activities_updated))
-    .bind(&completion.last_record)
-    .bind(completion.last_record_timestamp)
-    .bind(error.map(super::error_json));
+    let query = sqlx::query(completion.statement(MARK, MARK_AND_SUMMARIZE))
+        .bind(completion.stream_id)
+        .bind(lease.run_id)
+        .bind(lease.attempt)
+        .bind(completion.records_total())
+        .bind(clamp(counts.members_created))
+        .bind(clamp(counts.activities_created))
+        .bind(clamp(counts.activities_updated))
+        .bind(&completion.last_record)
+        .bind(completion.last_record_timestamp)
+        .bind(error.map(super::error_json));
     if !completion.summarize {
         return Ok((query.execute(&mut *conn).await?.rows_affected(), None));
     }

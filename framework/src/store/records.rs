@@ -103,6 +103,14 @@ impl<'a> Batch<'a> {
         bind_activities(bind_members(query, scope, &self.members), &self.activities)
     }
 
+    /// Binds `$1`–`$9`: the scope and the members' columns.
+    pub(super) fn bind_members<'q>(&'q self, query: Query<'q>, scope: &'q RecordScope) -> Query<'q>
+    where
+        'a: 'q,
+    {
+        bind_members(query, scope, &self.members)
+    }
+
     /// Updates the members a statement missed (another transaction inserted them after its
     /// snapshot was taken, so its update could not see them), with a fresh snapshot: how many
     /// changed.
@@ -251,6 +259,16 @@ macro_rules! upsert_counts {
 }
 pub(super) use upsert_counts;
 
+/// The `member.updated` events of the members [`members_update_sql!`] updated (`up`).
+macro_rules! members_updated_outbox_sql {
+    () => {
+        "outbox AS (
+         INSERT INTO events (tenant_id, platform, integration_id, event_type, data)
+         SELECT tenant_id, platform, integration_id, 'member.updated', to_jsonb(up) FROM up)"
+    };
+}
+pub(super) use members_updated_outbox_sql;
+
 /// An outcome's records, unguarded (the caller's transaction holds the guard).
 const UPSERT: &str = concat!("WITH ", upsert_ctes!("true"), " SELECT ", upsert_counts!());
 
@@ -258,11 +276,9 @@ const UPSERT: &str = concat!("WITH ", upsert_ctes!("true"), " SELECT ", upsert_c
 const UPDATE_MEMBERS: &str = concat!(
     "WITH ",
     members_update_sql!("true"),
-    ",
-     outbox AS (
-         INSERT INTO events (tenant_id, platform, integration_id, event_type, data)
-         SELECT tenant_id, platform, integration_id, 'member.updated', to_jsonb(up) FROM up)
-     SELECT count(*) FROM up"
+    ", ",
+    members_updated_outbox_sql!(),
+    " SELECT count(*) FROM up"
 );
 
 pub(super) type Query<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;

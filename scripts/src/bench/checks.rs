@@ -287,6 +287,8 @@ async fn measure_round(
     let fan_out = scheduler.run_once(slot).await?;
     let trigger = slot.trigger_key();
     let mut polls = 0i64;
+    let mut progress = (0i64, Instant::now());
+    let mut stalls_reported = 0;
     loop {
         polls += 1;
         let (done, failed): (i64, i64) = sqlx::query_as(
@@ -307,6 +309,14 @@ async fn measure_round(
             fan_out.runs_created,
             timeout.as_secs()
         );
+        if done > progress.0 {
+            progress = (done, Instant::now());
+        } else if progress.1.elapsed() >= STALL && stalls_reported < 3 {
+            // a round that stops making progress says what the database is doing meanwhile
+            stalls_reported += 1;
+            own += report_stall(pool, &trigger, done, fan_out.runs_created).await?;
+            progress.1 = Instant::now();
+        }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let elapsed = started.elapsed();
@@ -331,21 +341,84 @@ async fn measure_round(
     })
 }
 
-/// The database's transactions once the figures stopped changing (for a second and a half, at
-/// most 20 s), and how many transactions reading them took.
+/// The database's transactions once the figures stopped changing (for [`SETTLE`], at most a
+/// minute), and how many transactions reading them took.
+///
+/// A backend reports its figures at most once a second; one that goes idle with figures not yet
+/// reported reports them only after 10 s idle (PostgreSQL 15's `PGSTAT_IDLE_INTERVAL`), so a
+/// shorter wait leaves some of a round's transactions to the next round.
+/// Longer than an idle backend's wait to report its figures (10 s).
+const SETTLE: Duration = Duration::from_secs(11);
+
+/// A round with no check processed for this long is reported as stalled (at most three times).
+const STALL: Duration = Duration::from_secs(10);
+
+/// Prints what a stalled round's checks, the queue and the database's sessions are doing; returns
+/// the transactions this took (one per query).
+async fn report_stall(pool: &PgPool, trigger: &str, done: i64, of: u64) -> anyhow::Result<i64> {
+    let runs: Vec<(String, i64)> = sqlx::query_as(
+        "/* bench */ SELECT state::text, count(*) FROM integration_runs WHERE trigger_key = $1
+         GROUP BY 1 ORDER BY 1",
+    )
+    .bind(trigger)
+    .fetch_all(pool)
+    .await?;
+    let (visible, invisible, received_again): (i64, i64, i64) = sqlx::query_as(
+        "/* bench */ SELECT count(*) FILTER (WHERE visible_at <= now()),
+                count(*) FILTER (WHERE visible_at > now()),
+                count(*) FILTER (WHERE receive_count > 1)
+         FROM queue_messages",
+    )
+    .fetch_one(pool)
+    .await?;
+    let sessions: Vec<(String, String, String, f64, String)> = sqlx::query_as(
+        "/* bench */ SELECT coalesce(state, ''),
+                coalesce(wait_event_type || ':' || wait_event, ''),
+                coalesce(application_name, ''),
+                coalesce(extract(epoch FROM now() - coalesce(xact_start, state_change)), 0)::float8,
+                left(regexp_replace(query, '\\s+', ' ', 'g'), 100)
+         FROM pg_stat_activity
+         WHERE datname = current_database() AND pid <> pg_backend_pid()
+           AND backend_type = 'client backend'
+         ORDER BY state, 4 DESC",
+    )
+    .fetch_all(pool)
+    .await?;
+    println!(
+        "stalled: {done} of {of} checks processed, none for {} s; runs by state {runs:?}; \
+         queue: {visible} visible, {invisible} invisible, {received_again} received more than once; \
+         {} sessions:",
+        STALL.as_secs(),
+        sessions.len()
+    );
+    for (state, wait, app, secs, query) in &sessions {
+        println!("  {state:<20} {wait:<28} {secs:>7.1} s  {app} {query}");
+    }
+    Ok(3)
+}
+
 async fn settled_transactions(pool: &PgPool) -> anyhow::Result<(i64, i64)> {
-    let give_up = Instant::now() + Duration::from_secs(20);
+    let give_up = Instant::now() + Duration::from_secs(60);
     let mut reads = 1;
-    let mut last = transactions(pool).await?;
+    let mut seen = vec![(Instant::now(), transactions(pool).await?)];
     loop {
-        tokio::time::sleep(Duration::from_millis(1_500)).await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
         reads += 1;
         let now = transactions(pool).await?;
-        // each read is a transaction of its own
-        if now - last <= 1 || Instant::now() > give_up {
+        seen.push((Instant::now(), now));
+        // settled: over the last SETTLE, nothing reached the figures but this process's own
+        // reads (one transaction each) and an idle worker's background (its once-a-second read
+        // of tight budgets, its receives every 5 s: under 2 a second)
+        let settled = seen
+            .iter()
+            .rposition(|(at, _)| at.elapsed() >= SETTLE)
+            .is_some_and(|i| {
+                let background = 2 * SETTLE.as_secs() as i64;
+                now - seen[i].1 <= (seen.len() - 1 - i) as i64 + 1 + background
+            });
+        if settled || Instant::now() > give_up {
             return Ok((now, reads));
         }
-        last = now;
     }
 }
 

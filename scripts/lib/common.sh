@@ -55,14 +55,16 @@ ensure_postgres() {
   export DATABASE_URL
 }
 
-# DATABASE_URL with its database replaced by NAME, created if missing.
+# DATABASE_URL with its database replaced by NAME, created if missing; its parameters kept
+# (`?host=/var/run/postgresql` for the server's Unix socket, `?sslmode=disable`, …).
 database_named() { # NAME
-  local name=$1 base=${DATABASE_URL%/*}
+  local name=$1 url=${DATABASE_URL%%\?*} params=""
+  [ "$url" = "$DATABASE_URL" ] || params="?${DATABASE_URL#*\?}"
   if command -v psql >/dev/null 2>&1; then
     psql "$DATABASE_URL" -Atqc "select 1 from pg_database where datname = '$name'" | grep -q 1 \
       || psql "$DATABASE_URL" -qc "create database \"$name\"" >/dev/null
   fi
-  echo "$base/$name"
+  echo "${url%/*}/$name$params"
 }
 
 # Builds (quietly) and runs a binary of the workspace.

@@ -156,7 +156,9 @@ async fn complete_records(
         lease,
         completion,
     );
-    let row = bind_last(query, completion).fetch_one(pool).await?;
+    let row = bind_last(query, completion, completion.error)
+        .fetch_one(pool)
+        .await?;
     expect_one(records::count_in(&row, "held")?, lease)?;
     let (mut counts, missed) = UpsertCounts::from_row(&row)?;
     let summary = if records::count_in(&row, "updated")? == 1 {
@@ -170,15 +172,10 @@ async fn complete_records(
     } else {
         let sql =
             completion.statement(UPDATE_MISSED_AND_MARK, UPDATE_MISSED_AND_MARK_AND_SUMMARIZE);
-        let query = bind_stream(
-            batch.bind_members(sqlx::query(sql), completion.scope),
-            lease,
-            completion,
-        )
-        .bind(clamp(counts.members_created))
-        .bind(clamp(counts.activities_created))
-        .bind(clamp(counts.activities_updated));
-        let row = bind_last(query, completion).fetch_one(pool).await?;
+        let query = batch.bind_members(sqlx::query(sql), completion.scope);
+        let row = bind_mark(query, lease, completion, completion.error, &counts)
+            .fetch_one(pool)
+            .await?;
         expect_one(records::count_in(&row, "updated")?, lease)?;
         counts.members_updated += records::count_in(&row, "members_updated")?;
         summary_in(&row, completion)?
@@ -204,12 +201,32 @@ fn bind_stream<'q>(
         .bind(completion.records_total())
 }
 
-/// Binds the stream's last record, its timestamp and its error (a statement's last three).
-fn bind_last<'q>(query: records::Query<'q>, completion: &Completion<'q>) -> records::Query<'q> {
+/// Binds the stream's last record, its timestamp and `error` (a statement's last three).
+fn bind_last<'q>(
+    query: records::Query<'q>,
+    completion: &Completion<'q>,
+    error: Option<&ErrorRecord>,
+) -> records::Query<'q> {
     query
         .bind(&completion.last_record)
         .bind(completion.last_record_timestamp)
-        .bind(completion.error.map(super::error_json))
+        .bind(error.map(super::error_json))
+}
+
+/// Binds what [`mark_sql!`] marks the stream with, after the statement's earlier placeholders:
+/// the stream, run, attempt, its figures, its last record and `error`.
+fn bind_mark<'q>(
+    query: records::Query<'q>,
+    lease: &Lease,
+    completion: &Completion<'q>,
+    error: Option<&ErrorRecord>,
+    counts: &UpsertCounts,
+) -> records::Query<'q> {
+    let query = bind_stream(query, lease, completion)
+        .bind(clamp(counts.members_created))
+        .bind(clamp(counts.activities_created))
+        .bind(clamp(counts.activities_updated));
+    bind_last(query, completion, error)
 }
 
 /// The run's summary a commit's row carries, when the completion asked for one.
@@ -460,17 +477,13 @@ async fn mark_processed(
     error: Option<&ErrorRecord>,
     counts: &UpsertCounts,
 ) -> Result<(u64, Option<RunSummary>), StoreError> {
-    let query = sqlx::query(completion.statement(MARK, MARK_AND_SUMMARIZE))
-        .bind(completion.stream_id)
-        .bind(lease.run_id)
-        .bind(lease.attempt)
-        .bind(completion.records_total())
-        .bind(clamp(counts.members_created))
-        .bind(clamp(counts.activities_created))
-        .bind(clamp(counts.activities_updated))
-        .bind(&completion.last_record)
-        .bind(completion.last_record_timestamp)
-        .bind(error.map(super::error_json));
+    let query = bind_mark(
+        sqlx::query(completion.statement(MARK, MARK_AND_SUMMARIZE)),
+        lease,
+        completion,
+        error,
+        counts,
+    );
     if !completion.summarize {
         return Ok((query.execute(&mut *conn).await?.rows_affected(), None));
     }

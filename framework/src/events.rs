@@ -42,12 +42,32 @@ pub fn run_released(run_id: Uuid) {
 }
 
 pub fn run_finished(run: &Run) {
-    crate::telemetry::run_finished(run.state.as_str());
+    let figures = crate::store::outcomes::FinishedRun {
+        streams_processed: run.streams_processed,
+        streams_errored: run.streams_errored,
+        activities_created: run.activities_created,
+    };
+    run_finished_with(run.id, run.state, &figures);
+}
+
+/// A run ended in `state` with `figures` (by its last stream's commit, or on its own).
+pub fn run_finished_with(
+    run_id: Uuid,
+    state: crate::store::runs::RunState,
+    figures: &crate::store::outcomes::FinishedRun,
+) {
+    crate::telemetry::run_finished(state.as_str());
     tracing::info!(
-        run_id = %run.id, state = %run.state, streams_processed = run.streams_processed,
-        streams_errored = run.streams_errored, activities_created = run.activities_created,
+        %run_id, %state, streams_processed = figures.streams_processed,
+        streams_errored = figures.streams_errored, activities_created = figures.activities_created,
         "run finished"
     );
+}
+
+/// The last stream's task ran `postprocess`, but its commit found another stream of the run not
+/// yet `processed`: the run goes on, and `postprocess` runs again at its end.
+pub fn run_not_ended_by_last_stream(run_id: Uuid, stream: &str) {
+    tracing::info!(%run_id, %stream, "the last stream's commit did not end the run; it goes on");
 }
 
 pub fn run_failed(run_id: Uuid, error: &ErrorRecord) {

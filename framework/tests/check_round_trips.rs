@@ -263,6 +263,7 @@ fn completion<'a>(
         last_record_timestamp: None,
         error: None,
         summarize,
+        finish: None,
     }
 }
 

@@ -212,6 +212,7 @@ async fn every_write_names_the_attempt_of_its_lease(pool: PgPool) {
                 error: None,
                 // the summarizing statement is guarded the same way
                 summarize: true,
+                finish: None,
             },
         )
         .await

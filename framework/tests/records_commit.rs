@@ -10,7 +10,7 @@ use std::time::Duration;
 use common::*;
 use serde_json::json;
 use sqlx::PgPool;
-use tributary::store::outcomes::{self, Completed, Completion};
+use tributary::store::outcomes::{self, Completed, Completion, FinishRun};
 use tributary::store::records::{RecordScope, UpsertCounts};
 use tributary::store::streams::{StreamRow, StreamState};
 use tributary::store::{Lease, StoreError, claims, runs};
@@ -68,6 +68,7 @@ fn with_records<'a>(
         last_record_timestamp: Some(at(5)),
         error: None,
         summarize: false,
+        finish: None,
     }
 }
 
@@ -222,18 +223,28 @@ async fn records_are_not_written_once_the_lease_or_the_claim_is_gone(pool: PgPoo
 
 #[sqlx::test(migrator = "tributary::MIGRATOR")]
 async fn a_member_inserted_meanwhile_is_updated_before_the_stream_is_marked(pool: PgPool) {
-    member_inserted_meanwhile(pool, true).await;
+    member_inserted_meanwhile(pool, true, false).await;
+}
+
+#[sqlx::test(migrator = "tributary::MIGRATOR")]
+async fn a_member_inserted_meanwhile_is_updated_and_the_last_stream_ends_the_run(pool: PgPool) {
+    member_inserted_meanwhile(pool, true, true).await;
 }
 
 #[sqlx::test(migrator = "tributary::MIGRATOR")]
 async fn a_member_inserted_meanwhile_is_updated_when_no_summary_is_asked(pool: PgPool) {
-    member_inserted_meanwhile(pool, false).await;
+    member_inserted_meanwhile(pool, false, false).await;
 }
 
 /// An outcome's statement misses a member another transaction inserts meanwhile: the member is
-/// still updated, with its event, and the stream marked (with a summary if `summarize`).
-async fn member_inserted_meanwhile(pool: PgPool, summarize: bool) {
+/// still updated, with its event, and the stream marked (with a summary if `summarize`; with
+/// `finish`, the other stream processed first, the run ended by the same statement).
+async fn member_inserted_meanwhile(pool: PgPool, summarize: bool, finish: bool) {
     let s = setup(&pool).await;
+    if finish {
+        let b = with_records(&s.streams[1], &s.scope, Vec::new(), Vec::new());
+        outcomes::complete(&pool, &s.lease, &b).await.unwrap();
+    }
     // another stream's transaction inserts the member and has not committed yet
     let other = insert_member_uncommitted(&pool, &s.scope, "user-ada", "old name").await;
 
@@ -253,6 +264,7 @@ async fn member_inserted_meanwhile(pool: PgPool, summarize: bool) {
                 vec![activity("1", "bob")],
             );
             outcome.summarize = summarize;
+            outcome.finish = finish.then(FinishRun::default);
             outcomes::complete(&pool, &lease, &outcome).await.unwrap()
         })
     };
@@ -260,7 +272,10 @@ async fn member_inserted_meanwhile(pool: PgPool, summarize: bool) {
     other.commit().await.unwrap();
 
     let Completed {
-        records, summary, ..
+        records,
+        summary,
+        finished,
+        ..
     } = writer.await.unwrap();
     assert_eq!(
         records,
@@ -273,9 +288,17 @@ async fn member_inserted_meanwhile(pool: PgPool, summarize: bool) {
     );
     assert_eq!(
         summary.map(|s| s.open),
-        summarize.then_some(1),
-        "b is in flight"
+        summarize.then_some(if finish { 0 } else { 1 }),
+        "b is in flight unless processed first"
     );
+    let run = runs::get(&pool, s.lease.run_id).await.unwrap();
+    if finish {
+        assert_eq!(finished.map(|f| f.streams_processed), Some(2));
+        assert_eq!(run.state, runs::RunState::Processed);
+        assert_eq!((run.members_created, run.activities_created), (1, 1));
+    } else {
+        assert_eq!((finished, run.state), (None, runs::RunState::Processing));
+    }
     assert_eq!(username(&pool, "user-ada").await, "new name");
     let a = stream(&pool, s.streams[0].id).await;
     assert_eq!(a.state, StreamState::Processed);

@@ -312,8 +312,16 @@ impl IntegrationProcessor {
         }
         .run()
         .await?;
-        let errored = match end {
-            LoopEnd::AllFinal { errored } => errored,
+        let (errored, postprocessed) = match end {
+            LoopEnd::AllFinal {
+                errored,
+                postprocessed,
+            } => (errored, postprocessed),
+            LoopEnd::Finished(figures) => {
+                // the last stream's commit ended the run, `postprocess` done before it
+                events::run_finished_with(run.id, RunState::Processed, &figures);
+                return Ok(RunOutcome::Processed);
+            }
             LoopEnd::Deferred {
                 until,
                 reason,
@@ -338,22 +346,13 @@ impl IntegrationProcessor {
             let record = streams_failed_error(&self.pool, run.id, errored).await?;
             return self.fail(lease, &record).await;
         }
-        let ctx = Arc::unwrap_or_clone(ctx);
-        let hook = {
-            let service = service.clone();
-            let platform = service.platform().to_owned();
-            hooks::call(
-                config.hook_timeout,
-                crate::telemetry::for_platform(platform, async move {
-                    let ctx = service.postprocess(ctx).await?;
-                    service.changed_settings(&ctx)
-                }),
-            )
-            .await
+        let hook = match postprocessed {
+            // the last stream's task ran it, but its commit could not end the run
+            Some(Err(failure)) => Err(failure),
+            _ => postprocess(&service, Arc::unwrap_or_clone(ctx), &config).await,
         };
         match hook {
             Ok(settings) => {
-                let settings = settings.map(|s| scrub::value(&credentials, &s));
                 let finished = store::runs::finish(
                     &self.pool,
                     lease,
@@ -550,6 +549,26 @@ async fn preprocess(
     )
     .await
     .map_err(|f| ("get_streams", f))
+}
+
+/// `postprocess`; the settings it set, as stored (secrets scrubbed), or how it failed.
+async fn postprocess(
+    service: &Arc<dyn DynService>,
+    ctx: AnyContext,
+    config: &ServiceConfig,
+) -> Result<Option<serde_json::Value>, HookFailure> {
+    let service = service.clone();
+    let platform = service.platform().to_owned();
+    let credentials = ctx.credentials().clone();
+    let settings = hooks::call(
+        config.hook_timeout,
+        crate::telemetry::for_platform(platform, async move {
+            let ctx = service.postprocess(ctx).await?;
+            service.changed_settings(&ctx)
+        }),
+    )
+    .await?;
+    Ok(settings.map(|s| scrub::value(&credentials, &s)))
 }
 
 async fn streams_failed_error(

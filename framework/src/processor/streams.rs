@@ -5,38 +5,41 @@
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+mod commit;
+
 use super::hooks::{self, HookFailure};
 use super::{ProcessorConfig, ProcessorError, to_chrono};
 use crate::context::AnyContext;
-use crate::error::{ErrorKind, ErrorRecord};
 use crate::events;
 use crate::http::BudgetKey;
-use crate::records::Operation;
 use crate::service::{DynService, ServiceConfig};
 use crate::store::limits::{self, LimitDecision};
-use crate::store::outcomes::{self, Completion, RunSummary};
+use crate::store::outcomes::{self, FinishRun, FinishedRun, RunSummary};
 use crate::store::records::RecordScope;
-use crate::store::streams::{self as stream_store, PendingWait, StreamInsert, StreamRow};
+use crate::store::streams::{self as stream_store, PendingWait, StreamRow};
 use crate::store::{Lease, StoreError};
-use crate::stream::{Stream, StreamOutcome};
+use crate::stream::Stream;
 use crate::telemetry;
 
-/// A commit that hits a deadlock or a serialization failure is tried this many times.
-const MAX_COMMIT_TRIES: u32 = 3;
-
 pub(super) enum LoopEnd {
-    /// No stream is pending or processing; `errored` streams ended in `error`.
+    /// No stream is pending or processing; `errored` streams ended in `error`. `postprocessed`:
+    /// the last stream's task ran `postprocess` before its commit, which found the run not yet
+    /// done; a failure of it stands (a success is run again, once the run is done).
     AllFinal {
         errored: i64,
+        postprocessed: Option<Result<Option<serde_json::Value>, HookFailure>>,
     },
+    /// The last stream's commit ended the run `processed` (`postprocess` run before it).
+    Finished(FinishedRun),
     /// Everything in flight committed; the run must wait (on `budget`, for a rate limit the HTTP
     /// toolkit named).
     Deferred {
@@ -61,6 +64,10 @@ struct StreamDone {
     deferral: Option<Deferral>,
     /// How the run's streams stood at this stream's commit, when nothing else was due to claim.
     summary: Option<RunSummary>,
+    /// The commit ended the run.
+    finished: Option<FinishedRun>,
+    /// This task ran `postprocess` (it was the last), and its commit did not end the run.
+    postprocess_failed: Option<HookFailure>,
 }
 
 /// A request to defer the run; the latest wins.
@@ -102,6 +109,44 @@ struct Shared {
     /// start: the run is near its end, and each commit says how the run's streams stand (the
     /// last one saves the processor asking; a run's few open streams are counted by index).
     nothing_due: AtomicBool,
+    /// Stream tasks whose hooks have not returned yet.
+    hooks_running: AtomicUsize,
+    /// Stream tasks past their hooks whose commit has not ended yet (the last task waits for
+    /// them, see [`last_ends_run`]).
+    committing: watch::Sender<usize>,
+    /// Since the loop's last claim, a stream added streams or pages, asked to sleep, or had its
+    /// claim undone: the last task does not try to end the run (the loop claims what is due, or
+    /// defers the run, and asks how the run's streams stand).
+    spoiled: AtomicBool,
+    /// A stream of this loop failed (in `error`, or pending a retry), or the run was preprocessed
+    /// by an earlier attempt (its streams' earlier ends are not known here): the same, for good.
+    failed: AtomicBool,
+}
+
+impl Shared {
+    fn spoil(&self) {
+        self.spoiled.store(true, Ordering::SeqCst);
+    }
+
+    fn fail(&self) {
+        self.failed.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Counts a task in [`Shared::committing`] until dropped.
+struct Committing<'a>(&'a watch::Sender<usize>);
+
+impl<'a> Committing<'a> {
+    fn start(committing: &'a watch::Sender<usize>) -> Self {
+        committing.send_modify(|n| *n += 1);
+        Self(committing)
+    }
+}
+
+impl Drop for Committing<'_> {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n = n.saturating_sub(1));
+    }
 }
 
 impl StreamLoop<'_> {
@@ -123,6 +168,10 @@ impl StreamLoop<'_> {
                 integration_id: self.ctx.integration_id(),
             },
             nothing_due: AtomicBool::new(false),
+            hooks_running: AtomicUsize::new(0),
+            committing: watch::Sender::new(0),
+            spoiled: AtomicBool::new(false),
+            failed: AtomicBool::new(self.first_claim.is_none()),
         });
         let concurrency = self.service_config.stream_concurrency.max(1);
         let limit = self
@@ -144,6 +193,8 @@ impl StreamLoop<'_> {
         let mut settled: Option<RunSummary> = None;
         // concurrent commits since the last claim that each found nothing pending nor failed
         let mut quiet = Quiet::default();
+        // the last stream's task ran `postprocess`, its commit did not end the run
+        let mut postprocessed = None;
         let grace = tokio::time::sleep(self.processor_config.shutdown_grace);
         tokio::pin!(grace);
         let mut grace_started = false;
@@ -162,6 +213,7 @@ impl StreamLoop<'_> {
             }
 
             if deferral.is_none() && !stopping {
+                let mut fresh = false;
                 while in_flight.len() < concurrency {
                     // as many streams are claimed as there are free slots, in one statement,
                     // and all of them start now: a worker that dies leaves in `processing` only
@@ -176,6 +228,8 @@ impl StreamLoop<'_> {
                         if !claimed.is_empty() {
                             settled = None;
                             quiet = Quiet::default();
+                            postprocessed = None;
+                            fresh = true;
                         }
                         buffer.extend(claimed);
                     }
@@ -199,6 +253,9 @@ impl StreamLoop<'_> {
                         break;
                     }
                     let stream_id = row.id;
+                    // counted before `spoiled` is cleared below: a task deciding whether it is
+                    // the last sees one or the other
+                    shared.hooks_running.fetch_add(1, Ordering::SeqCst);
                     let span = tracing::info_span!(
                         "stream", stream = %row.identifier, stream_id = %row.id,
                         run_id = %self.lease.run_id, platform = self.ctx.platform()
@@ -212,6 +269,10 @@ impl StreamLoop<'_> {
                 shared
                     .nothing_due
                     .store(exhausted && buffer.is_empty(), Ordering::SeqCst);
+                if fresh {
+                    // what spoiled it is claimed now (new streams, pages, claims undone)
+                    shared.spoiled.store(false, Ordering::SeqCst);
+                }
             }
             if (deferral.is_some() || stopping) && !buffer.is_empty() {
                 // claimed but never started: back to pending, untouched
@@ -240,6 +301,7 @@ impl StreamLoop<'_> {
                     PendingWait::None => {
                         return Ok(LoopEnd::AllFinal {
                             errored: summary.errored,
+                            postprocessed,
                         });
                     }
                     PendingWait::DueNow => continue,
@@ -270,6 +332,13 @@ impl StreamLoop<'_> {
                             let stream_id = in_flight_ids.remove(&id);
                             match result {
                                 Ok(done) => {
+                                    if let Some(figures) = done.finished {
+                                        in_flight.abort_all();
+                                        return Ok(LoopEnd::Finished(figures));
+                                    }
+                                    if let Some(failure) = done.postprocess_failed {
+                                        postprocessed = Some(Err(failure));
+                                    }
                                     if let Some(d) = done.deferral {
                                         deferral = merge(deferral, d);
                                     }
@@ -292,6 +361,7 @@ impl StreamLoop<'_> {
                                         // a crash of the database undid it). Nothing of its
                                         // outcome was written; it is pending and claimed anew.
                                         events::stream_claim_undone(self.lease, stream_id);
+                                        shared.spoil();
                                         exhausted = false;
                                         settled = None;
                                         quiet.add(None);
@@ -385,7 +455,7 @@ async fn process_one(shared: Arc<Shared>, row: StreamRow) -> Result<StreamDone, 
     };
     let mut outcome = match result {
         Ok(outcome) => outcome,
-        Err(failure) => return done(shielded_failure(&shared, &stream, failure).await?),
+        Err(failure) => return failed(&shared, &stream, failure).await,
     };
     if outcome.next_page.is_some() {
         let service = shared.service.clone();
@@ -406,22 +476,77 @@ async fn process_one(shared: Arc<Shared>, row: StreamRow) -> Result<StreamDone, 
                     outcome.next_page = None;
                 }
             }
-            Err(failure) => return done(shielded_failure(&shared, &stream, failure).await?),
+            Err(failure) => return failed(&shared, &stream, failure).await,
         }
     }
     let sleep = outcome.sleep;
-    let summary = {
+    let ends_run = sleep.is_none() && outcome.next_page.is_none() && outcome.new_streams.is_empty();
+    if !ends_run {
+        shared.spoil();
+    }
+    let mut committing = Some(Committing::start(&shared.committing));
+    let mut finish = None;
+    let mut postprocess_failed = None;
+    if shared.hooks_running.fetch_sub(1, Ordering::SeqCst) == 1 && ends_run {
+        // no other task waits on this one's commit
+        committing = None;
+        if let Some(hook) = last_ends_run(&shared).await {
+            match hook {
+                Ok(settings) => finish = Some(FinishRun { settings }),
+                Err(failure) => postprocess_failed = Some(failure),
+            }
+        }
+    }
+    let tried = finish.is_some();
+    let committed = {
         let (shared, stream) = (shared.clone(), stream.clone());
-        shielded(async move { commit(&shared, &stream, outcome).await }).await?
+        shielded(async move { commit::commit(&shared, &stream, outcome, finish).await }).await
     };
+    // said before this commit counts as done: a last task waiting on it sees it
+    match &committed {
+        Ok(c) if c.errored => shared.fail(),
+        Ok(_) => {}
+        // the loop ends, or (a claim undone) claims the stream anew
+        Err(_) => shared.spoil(),
+    }
+    drop(committing);
+    let completed = committed?.completed;
+    if tried && completed.finished.is_none() {
+        events::run_not_ended_by_last_stream(shared.lease.run_id, &stream.identifier);
+    }
     Ok(StreamDone {
         deferral: sleep.map(|d| Deferral {
             until: crate::clock::now() + to_chrono(d),
             reason: format!("stream `{}` asked to sleep {d:?}", stream.identifier),
             budget: None,
         }),
-        summary,
+        summary: completed.summary,
+        finished: completed.finished,
+        postprocess_failed,
     })
+}
+
+/// Whether the last stream task to finish its hooks ends the run in its commit: once the other
+/// tasks' commits are done, when nothing is due to claim, no stream of the loop failed and none
+/// since its last claim added streams or asked to sleep, it runs `postprocess` (the run is done
+/// but for this commit) and returns what that gave. The commit still checks, in its statement, that every other stream is
+/// `processed`; should it find otherwise (a stream put back by an operator, say), the run goes on
+/// and `postprocess` runs again at its end.
+async fn last_ends_run(shared: &Shared) -> Option<Result<Option<serde_json::Value>, HookFailure>> {
+    if !shared.nothing_due.load(Ordering::SeqCst) {
+        return None;
+    }
+    let mut committing = shared.committing.subscribe();
+    // the sender lives in `shared`: the wait ends once the others' commits have
+    let _ = committing.wait_for(|n| *n == 0).await;
+    if shared.spoiled.load(Ordering::SeqCst)
+        || shared.failed.load(Ordering::SeqCst)
+        || shared.hooks_running.load(Ordering::SeqCst) != 0
+        || !shared.nothing_due.load(Ordering::SeqCst)
+    {
+        return None;
+    }
+    Some(super::postprocess(&shared.service, (*shared.ctx).clone(), &shared.config).await)
 }
 
 /// Runs a stream's writes to their end even when the loop gives up on the stream (its run
@@ -448,177 +573,21 @@ async fn shielded_failure(
     shielded(async move { record_failure(&shared, &stream, failure).await }).await
 }
 
-fn done(deferral: Option<Deferral>) -> Result<StreamDone, StoreError> {
+/// A stream's hooks failed: what happened is written ([`record_failure`]).
+async fn failed(
+    shared: &Arc<Shared>,
+    stream: &Stream,
+    failure: HookFailure,
+) -> Result<StreamDone, StoreError> {
+    // before its hooks count as ended: a last task sees it
+    shared.fail();
+    shared.hooks_running.fetch_sub(1, Ordering::SeqCst);
     Ok(StreamDone {
-        deferral,
+        deferral: shielded_failure(shared, stream, failure).await?,
         summary: None,
+        finished: None,
+        postprocess_failed: None,
     })
-}
-
-/// Writes an outcome: its records, its child streams and next page, the stream processed. A next
-/// page that breaks the pagination rules is not followed: the stream's records are kept and the
-/// stream ends in `error` saying why. Returns how the run's streams stand, when this stream was
-/// the last one in flight.
-async fn commit(
-    shared: &Shared,
-    stream: &Stream,
-    outcome: StreamOutcome,
-) -> Result<Option<RunSummary>, StoreError> {
-    let credentials = shared.ctx.credentials();
-    let StreamOutcome {
-        operations,
-        last_record,
-        last_record_timestamp,
-        new_streams,
-        next_page,
-        sleep: _,
-    } = outcome;
-    let mut members = Vec::new();
-    let mut activities = Vec::new();
-    for operation in operations {
-        match operation {
-            Operation::UpsertMember(m) => members.push(m),
-            Operation::UpsertActivity(a) => activities.push(a),
-        }
-    }
-    let mut inserts: Vec<StreamInsert> = new_streams
-        .iter()
-        .map(|s| StreamInsert::child(stream, s))
-        .collect();
-    let mut pagination_error = None;
-    if let Some(page) = next_page {
-        if stream.page.as_ref() == Some(&page) {
-            pagination_error = Some(format!(
-                "pagination does not advance: the next page of `{}` is the page just fetched ({page})",
-                stream.chain_identifier
-            ));
-        } else if stream.page_number >= shared.config.max_pages_per_stream {
-            pagination_error = Some(format!(
-                "pagination did not end: `{}` reached {} pages (max_pages_per_stream)",
-                stream.chain_identifier, shared.config.max_pages_per_stream
-            ));
-        } else {
-            inserts.push(StreamInsert::next_page(stream, page));
-        }
-    }
-    let wanted_next = inserts.iter().any(|i| i.page.is_some());
-    let wanted = inserts.len() as u64;
-    // records of the page are kept even when its pagination is broken: the stream then ends in
-    // `error` in the same transaction, saying why
-    let error = pagination_error.map(|message| ErrorRecord {
-        kind: ErrorKind::Fatal,
-        hook: "processor".to_owned(),
-        chain: vec![message.clone()],
-        message,
-        failures: stream.retries.saturating_add(1),
-        at: crate::clock::now(),
-    });
-    let mut completion = Completion {
-        stream_id: stream.id,
-        scope: &shared.scope,
-        members,
-        activities,
-        new_streams: inserts,
-        last_record,
-        last_record_timestamp,
-        error: error.as_ref(),
-        summarize: shared.nothing_due.load(Ordering::SeqCst),
-    };
-    super::scrub::completion(credentials, &mut completion);
-    if let Some(reason) = over_caps(shared, &completion).await? {
-        refuse_outcome(shared, stream, reason).await?;
-        return Ok(None);
-    }
-    let mut tries = 0;
-    let written = match completion.make_storable() {
-        Err(refused) => Err(StoreError::from(refused)),
-        Ok(()) => loop {
-            tries += 1;
-            match outcomes::complete(&shared.pool, &shared.lease, &completion).await {
-                Err(e) if e.is_transient() && tries < MAX_COMMIT_TRIES => continue,
-                other => break other,
-            }
-        },
-    };
-    let completed = match written {
-        Ok(completed) => completed,
-        Err(e) => match e.unstorable() {
-            // this outcome can never be stored: only its stream ends, on this first attempt
-            Some(reason) => {
-                refuse_outcome(shared, stream, reason).await?;
-                return Ok(None);
-            }
-            None => return Err(e),
-        },
-    };
-    if let Some(record) = &completed.cycle {
-        events::stream_failed(shared.lease.run_id, &stream.identifier, record, None);
-    } else if wanted_next && completed.new_streams < wanted {
-        events::next_page_known(shared.lease.run_id, &stream.identifier);
-    }
-    if let Some(record) = &error {
-        events::stream_failed(shared.lease.run_id, &stream.identifier, record, None);
-    }
-    telemetry::stream_committed(
-        shared.ctx.platform(),
-        error.is_some(),
-        completed.records.activities_created,
-        completed.records.activities_updated,
-        completed.records.members_created,
-    );
-    Ok(completed.summary)
-}
-
-/// Why an outcome is over the service's caps (records per outcome, streams per run), if it is.
-async fn over_caps(
-    shared: &Shared,
-    completion: &Completion<'_>,
-) -> Result<Option<String>, StoreError> {
-    let records = completion.members.len() + completion.activities.len();
-    let max_records = shared.config.max_records_per_outcome;
-    if records > max_records {
-        return Ok(Some(format!(
-            "it has {records} records, over the {max_records} an outcome may have \
-             (max_records_per_outcome)"
-        )));
-    }
-    if completion.new_streams.is_empty() {
-        return Ok(None);
-    }
-    let max_streams = shared.config.max_streams_per_run;
-    let existing = stream_store::count(&shared.pool, shared.lease.run_id).await?;
-    let total = existing.saturating_add(completion.new_streams.len() as u64);
-    Ok((total > max_streams).then(|| {
-        format!(
-            "its {} new stream(s) would give the run {total}, over the {max_streams} a run may \
-             have (max_streams_per_run)",
-            completion.new_streams.len()
-        )
-    }))
-}
-
-/// An outcome the database cannot store (nothing of it was written): the stream ends in `error`
-/// saying which field or SQLSTATE, without retries (the same records would fail again).
-async fn refuse_outcome(
-    shared: &Shared,
-    stream: &Stream,
-    reason: String,
-) -> Result<(), StoreError> {
-    let message = format!(
-        "the outcome of `{}` cannot be stored: {reason}",
-        stream.identifier
-    );
-    let record = ErrorRecord {
-        kind: ErrorKind::Fatal,
-        hook: "processor".to_owned(),
-        chain: vec![message.clone()],
-        message,
-        failures: stream.retries.saturating_add(1),
-        at: crate::clock::now(),
-    };
-    stream_store::fail(&shared.pool, &shared.lease, stream.id, &record, None).await?;
-    events::stream_failed(shared.lease.run_id, &stream.identifier, &record, None);
-    Ok(())
 }
 
 /// A failed `process_stream` (or `is_processing_finished`): rate limits put the stream back and

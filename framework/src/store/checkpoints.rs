@@ -28,17 +28,24 @@ pub async fn load(
 /// to when the run started: the body of a data-modifying CTE of the statement that ends the run
 /// ([`super::runs::finish`]), which names the ended run `ended`. A source with any stream in
 /// `error` keeps its checkpoint, so the next check reads it again from where it was.
+///
+/// `$processed` says when a stream `s` counts as processed: `s.state = 'processed'`, or more
+/// when the statement marks a stream itself (its snapshot still sees that stream processing).
 macro_rules! advance_sql {
-    () => {
-        "INSERT INTO source_checkpoints AS c (integration_id, source, read_from, run_id)
-         SELECT r.integration_id, s.source, r.started_at, r.id
-         FROM integration_streams s JOIN ended r ON r.id = s.run_id
-         WHERE r.started_at IS NOT NULL
-         GROUP BY r.integration_id, s.source, r.started_at, r.id
-         HAVING bool_and(s.state = 'processed')
-         ON CONFLICT (integration_id, source) DO UPDATE
-             SET read_from = EXCLUDED.read_from, run_id = EXCLUDED.run_id, updated_at = now()
-             WHERE c.read_from < EXCLUDED.read_from"
+    ($processed:literal) => {
+        concat!(
+            "INSERT INTO source_checkpoints AS c (integration_id, source, read_from, run_id)
+             SELECT r.integration_id, s.source, r.started_at, r.id
+             FROM integration_streams s JOIN ended r ON r.id = s.run_id
+             WHERE r.started_at IS NOT NULL
+             GROUP BY r.integration_id, s.source, r.started_at, r.id
+             HAVING bool_and(",
+            $processed,
+            ")
+             ON CONFLICT (integration_id, source) DO UPDATE
+                 SET read_from = EXCLUDED.read_from, run_id = EXCLUDED.run_id, updated_at = now()
+                 WHERE c.read_from < EXCLUDED.read_from"
+        )
     };
 }
 pub(crate) use advance_sql;

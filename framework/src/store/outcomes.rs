@@ -2,7 +2,9 @@
 //! `processed`, in one transaction under the run's lease (one statement when the outcome brings
 //! no new streams, as most pages of a check do). The last stream in flight may ask, in
 //! the same statement, how the run's other streams stand ([`RunSummary`]): a run whose streams are
-//! all final then ends without another round trip.
+//! all final then ends without another round trip. With `postprocess` already run, that statement
+//! also ends the run when every other stream is `processed` ([`Completion::finish`]): a check's
+//! last commit is its last transaction.
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -31,6 +33,25 @@ pub struct Completion<'a> {
     pub error: Option<&'a ErrorRecord>,
     /// Ask how the run's other streams stand after this commit ([`Completed::summary`]).
     pub summarize: bool,
+    /// With `summarize`: `postprocess` is done, so end the run `processed` in this same statement
+    /// when this stream ends `processed` and every other stream of the run already has
+    /// ([`Completed::finished`]).
+    pub finish: Option<FinishRun>,
+}
+
+/// Ends the run in the commit of its last stream ([`Completion::finish`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FinishRun {
+    /// The settings `postprocess` set, as stored (`None` when unchanged).
+    pub settings: Option<Value>,
+}
+
+/// The figures of a run its last stream's commit ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FinishedRun {
+    pub streams_processed: i64,
+    pub streams_errored: i64,
+    pub activities_created: i64,
 }
 
 impl Completion<'_> {
@@ -80,6 +101,8 @@ pub struct Completed {
     pub cycle: Option<ErrorRecord>,
     /// How the run's streams stand once this one is final, when [`Completion::summarize`] asked.
     pub summary: Option<RunSummary>,
+    /// The run, when [`Completion::finish`] asked and it ended.
+    pub finished: Option<FinishedRun>,
 }
 
 /// How a run's streams stand, read in the commit of one of them (which sees the others as they
@@ -156,12 +179,11 @@ async fn complete_records(
         lease,
         completion,
     );
-    let row = bind_last(query, completion, completion.error)
-        .fetch_one(pool)
-        .await?;
+    let query = bind_last(query, completion, completion.error);
+    let row = bind_finish(query, completion).fetch_one(pool).await?;
     expect_one(records::count_in(&row, "held")?, lease)?;
     let (mut counts, missed) = UpsertCounts::from_row(&row)?;
-    let summary = if records::count_in(&row, "updated")? == 1 {
+    let (summary, finished) = if records::count_in(&row, "updated")? == 1 {
         summary_in(&row, completion)?
     } else if missed == 0 {
         // the stream was held when the statement began, not when it was marked
@@ -173,9 +195,8 @@ async fn complete_records(
         let sql =
             completion.statement(UPDATE_MISSED_AND_MARK, UPDATE_MISSED_AND_MARK_AND_SUMMARIZE);
         let query = batch.bind_members(sqlx::query(sql), completion.scope);
-        let row = bind_mark(query, lease, completion, completion.error, &counts)
-            .fetch_one(pool)
-            .await?;
+        let query = bind_mark(query, lease, completion, completion.error, &counts);
+        let row = bind_finish(query, completion).fetch_one(pool).await?;
         expect_one(records::count_in(&row, "updated")?, lease)?;
         counts.members_updated += records::count_in(&row, "members_updated")?;
         summary_in(&row, completion)?
@@ -185,6 +206,7 @@ async fn complete_records(
         new_streams: 0,
         cycle: None,
         summary,
+        finished,
     })
 }
 
@@ -229,15 +251,39 @@ fn bind_mark<'q>(
     bind_last(query, completion, error)
 }
 
-/// The run's summary a commit's row carries, when the completion asked for one.
+/// With a summarizing statement: whether to end the run, the settings `postprocess` set, and the
+/// event to write (after the statement's other placeholders; see [`finish_sql!`]).
+fn bind_finish<'q>(query: records::Query<'q>, completion: &Completion<'q>) -> records::Query<'q> {
+    if !completion.summarize {
+        return query;
+    }
+    let settings = completion.finish.as_ref().and_then(|f| f.settings.as_ref());
+    query
+        .bind(completion.finish.is_some())
+        .bind(settings.map(super::storable::without_nul))
+        .bind(super::events::types::RUN_PROCESSED)
+}
+
+/// The run's summary a commit's row carries, when the completion asked for one, and the run's
+/// figures when that commit ended it.
 fn summary_in(
     row: &sqlx::postgres::PgRow,
     completion: &Completion<'_>,
-) -> Result<Option<RunSummary>, sqlx::Error> {
-    completion
-        .summarize
-        .then(|| <RunSummary as sqlx::FromRow<_>>::from_row(row))
-        .transpose()
+) -> Result<(Option<RunSummary>, Option<FinishedRun>), sqlx::Error> {
+    if !completion.summarize {
+        return Ok((None, None));
+    }
+    let summary = <RunSummary as sqlx::FromRow<_>>::from_row(row)?;
+    let finished = (records::count_in(row, "finished")? == 1)
+        .then(|| {
+            Ok::<_, sqlx::Error>(FinishedRun {
+                streams_processed: sqlx::Row::try_get(row, "run_streams_processed")?,
+                streams_errored: sqlx::Row::try_get(row, "run_streams_errored")?,
+                activities_created: sqlx::Row::try_get(row, "run_activities_created")?,
+            })
+        })
+        .transpose()?;
+    Ok((Some(summary), finished))
 }
 
 async fn complete_in(
@@ -269,7 +315,7 @@ async fn complete_in(
         }
     }
     let error = completion.error.cloned().or(cycle);
-    let (updated, summary) =
+    let (updated, (summary, finished)) =
         mark_processed(conn, lease, completion, error.as_ref(), &counts).await?;
     expect_one(updated, lease)?;
     Ok(Completed {
@@ -277,6 +323,7 @@ async fn complete_in(
         new_streams,
         cycle: error.filter(|_| completion.error.is_none()),
         summary,
+        finished,
     })
 }
 
@@ -355,18 +402,77 @@ macro_rules! summary_columns {
     () => {
         "o.open, o.processing,
          o.errored + (SELECT count(*) FROM done WHERE state = 'error') AS errored,
-         o.due_now, o.next_due"
+         o.due_now, o.next_due,
+         (SELECT count(*) FROM ended) AS finished,
+         (SELECT streams_processed FROM ended) AS run_streams_processed,
+         (SELECT streams_errored FROM ended) AS run_streams_errored,
+         (SELECT activities_created FROM ended) AS run_activities_created"
+    };
+}
+
+/// For a statement whose CTE `done` marked stream `$stream` of run `$run` held by `$attempt`
+/// (RETURNING its id, state and figures) and whose CTE `others` counted the run's other streams:
+/// the run ended `processed` in the same statement when `$finish` (bool) asks, the stream ended
+/// `processed` and no other stream is open or in `error` (`postprocess` having run), with the
+/// settings `$settings` and the event type `$event`, after the statement's other events when
+/// `$after` reads them (see [`super::runs::end_run_sql!`]). The
+/// statement's snapshot still sees the stream processing: the run's figures add it, and its
+/// source counts it processed.
+macro_rules! finish_sql {
+    ($stream:literal, $run:literal, $attempt:literal, $finish:literal, $settings:literal,
+     $event:literal, $after:literal) => {
+        concat!(
+            ", figures AS (
+                 SELECT o.processed + 1 AS processed, o.errored,
+                        o.members + d.members_created AS members,
+                        o.created + d.activities_created AS created,
+                        o.updated + d.activities_updated AS updated
+                 FROM (SELECT count(*) FILTER (WHERE state = 'processed') AS processed,
+                              count(*) FILTER (WHERE state = 'error') AS errored,
+                              coalesce(sum(members_created), 0) AS members,
+                              coalesce(sum(activities_created), 0) AS created,
+                              coalesce(sum(activities_updated), 0) AS updated
+                       FROM integration_streams WHERE run_id = ",
+            $run,
+            " AND id <> ",
+            $stream,
+            ") o, done d
+                 WHERE ",
+            $finish,
+            "::bool AND d.state = 'processed'
+                   AND (SELECT open + errored FROM others) = 0), ",
+            super::runs::end_run_sql!(
+                $run,
+                $attempt,
+                "'processed'",
+                "NULL",
+                $settings,
+                "'done'",
+                $event,
+                "s.state = 'processed' OR s.id IN (SELECT id FROM done)",
+                $after
+            )
+        )
+    };
+}
+
+/// What a summarizing statement's CTE `done` returns of the stream it marked.
+macro_rules! done_returning {
+    () => {
+        " RETURNING id, state, members_created, activities_created, activities_updated)"
     };
 }
 
 /// The stream's update alone ($1 stream, $2 run, $3 attempt, $4–$9 figures and last record, $10
-/// error).
+/// error); summarizing, the run ended too when asked ($11 finish, $12 settings, $13 event).
 const MARK: &str = mark_sql!("$1", "$2", "$3", "$4, $5, $6, $7", "$8, $9", "$10", "true");
 const MARK_AND_SUMMARIZE: &str = concat!(
     "WITH done AS (",
     mark_sql!("$1", "$2", "$3", "$4, $5, $6, $7", "$8, $9", "$10", "true"),
-    " RETURNING state), ",
+    done_returning!(),
+    ", ",
     others_sql!("$1", "$2"),
+    finish_sql!("$1", "$2", "$3", "$11", "$12", "$13", "true"),
     " SELECT (SELECT count(*) FROM done) AS updated, ",
     summary_columns!(),
     " FROM others o"
@@ -401,9 +507,11 @@ macro_rules! held_sql {
 /// (locked) when the lease holds the run and the stream, and nothing is written without it; the
 /// stream is marked unless some member was missed (`missed`: another transaction inserted it
 /// after this statement's snapshot, so its update could not be applied here). `held` says
-/// whether the records were written, `updated` whether the stream was marked.
+/// whether the records were written, `updated` whether the stream was marked. Summarizing: the
+/// run ended too when asked ([`finish_sql!`]: $27 finish, $28 settings, $29 event), after the
+/// records' events.
 macro_rules! commit_records_sql {
-    ($($summary:literal)?) => {
+    ($($summary:literal, $finish:literal, $settings:literal, $event:literal)?) => {
         concat!(
             "WITH ",
             held_sql!("$20", "$21", "$22"),
@@ -421,8 +529,10 @@ macro_rules! commit_records_sql {
                 "$26",
                 "EXISTS (SELECT 1 FROM g) AND (SELECT n FROM missed) = 0"
             ),
-            " RETURNING state)",
-            $(", ", others_sql!("$20", "$21"), $summary,)?
+            done_returning!(),
+            $(", ", others_sql!("$20", "$21"), $summary,
+              finish_sql!("$20", "$21", "$22", $finish, $settings, $event,
+                  "(SELECT count(*) FROM outbox) >= 0"),)?
             " SELECT (SELECT count(*) FROM g) AS held, (SELECT count(*) FROM done) AS updated, ",
             super::records::upsert_counts!()
             $(, ", ", summary_columns!(), " FROM others o", $summary)?
@@ -430,15 +540,16 @@ macro_rules! commit_records_sql {
     };
 }
 const COMMIT_RECORDS: &str = commit_records_sql!();
-const COMMIT_RECORDS_AND_SUMMARIZE: &str = commit_records_sql!("");
+const COMMIT_RECORDS_AND_SUMMARIZE: &str = commit_records_sql!("", "$27", "$28", "$29");
 
 /// After [`commit_records_sql!`] missed members: the members `$1`–`$9` updated (with this
 /// statement's fresh snapshot, which sees them) and the stream marked, in one statement, both only
 /// while the lease holds the stream ($10 stream, $11 run, $12 attempt, $13–$16 figures, $17–$18
 /// last record, $19 error). `members_updated` says how many members changed, `updated` whether
-/// the stream was marked.
+/// the stream was marked. Summarizing: the run ended too when asked ($20 finish, $21 settings,
+/// $22 event).
 macro_rules! update_missed_and_mark_sql {
-    ($($summary:literal)?) => {
+    ($($summary:literal, $finish:literal, $settings:literal, $event:literal)?) => {
         concat!(
             "WITH ",
             held_sql!("$10", "$11", "$12"),
@@ -456,8 +567,10 @@ macro_rules! update_missed_and_mark_sql {
                 "$19",
                 "EXISTS (SELECT 1 FROM g)"
             ),
-            " RETURNING state)",
-            $(", ", others_sql!("$10", "$11"), $summary,)?
+            done_returning!(),
+            $(", ", others_sql!("$10", "$11"), $summary,
+              finish_sql!("$10", "$11", "$12", $finish, $settings, $event,
+                  "(SELECT count(*) FROM outbox) >= 0"),)?
             " SELECT (SELECT count(*) FROM done) AS updated,
                      (SELECT count(*) FROM up) AS members_updated"
             $(, ", ", summary_columns!(), " FROM others o", $summary)?
@@ -465,7 +578,8 @@ macro_rules! update_missed_and_mark_sql {
     };
 }
 const UPDATE_MISSED_AND_MARK: &str = update_missed_and_mark_sql!();
-const UPDATE_MISSED_AND_MARK_AND_SUMMARIZE: &str = update_missed_and_mark_sql!("");
+const UPDATE_MISSED_AND_MARK_AND_SUMMARIZE: &str =
+    update_missed_and_mark_sql!("", "$20", "$21", "$22");
 
 /// The stream `processed` (or `error` with `error`), guarded by the lease; with
 /// [`Completion::summarize`], the run's other streams counted in the same statement (which sees
@@ -476,7 +590,7 @@ async fn mark_processed(
     completion: &Completion<'_>,
     error: Option<&ErrorRecord>,
     counts: &UpsertCounts,
-) -> Result<(u64, Option<RunSummary>), StoreError> {
+) -> Result<(u64, (Option<RunSummary>, Option<FinishedRun>)), StoreError> {
     let query = bind_mark(
         sqlx::query(completion.statement(MARK, MARK_AND_SUMMARIZE)),
         lease,
@@ -485,12 +599,17 @@ async fn mark_processed(
         counts,
     );
     if !completion.summarize {
-        return Ok((query.execute(&mut *conn).await?.rows_affected(), None));
+        return Ok((
+            query.execute(&mut *conn).await?.rows_affected(),
+            (None, None),
+        ));
     }
-    let row = query.fetch_one(&mut *conn).await?;
+    let row = bind_finish(query, completion).fetch_one(&mut *conn).await?;
     let updated: i64 = sqlx::Row::try_get(&row, "updated")?;
-    let summary = <RunSummary as sqlx::FromRow<_>>::from_row(&row)?;
-    Ok((u64::try_from(updated).unwrap_or(0), Some(summary)))
+    Ok((
+        u64::try_from(updated).unwrap_or(0),
+        summary_in(&row, completion)?,
+    ))
 }
 
 /// How the run's streams stand now, read by index without its processed ones (what a summary

@@ -241,7 +241,8 @@ macro_rules! upsert_ctes {
                     CASE WHEN created THEN 'activity.created' ELSE 'activity.updated' END,
                     channel, to_jsonb(act) - 'created'
              FROM act) e
-         ORDER BY o)"
+         ORDER BY o
+         RETURNING pos)"
         )
     };
 }
@@ -264,7 +265,8 @@ macro_rules! members_updated_outbox_sql {
     () => {
         "outbox AS (
          INSERT INTO events (tenant_id, platform, integration_id, event_type, data)
-         SELECT tenant_id, platform, integration_id, 'member.updated', to_jsonb(up) FROM up)"
+         SELECT tenant_id, platform, integration_id, 'member.updated', to_jsonb(up) FROM up
+         RETURNING pos)"
     };
 }
 pub(super) use members_updated_outbox_sql;

@@ -460,6 +460,78 @@ pub enum RunEnd<'a> {
     },
 }
 
+/// The CTEs that end run `$run` held by `$attempt`: `ended`
+/// (the run in `$state` with `$error`, its figures from a CTE `figures` the statement defines:
+/// `processed`, `errored`, `members`, `created`, `updated`), its sources' checkpoints moved
+/// forward (`$processed`: see [`super::checkpoints::advance_sql`]), its integration's status set to
+/// `$status` (unless disconnected) and settings to `$settings` (when not NULL), and its event
+/// `$event` written, once `$after` (a condition that reads the statement's other events, which
+/// must come first) is evaluated.
+macro_rules! end_run_sql {
+    ($run:literal, $attempt:literal, $state:literal, $error:literal, $settings:literal,
+     $status:literal, $event:literal, $processed:literal, $after:literal) => {
+        concat!(
+            "ended AS (
+                 UPDATE integration_runs r SET
+                     state = ",
+            $state,
+            ", error = ",
+            $error,
+            ", finished_at = now(), updated_at = now(),
+                     lease_owner = NULL, lease_expires_at = NULL,
+                     streams_processed = f.processed, streams_errored = f.errored,
+                     members_created = f.members, activities_created = f.created,
+                     activities_updated = f.updated
+                 FROM figures f
+                 WHERE r.id = ",
+            $run,
+            " AND r.attempt = ",
+            $attempt,
+            " AND r.state = 'processing'
+                 RETURNING r.*
+             ),
+             checkpoints AS (",
+            $crate::store::checkpoints::advance_sql!($processed),
+            "),
+             integration AS (
+                 UPDATE integrations i SET
+                     status = CASE WHEN i.status = 'disconnected' THEN i.status ELSE ",
+            $status,
+            " END,
+                     last_processed_at = CASE WHEN r.state = 'processed' THEN r.started_at
+                                              ELSE i.last_processed_at END,
+                     settings = coalesce(",
+            $settings,
+            ", i.settings),
+                     updated_at = now()
+                 FROM ended r WHERE i.id = r.integration_id
+                 RETURNING i.id, i.tenant_id, i.platform
+             ),
+             event AS (
+                 INSERT INTO events (tenant_id, platform, integration_id, event_type, data)
+                 SELECT i.tenant_id, i.platform, i.id, ",
+            $event,
+            ", jsonb_build_object(
+                     'run_id', r.id, 'integration_id', r.integration_id,
+                     'onboarding', r.onboarding, 'state', r.state, 'error', r.error,
+                     'streams_processed', r.streams_processed,
+                     'streams_errored', r.streams_errored,
+                     'members_created', r.members_created,
+                     'activities_created', r.activities_created,
+                     'activities_updated', r.activities_updated,
+                     -- RFC 3339 in UTC, as the other events' timestamps
+                     'started_at', to_char(r.started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),
+                     'finished_at', to_char(r.finished_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'))
+                 FROM integration i JOIN ended r ON r.integration_id = i.id
+                 WHERE ",
+            $after,
+            "
+             )"
+        )
+    };
+}
+pub(super) use end_run_sql;
+
 /// Ends the run, writes its final figures, moves its sources' checkpoints forward, writes its
 /// event and updates its integration (status, settings `postprocess` changed, and
 /// `last_processed_at` set to when this run started if it succeeded): one statement, so one round
@@ -486,47 +558,19 @@ pub async fn finish(pool: &PgPool, lease: &Lease, end: RunEnd<'_>) -> Result<Run
                     coalesce(sum(activities_created), 0) AS created,
                     coalesce(sum(activities_updated), 0) AS updated
              FROM integration_streams WHERE run_id = $1
-         ),
-         ended AS (
-             UPDATE integration_runs r SET
-                 state = $3, error = $4, finished_at = now(), updated_at = now(),
-                 lease_owner = NULL, lease_expires_at = NULL,
-                 streams_processed = f.processed, streams_errored = f.errored,
-                 members_created = f.members, activities_created = f.created,
-                 activities_updated = f.updated
-             FROM figures f
-             WHERE r.id = $1 AND r.attempt = $2 AND r.state = 'processing'
-             RETURNING r.*
-         ),
-         checkpoints AS (",
-        super::checkpoints::advance_sql!(),
-        "),
-         integration AS (
-             UPDATE integrations i SET
-                 status = CASE WHEN i.status = 'disconnected' THEN i.status ELSE $6 END,
-                 last_processed_at = CASE WHEN r.state = 'processed' THEN r.started_at
-                                          ELSE i.last_processed_at END,
-                 settings = coalesce($5, i.settings),
-                 updated_at = now()
-             FROM ended r WHERE i.id = r.integration_id
-             RETURNING i.id, i.tenant_id, i.platform
-         ),
-         event AS (
-             INSERT INTO events (tenant_id, platform, integration_id, event_type, data)
-             SELECT i.tenant_id, i.platform, i.id, $7, jsonb_build_object(
-                 'run_id', r.id, 'integration_id', r.integration_id,
-                 'onboarding', r.onboarding, 'state', r.state, 'error', r.error,
-                 'streams_processed', r.streams_processed,
-                 'streams_errored', r.streams_errored,
-                 'members_created', r.members_created,
-                 'activities_created', r.activities_created,
-                 'activities_updated', r.activities_updated,
-                 -- RFC 3339 in UTC, as the other events' timestamps
-                 'started_at', to_char(r.started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),
-                 'finished_at', to_char(r.finished_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'))
-             FROM integration i JOIN ended r ON r.integration_id = i.id
-         )
-         SELECT * FROM ended",
+         ), ",
+        end_run_sql!(
+            "$1",
+            "$2",
+            "$3",
+            "$4",
+            "$5",
+            "$6",
+            "$7",
+            "s.state = 'processed'",
+            "true"
+        ),
+        " SELECT * FROM ended",
     ))
     .bind(lease.run_id)
     .bind(lease.attempt)

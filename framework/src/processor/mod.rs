@@ -312,11 +312,11 @@ impl IntegrationProcessor {
         }
         .run()
         .await?;
-        let (errored, postprocessed) = match end {
+        let (errored, postprocess_failed) = match end {
             LoopEnd::AllFinal {
                 errored,
-                postprocessed,
-            } => (errored, postprocessed),
+                postprocess_failed,
+            } => (errored, postprocess_failed),
             LoopEnd::Finished(figures) => {
                 // the last stream's commit ended the run, `postprocess` done before it
                 events::run_finished_with(run.id, RunState::Processed, &figures);
@@ -346,10 +346,10 @@ impl IntegrationProcessor {
             let record = streams_failed_error(&self.pool, run.id, errored).await?;
             return self.fail(lease, &record).await;
         }
-        let hook = match postprocessed {
-            // the last stream's task ran it, but its commit could not end the run
-            Some(Err(failure)) => Err(failure),
-            _ => postprocess(&service, Arc::unwrap_or_clone(ctx), &config).await,
+        let hook = match postprocess_failed {
+            // the last stream's task ran it before its commit
+            Some(failure) => Err(failure),
+            None => postprocess(&service, Arc::unwrap_or_clone(ctx), &config).await,
         };
         match hook {
             Ok(settings) => {

@@ -31,12 +31,12 @@ use crate::stream::Stream;
 use crate::telemetry;
 
 pub(super) enum LoopEnd {
-    /// No stream is pending or processing; `errored` streams ended in `error`. `postprocessed`:
-    /// the last stream's task ran `postprocess` before its commit, which found the run not yet
-    /// done; a failure of it stands (a success is run again, once the run is done).
+    /// No stream is pending or processing; `errored` streams ended in `error`.
+    /// `postprocess_failed`: the last stream's task ran `postprocess` before its commit and it
+    /// failed; that failure stands for the run's `postprocess`.
     AllFinal {
         errored: i64,
-        postprocessed: Option<Result<Option<serde_json::Value>, HookFailure>>,
+        postprocess_failed: Option<HookFailure>,
     },
     /// The last stream's commit ended the run `processed` (`postprocess` run before it).
     Finished(FinishedRun),
@@ -193,8 +193,8 @@ impl StreamLoop<'_> {
         let mut settled: Option<RunSummary> = None;
         // concurrent commits since the last claim that each found nothing pending nor failed
         let mut quiet = Quiet::default();
-        // the last stream's task ran `postprocess`, its commit did not end the run
-        let mut postprocessed = None;
+        // the last stream's task ran `postprocess`, and it failed
+        let mut postprocess_failed = None;
         let grace = tokio::time::sleep(self.processor_config.shutdown_grace);
         tokio::pin!(grace);
         let mut grace_started = false;
@@ -228,7 +228,7 @@ impl StreamLoop<'_> {
                         if !claimed.is_empty() {
                             settled = None;
                             quiet = Quiet::default();
-                            postprocessed = None;
+                            postprocess_failed = None;
                             fresh = true;
                         }
                         buffer.extend(claimed);
@@ -301,7 +301,7 @@ impl StreamLoop<'_> {
                     PendingWait::None => {
                         return Ok(LoopEnd::AllFinal {
                             errored: summary.errored,
-                            postprocessed,
+                            postprocess_failed,
                         });
                     }
                     PendingWait::DueNow => continue,
@@ -337,7 +337,7 @@ impl StreamLoop<'_> {
                                         return Ok(LoopEnd::Finished(figures));
                                     }
                                     if let Some(failure) = done.postprocess_failed {
-                                        postprocessed = Some(Err(failure));
+                                        postprocess_failed = Some(failure);
                                     }
                                     if let Some(d) = done.deferral {
                                         deferral = merge(deferral, d);

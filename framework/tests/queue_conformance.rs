@@ -345,6 +345,45 @@ async fn a_dead_letter_is_redriven_or_discarded_by_its_id(backend: &impl Backend
     assert_nothing_for(queue.as_ref(), 1).await;
 }
 
+/// A receive that carries handled messages' receipts deletes them and takes none of them, even
+/// when their visibility ran out before it.
+async fn a_receive_deletes_the_handled_messages_it_carries(backend: &impl Backend) {
+    let queue = backend.queue(5).await;
+    let mut handled = Vec::new();
+    for body in ["a", "b"] {
+        queue.send(OutgoingMessage::new(body)).await.unwrap();
+        handled.push(receive_one(queue.as_ref(), 1, Duration::from_secs(10)).await);
+    }
+    // wait until both have become visible again, undeleted
+    let until = Instant::now() + Duration::from_secs(10);
+    while queue.stats().await.unwrap().visible < 2 {
+        assert!(Instant::now() < until, "{:?}", queue.stats().await.unwrap());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    queue.send(OutgoingMessage::new("c")).await.unwrap();
+    let receipts: Vec<_> = handled.iter().map(|m| m.receipt.clone()).collect();
+    let mut got: Vec<String> = queue
+        .receive_after_deleting(request(10, 1, 30), &receipts)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.body)
+        .collect();
+    let until = Instant::now() + Duration::from_secs(10);
+    while got.is_empty() && Instant::now() < until {
+        got.extend(
+            queue
+                .receive(request(10, 1, 30))
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|m| m.body),
+        );
+    }
+    assert_eq!(got, ["c"], "the handled messages were deleted, not taken");
+    assert_nothing_for(queue.as_ref(), 2).await;
+}
+
 macro_rules! conformance {
     ($($test:ident),* $(,)?) => {
         mod postgres {
@@ -378,6 +417,7 @@ conformance!(
     a_message_received_too_often_is_dead_lettered,
     a_refused_message_is_dead_lettered_with_its_reason,
     a_dead_letter_is_redriven_or_discarded_by_its_id,
+    a_receive_deletes_the_handled_messages_it_carries,
 );
 
 /// At the start, an SQS queue that cannot be reached is an outage (the worker waits for it); a

@@ -2,12 +2,16 @@
 //! (up to the queue's batch size), at most [`ACK_DELAY`] after it was handled, and every pending
 //! one before the worker stops. Under load this makes the delete of a check nearly free (one
 //! statement or API call for ten); a delete that is lost (the worker is killed in that moment)
-//! only makes the message come back, and its redelivery finds the work done.
+//! only makes the message come back, and its redelivery finds the work done. Where the queue
+//! deletes within a receive ([`Queue::deletes_with_receive`], PostgreSQL), the worker's next
+//! receive takes the pending deletes along ([`Acker::take`]), and the acker sends only those no
+//! receive took within the delay.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tributary::queue::{MAX_BATCH, Queue, ReceivedMessage};
 
@@ -25,15 +29,41 @@ pub struct Acker {
 /// Where a handled message's delete is queued (one per job).
 #[derive(Clone)]
 pub struct Acks {
-    tx: mpsc::UnboundedSender<ReceivedMessage>,
+    pending: Arc<Pending>,
+}
+
+/// Handled messages not yet deleted.
+#[derive(Default)]
+struct Pending {
+    messages: Mutex<Vec<ReceivedMessage>>,
+    /// A message was queued, or the acker is closing.
+    wake: Notify,
+    closing: AtomicBool,
+}
+
+impl Pending {
+    fn take(&self) -> Vec<ReceivedMessage> {
+        std::mem::take(&mut *self.lock())
+    }
+
+    fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<ReceivedMessage>> {
+        // a panic while holding the lock cannot leave the list half-changed (push, take)
+        self.messages
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 impl Acker {
     pub fn start(queue: Arc<dyn Queue>, delay: Duration) -> Self {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let task = tokio::spawn(run(queue, rx, delay));
+        let pending = Arc::new(Pending::default());
+        let task = tokio::spawn(run(queue, pending.clone(), delay));
         Self {
-            acks: Acks { tx },
+            acks: Acks { pending },
             task,
         }
     }
@@ -42,9 +72,22 @@ impl Acker {
         self.acks.clone()
     }
 
-    /// Sends every delete still waiting (once every [`Acks`] is gone), then stops.
+    /// The handled messages not yet deleted, for a receive to delete.
+    pub fn take(&self) -> Vec<ReceivedMessage> {
+        self.acks.pending.take()
+    }
+
+    /// Queues again what [`Acker::take`] took when its receive did not happen.
+    pub fn put_back(&self, messages: Vec<ReceivedMessage>) {
+        for message in messages {
+            self.acks.ack(message);
+        }
+    }
+
+    /// Sends every delete still waiting, then stops.
     pub async fn close(self) {
-        drop(self.acks);
+        self.acks.pending.closing.store(true, Ordering::SeqCst);
+        self.acks.pending.wake.notify_one();
         if let Err(e) = self.task.await {
             events::task_panicked(&e);
         }
@@ -54,48 +97,39 @@ impl Acker {
 impl Acks {
     /// Queues the message's delete.
     pub fn ack(&self, message: ReceivedMessage) {
-        if let Err(mpsc::error::SendError(message)) = self.tx.send(message) {
-            // the acker stopped (it never does while an `Acks` lives): the message comes back
-            events::ack_failed(
-                &message,
-                &tributary::queue::QueueError::Backend {
-                    backend: "worker",
-                    operation: "delete",
-                    detail: "the acknowledging task has stopped".to_owned(),
-                },
-            );
-        }
+        self.pending.lock().push(message);
+        self.pending.wake.notify_one();
     }
 }
 
-async fn run(
-    queue: Arc<dyn Queue>,
-    mut rx: mpsc::UnboundedReceiver<ReceivedMessage>,
-    delay: Duration,
-) {
-    let mut batch: Vec<ReceivedMessage> = Vec::with_capacity(MAX_BATCH);
-    while let Some(first) = rx.recv().await {
-        batch.push(first);
+async fn run(queue: Arc<dyn Queue>, pending: Arc<Pending>, delay: Duration) {
+    loop {
+        // a message queued (or the close) since the last batch
+        pending.wake.notified().await;
         let deadline = tokio::time::Instant::now() + delay;
-        while batch.len() < MAX_BATCH {
-            match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some(message)) => batch.push(message),
-                // closed: send what is here, then the loop ends
-                Ok(None) | Err(_) => break,
+        while pending.len() < MAX_BATCH && !pending.closing.load(Ordering::SeqCst) {
+            tokio::select! {
+                () = tokio::time::sleep_until(deadline) => break,
+                () = pending.wake.notified() => {}
             }
         }
-        delete(queue.as_ref(), &mut batch).await;
+        let batch = pending.take();
+        for chunk in batch.chunks(MAX_BATCH) {
+            delete(queue.as_ref(), chunk).await;
+        }
+        if pending.closing.load(Ordering::SeqCst) && pending.len() == 0 {
+            return;
+        }
     }
 }
 
-async fn delete(queue: &dyn Queue, batch: &mut Vec<ReceivedMessage>) {
+async fn delete(queue: &dyn Queue, batch: &[ReceivedMessage]) {
     let receipts: Vec<_> = batch.iter().map(|m| m.receipt.clone()).collect();
     if let Err(e) = queue.delete_batch(&receipts).await {
-        for message in batch.iter() {
+        for message in batch {
             events::ack_failed(message, &e);
         }
     }
-    batch.clear();
 }
 
 #[cfg(test)]
@@ -148,6 +182,46 @@ mod tests {
             tokio::task::yield_now().await;
         }
         assert_eq!(stats(&queue).await.in_flight, 2, "the partial batch waits");
+        acker.close().await;
+        let after = stats(&queue).await;
+        assert_eq!((after.in_flight, after.visible), (0, 0), "{after:?}");
+    }
+
+    #[sqlx::test(migrator = "tributary::MIGRATOR")]
+    async fn a_receive_takes_the_pending_deletes_along(pool: PgPool) {
+        let queue = Arc::new(PgQueue::new(pool, PgQueueConfig::default()));
+        for n in 0..3 {
+            queue
+                .send(OutgoingMessage::new(format!("m{n}")))
+                .await
+                .unwrap();
+        }
+        let request = |n| ReceiveRequest {
+            max_messages: n,
+            wait: Duration::ZERO,
+            visibility: Duration::from_secs(600),
+        };
+        let received = queue.receive(request(2)).await.unwrap();
+        assert_eq!(received.len(), 2);
+        // a delay no test waits out: the deletes wait for a receive (or the close)
+        let acker = Acker::start(queue.clone(), Duration::from_secs(3600));
+        let acks = acker.acks();
+        for message in received {
+            acks.ack(message);
+        }
+        let deleting = acker.take();
+        assert_eq!(deleting.len(), 2);
+        assert!(acker.take().is_empty(), "taken once");
+        let receipts: Vec<_> = deleting.iter().map(|m| m.receipt.clone()).collect();
+        let third = queue
+            .receive_after_deleting(request(10), &receipts)
+            .await
+            .unwrap();
+        assert_eq!(third.len(), 1);
+        let after = stats(&queue).await;
+        assert_eq!((after.in_flight, after.visible), (1, 0), "{after:?}");
+        // a receive that did not happen puts its deletes back for the acker
+        acker.put_back(third);
         acker.close().await;
         let after = stats(&queue).await;
         assert_eq!((after.in_flight, after.visible), (0, 0), "{after:?}");

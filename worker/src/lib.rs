@@ -389,10 +389,26 @@ impl Worker {
                 wait: config.receive_wait,
                 visibility: config.visibility_timeout,
             };
-            let received = tokio::select! {
-                () = shutdown.cancelled() => break,
-                received = self.queue.receive(request) => received,
+            // the handled messages' deletes ride on this receive where the queue can do that
+            let deleting = if self.queue.deletes_with_receive() {
+                acker.take()
+            } else {
+                Vec::new()
             };
+            let receipts: Vec<_> = deleting.iter().map(|m| m.receipt.clone()).collect();
+            let received = tokio::select! {
+                () = shutdown.cancelled() => {
+                    // deleted or not, the acker deletes them (again) before the worker stops
+                    acker.put_back(deleting);
+                    break;
+                }
+                received = self.queue.receive_after_deleting(request, &receipts) => received,
+            };
+            if received.is_err() {
+                // not deleted: the acker tries again (a message that comes back meanwhile finds
+                // its work done)
+                acker.put_back(deleting);
+            }
             let messages = match received {
                 Ok(messages) => {
                     receive_failures = 0;

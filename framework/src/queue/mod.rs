@@ -237,6 +237,27 @@ pub trait Queue: Send + Sync + fmt::Debug + 'static {
     /// Deletes up to [`MAX_BATCH`] received messages.
     async fn delete_batch(&self, receipts: &[Receipt]) -> Result<(), QueueError>;
 
+    /// Whether [`Queue::receive_after_deleting`] deletes within the receive's own request (in
+    /// PostgreSQL, its statement): a worker then leaves its handled messages' deletes to its next
+    /// receive rather than sending them apart.
+    fn deletes_with_receive(&self) -> bool {
+        false
+    }
+
+    /// Deletes `receipts` (any number), then receives as [`Queue::receive`] does. On error the
+    /// deletes may not have happened: those messages come back once visible, as after a lost
+    /// delete.
+    async fn receive_after_deleting(
+        &self,
+        request: ReceiveRequest,
+        receipts: &[Receipt],
+    ) -> Result<Vec<ReceivedMessage>, QueueError> {
+        for chunk in receipts.chunks(MAX_BATCH) {
+            self.delete_batch(chunk).await?;
+        }
+        self.receive(request).await
+    }
+
     /// Moves a received message to the dead-letter queue with `reason`.
     async fn dead_letter(&self, message: &ReceivedMessage, reason: &str) -> Result<(), QueueError>;
 

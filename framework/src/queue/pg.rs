@@ -161,21 +161,30 @@ impl PgQueue {
         Ok(done.rows_affected())
     }
 
+    /// Takes up to `request.max_messages` visible messages, deleting the messages of `deleting`
+    /// (ids and receipt tokens) in the same statement (none of them is taken).
     async fn try_receive(
         &self,
         request: &ReceiveRequest,
+        deleting: &Deleting,
     ) -> Result<Vec<ReceivedMessage>, QueueError> {
         if self.redrive_due() {
             self.redrive().await?;
         }
         let rows: Vec<MessageRow> = sqlx::query_as(
-            "UPDATE queue_messages m SET
+            "WITH gone AS (
+                 DELETE FROM queue_messages m
+                 USING unnest($5::uuid[], $6::uuid[]) AS r(id, receipt)
+                 WHERE m.id = r.id AND m.receipt = r.receipt
+             )
+             UPDATE queue_messages m SET
                  receive_count = m.receive_count + 1,
                  visible_at = now() + make_interval(secs => $3),
                  receipt = gen_random_uuid(),
                  first_received_at = coalesce(m.first_received_at, now())
              FROM (SELECT id FROM queue_messages
                    WHERE queue = $1 AND visible_at <= now() AND receive_count < $4
+                     AND id <> ALL($5::uuid[])
                    ORDER BY visible_at, id LIMIT $2
                    FOR UPDATE SKIP LOCKED) picked
              WHERE m.id = picked.id
@@ -185,6 +194,8 @@ impl PgQueue {
         .bind(i64::try_from(request.max_messages).unwrap_or(1))
         .bind(request.visibility.as_secs_f64())
         .bind(i32::try_from(self.config.max_receives).unwrap_or(i32::MAX))
+        .bind(&deleting.ids)
+        .bind(&deleting.tokens)
         .fetch_all(&self.pool)
         .await?;
         Ok(rows
@@ -212,6 +223,25 @@ impl PgQueue {
         .fetch_one(&self.pool)
         .await?;
         Ok(secs.map(|s| Duration::from_secs_f64(s.max(0.0))))
+    }
+}
+
+/// Messages to delete, as ids and receipt tokens.
+#[derive(Default)]
+struct Deleting {
+    ids: Vec<Uuid>,
+    tokens: Vec<Uuid>,
+}
+
+impl Deleting {
+    fn of(receipts: &[Receipt]) -> Result<Self, QueueError> {
+        let mut deleting = Self::default();
+        for receipt in receipts {
+            let (id, token) = parse_receipt(receipt)?;
+            deleting.ids.push(id);
+            deleting.tokens.push(token);
+        }
+        Ok(deleting)
     }
 }
 
@@ -310,7 +340,21 @@ impl Queue for PgQueue {
     }
 
     async fn receive(&self, request: ReceiveRequest) -> Result<Vec<ReceivedMessage>, QueueError> {
+        self.receive_after_deleting(request, &[]).await
+    }
+
+    fn deletes_with_receive(&self) -> bool {
+        true
+    }
+
+    /// The deletes ride on the first look for messages: one statement.
+    async fn receive_after_deleting(
+        &self,
+        request: ReceiveRequest,
+        receipts: &[Receipt],
+    ) -> Result<Vec<ReceivedMessage>, QueueError> {
         check_receive(&request)?;
+        let mut deleting = Deleting::of(receipts)?;
         let deadline = tokio::time::Instant::now() + request.wait;
         let mut wakeups = if request.wait.is_zero() {
             None
@@ -322,7 +366,8 @@ impl Queue for PgQueue {
             if let Some(w) = wakeups.as_mut() {
                 w.mark_unchanged();
             }
-            let messages = self.try_receive(&request).await?;
+            let messages = self.try_receive(&request, &deleting).await?;
+            deleting = Deleting::default();
             let now = tokio::time::Instant::now();
             if !messages.is_empty() || now >= deadline {
                 return Ok(messages);
@@ -376,13 +421,7 @@ impl Queue for PgQueue {
 
     async fn delete_batch(&self, receipts: &[Receipt]) -> Result<(), QueueError> {
         check_batch("delete", receipts.len())?;
-        let mut ids = Vec::with_capacity(receipts.len());
-        let mut tokens = Vec::with_capacity(receipts.len());
-        for receipt in receipts {
-            let (id, token) = parse_receipt(receipt)?;
-            ids.push(id);
-            tokens.push(token);
-        }
+        let Deleting { ids, tokens } = Deleting::of(receipts)?;
         // a receipt that no longer holds its message (received again since) deletes nothing
         sqlx::query(
             "DELETE FROM queue_messages m USING unnest($1::uuid[], $2::uuid[]) AS r(id, receipt)

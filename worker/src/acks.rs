@@ -46,6 +46,13 @@ impl Pending {
         std::mem::take(&mut *self.lock())
     }
 
+    /// The first `n` pending messages (the rest wait for their own batch).
+    fn take_up_to(&self, n: usize) -> Vec<ReceivedMessage> {
+        let mut messages = self.lock();
+        let n = n.min(messages.len());
+        messages.drain(..n).collect()
+    }
+
     fn len(&self) -> usize {
         self.lock().len()
     }
@@ -113,11 +120,20 @@ async fn run(queue: Arc<dyn Queue>, pending: Arc<Pending>, delay: Duration) {
                 () = pending.wake.notified() => {}
             }
         }
-        let batch = pending.take();
+        let closing = pending.closing.load(Ordering::SeqCst);
+        // a full batch goes at once; the rest waits its delay (or the close)
+        let batch = if closing {
+            pending.take()
+        } else {
+            pending.take_up_to(MAX_BATCH)
+        };
         for chunk in batch.chunks(MAX_BATCH) {
             delete(queue.as_ref(), chunk).await;
         }
-        if pending.closing.load(Ordering::SeqCst) && pending.len() == 0 {
+        if pending.len() > 0 {
+            // the rest starts its own wait
+            pending.wake.notify_one();
+        } else if closing {
             return;
         }
     }

@@ -21,8 +21,9 @@ use crate::stream::{NewStream, Stream, StreamOutcome};
 /// every stream (concurrently, up to [`ServiceConfig::stream_concurrency`]), and `postprocess` once
 /// every stream has been processed: after the other streams' outcomes are committed and before
 /// the last one's, which ends the run in the same statement with the settings `postprocess` set
-/// (should that commit find the run not done after all, `postprocess` runs again at its end). Each hook gets the run's context with the integration's
-/// settings as [`IntegrationService::Settings`].
+/// (should that commit find the run not done after all, `postprocess` runs again at its end).
+/// Each hook gets the run's context with the integration's settings as
+/// [`IntegrationService::Settings`].
 #[async_trait]
 pub trait IntegrationService: Send + Sync + 'static {
     /// The integration's settings (and, through [`Settings::CREDENTIALS`], its credentials'

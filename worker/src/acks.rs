@@ -86,9 +86,11 @@ impl Acker {
 
     /// Queues again what [`Acker::take`] took when its receive did not happen.
     pub fn put_back(&self, messages: Vec<ReceivedMessage>) {
-        for message in messages {
-            self.acks.ack(message);
+        if messages.is_empty() {
+            return;
         }
+        self.acks.pending.lock().extend(messages);
+        self.acks.pending.wake.notify_one();
     }
 
     /// Sends every delete still waiting, then stops.

@@ -529,9 +529,9 @@ async fn process_one(shared: Arc<Shared>, row: StreamRow) -> Result<StreamDone, 
 /// Whether the last stream task to finish its hooks ends the run in its commit: once the other
 /// tasks' commits are done, when nothing is due to claim, no stream of the loop failed and none
 /// since its last claim added streams or asked to sleep, it runs `postprocess` (the run is done
-/// but for this commit) and returns what that gave. The commit still checks, in its statement, that every other stream is
-/// `processed`; should it find otherwise (a stream put back by an operator, say), the run goes on
-/// and `postprocess` runs again at its end.
+/// but for this commit) and returns what that gave. The commit still checks, in its statement,
+/// that every other stream is `processed`; should it find otherwise (a stream put back by an
+/// operator, say), the run goes on and `postprocess` runs again at its end.
 async fn last_ends_run(shared: &Shared) -> Option<Result<Option<serde_json::Value>, HookFailure>> {
     if !shared.nothing_due.load(Ordering::SeqCst) {
         return None;

@@ -427,13 +427,8 @@ macro_rules! finish_sql {
                         o.members + d.members_created AS members,
                         o.created + d.activities_created AS created,
                         o.updated + d.activities_updated AS updated
-                 FROM (SELECT count(*) FILTER (WHERE state = 'processed') AS processed,
-                              count(*) FILTER (WHERE state = 'error') AS errored,
-                              coalesce(sum(members_created), 0) AS members,
-                              coalesce(sum(activities_created), 0) AS created,
-                              coalesce(sum(activities_updated), 0) AS updated
-                       FROM integration_streams WHERE run_id = ",
-            $run,
+                 FROM (",
+            super::runs::run_figures_sql!($run),
             " AND id <> ",
             $stream,
             ") o, done d

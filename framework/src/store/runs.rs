@@ -460,6 +460,23 @@ pub enum RunEnd<'a> {
     },
 }
 
+/// The figures of run `$run`'s streams, as `end_run_sql!` reads them: `processed`, `errored`,
+/// `members`, `created`, `updated` (a statement may narrow the streams with `AND`).
+macro_rules! run_figures_sql {
+    ($run:literal) => {
+        concat!(
+            "SELECT count(*) FILTER (WHERE state = 'processed') AS processed,
+                    count(*) FILTER (WHERE state = 'error') AS errored,
+                    coalesce(sum(members_created), 0) AS members,
+                    coalesce(sum(activities_created), 0) AS created,
+                    coalesce(sum(activities_updated), 0) AS updated
+             FROM integration_streams WHERE run_id = ",
+            $run
+        )
+    };
+}
+pub(super) use run_figures_sql;
+
 /// The CTEs that end run `$run` held by `$attempt`: `ended`
 /// (the run in `$state` with `$error`, its figures from a CTE `figures` the statement defines:
 /// `processed`, `errored`, `members`, `created`, `updated`), its sources' checkpoints moved
@@ -551,14 +568,9 @@ pub async fn finish(pool: &PgPool, lease: &Lease, end: RunEnd<'_>) -> Result<Run
         RunEnd::Failed { error } => ("error", Some(error_json(error)), None, RUN_FAILED, "error"),
     };
     let run: Option<Run> = sqlx::query_as(concat!(
-        "WITH figures AS (
-             SELECT count(*) FILTER (WHERE state = 'processed') AS processed,
-                    count(*) FILTER (WHERE state = 'error') AS errored,
-                    coalesce(sum(members_created), 0) AS members,
-                    coalesce(sum(activities_created), 0) AS created,
-                    coalesce(sum(activities_updated), 0) AS updated
-             FROM integration_streams WHERE run_id = $1
-         ), ",
+        "WITH figures AS (",
+        run_figures_sql!("$1"),
+        "), ",
         end_run_sql!(
             "$1",
             "$2",

@@ -145,12 +145,30 @@ impl Browser {
 
     async fn click(&self, css: &str) {
         let element = self.find(css).await.unwrap_or_else(|| panic!("no {css}"));
-        self.command(
-            reqwest::Method::POST,
-            &format!("/element/{element}/click"),
-            json!({}),
-        )
-        .await;
+        let answer = self
+            .command(
+                reqwest::Method::POST,
+                &format!("/element/{element}/click"),
+                json!({}),
+            )
+            .await;
+        assert!(answer.get("error").is_none(), "clicking {css}: {answer}");
+    }
+
+    /// The text of `css` on the page the browser is on, waited for: a click
+    /// that submits a form returns before the next page has loaded.
+    async fn text_once_shown(&self, css: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(text) = self.text(css).await {
+                return text;
+            }
+            if Instant::now() >= deadline {
+                let page = self.text("body").await.unwrap_or_default();
+                panic!("timed out waiting for {css}; the page says: {page}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// Saves a screenshot as target/browser-screenshots/NAME.png.
@@ -288,7 +306,7 @@ async fn the_dashboard_shows_progress_error_chains_and_redrives_a_dead_letter(po
     browser
         .click("#dead-letters form[action$='/redrive'] button")
         .await;
-    let flash = browser.text("#flash").await.expect("a confirmation");
+    let flash = browser.text_once_shown("#flash").await;
     assert!(flash.contains("sent to the workers again"), "{flash}");
     browser.screenshot("dead-letter-redriven").await;
     browser.quit().await;

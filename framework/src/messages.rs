@@ -9,7 +9,9 @@
 //!
 //! * `type` says what the message asks for. `process_integration` starts a run of the integration
 //!   (`onboarding`, default `false`, says which kind) or, if it already has an active run,
-//!   processes that one. `continue_run` processes an existing run (it must be pending, delayed and
+//!   processes that one. Its run is keyed by the queue's message id, or by the optional `key` the
+//!   producer gives (1–200 characters, no control characters): messages with the same key make
+//!   one run, so a producer may retry a send it is unsure of. `continue_run` processes an existing run (it must be pending, delayed and
 //!   due, or left by a dead worker). `tick` is one minute slot of the tick generator: checks that
 //!   are due, delayed runs whose time has come, runs whose worker died.
 //! * `v` is the format's version: optional, `1` when absent. This build reads version 1 and writes
@@ -49,6 +51,10 @@ pub enum Message {
         integration_id: Uuid,
         #[serde(default)]
         onboarding: bool,
+        /// The producer's key for this request: messages with the same key make one run of the
+        /// integration, whenever they arrive (a send retried after its run ended included).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        key: Option<String>,
     },
     /// Process an existing run.
     ContinueRun { run_id: Uuid },
@@ -59,6 +65,15 @@ pub enum Message {
 impl Message {
     pub fn continue_run(run_id: Uuid) -> Self {
         Self::ContinueRun { run_id }
+    }
+
+    /// A `process_integration` without a key: keyed by the queue's message id.
+    pub fn process_integration(integration_id: Uuid, onboarding: bool) -> Self {
+        Self::ProcessIntegration {
+            integration_id,
+            onboarding,
+            key: None,
+        }
     }
 
     pub fn type_name(&self) -> &'static str {
@@ -117,11 +132,35 @@ impl Message {
                 found: clip(&format!("\"{kind}\"")),
             });
         }
-        serde_json::from_value(value).map_err(|e| MessageError::InvalidFields {
-            kind,
-            detail: clip(&e.to_string()),
-        })
+        let message: Self =
+            serde_json::from_value(value).map_err(|e| MessageError::InvalidFields {
+                kind: kind.clone(),
+                detail: clip(&e.to_string()),
+            })?;
+        if let Self::ProcessIntegration { key: Some(key), .. } = &message {
+            check_key(key).map_err(|detail| MessageError::InvalidFields { kind, detail })?;
+        }
+        Ok(message)
     }
+}
+
+/// The longest `key` a `process_integration` may carry, in characters.
+pub const MAX_KEY_CHARS: usize = 200;
+
+fn check_key(key: &str) -> Result<(), String> {
+    if key.is_empty() {
+        return Err("`key` is empty; leave it out to key the run by the message id".into());
+    }
+    let chars = key.chars().count();
+    if chars > MAX_KEY_CHARS {
+        return Err(format!(
+            "`key` is {chars} characters; at most {MAX_KEY_CHARS} are accepted"
+        ));
+    }
+    if key.chars().any(char::is_control) {
+        return Err("`key` contains a control character".into());
+    }
+    Ok(())
 }
 
 impl fmt::Display for Message {
@@ -130,6 +169,7 @@ impl fmt::Display for Message {
             Self::ProcessIntegration {
                 integration_id,
                 onboarding,
+                ..
             } => write!(
                 f,
                 "process_integration {integration_id} ({})",
@@ -290,10 +330,7 @@ mod tests {
             Message::decode(&format!(
                 r#"{{"type":"process_integration","integration_id":"{ID}","onboarding":true}}"#
             )),
-            Ok(Message::ProcessIntegration {
-                integration_id: id(),
-                onboarding: true
-            })
+            Ok(Message::process_integration(id(), true))
         );
         assert_eq!(
             Message::decode(&format!(
@@ -312,19 +349,18 @@ mod tests {
             Message::decode(&format!(
                 r#"{{"type":"process_integration","integration_id":"{ID}","trace":"abc"}}"#
             )),
-            Ok(Message::ProcessIntegration {
-                integration_id: id(),
-                onboarding: false
-            })
+            Ok(Message::process_integration(id(), false))
         );
     }
 
     #[test]
     fn encoding_round_trips_and_carries_the_version() {
         for message in [
+            Message::process_integration(id(), true),
             Message::ProcessIntegration {
                 integration_id: id(),
-                onboarding: true,
+                onboarding: false,
+                key: Some("signup-42 ✓".into()),
             },
             Message::continue_run(id()),
             Message::Tick {
@@ -438,6 +474,43 @@ mod tests {
         // offsets are read as UTC
         let slot: TickSlot = "2026-11-22T22:13:00+01:00".parse().unwrap();
         assert_eq!(slot.to_string(), "2026-11-22T21:13:00Z");
+    }
+
+    #[test]
+    fn a_key_is_read_and_bad_keys_are_refused_with_the_reason() {
+        let body = |key: &str| {
+            format!(r#"{{"type":"process_integration","integration_id":"{ID}","key":{key}}}"#)
+        };
+        assert_eq!(
+            Message::decode(&body(r#""order-7""#)),
+            Ok(Message::ProcessIntegration {
+                integration_id: id(),
+                onboarding: false,
+                key: Some("order-7".into()),
+            })
+        );
+        assert_eq!(
+            Message::decode(&body("null")),
+            Ok(Message::process_integration(id(), false))
+        );
+        let long = format!("\"{}\"", "k".repeat(MAX_KEY_CHARS));
+        assert!(Message::decode(&body(&long)).is_ok());
+        for (key, says) in [
+            (r#""""#.to_owned(), "`key` is empty"),
+            (
+                format!("\"{}\"", "k".repeat(MAX_KEY_CHARS + 1)),
+                "`key` is 201 characters; at most 200",
+            ),
+            (r#""a\u0000b""#.to_owned(), "control character"),
+            (r#""a\nb""#.to_owned(), "control character"),
+            ("7".to_owned(), "invalid type"),
+        ] {
+            let e = err(&body(&key)).to_string();
+            assert!(
+                e.contains("invalid `process_integration` message") && e.contains(says),
+                "{key}: {e}"
+            );
+        }
     }
 
     #[test]

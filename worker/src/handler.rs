@@ -129,9 +129,20 @@ impl MessageHandler {
                 Message::ProcessIntegration {
                     integration_id,
                     onboarding,
+                    key,
                 } => {
-                    self.process_integration(message, *integration_id, *onboarding, shutdown)
-                        .await
+                    let trigger = match key {
+                        Some(key) => format!("key:{key}"),
+                        None => format!("message:{}", message.id),
+                    };
+                    self.process_integration(
+                        message,
+                        *integration_id,
+                        *onboarding,
+                        &trigger,
+                        shutdown,
+                    )
+                    .await
                 }
                 Message::ContinueRun { run_id } => {
                     self.rotate_redelivered(message, *run_id).await;
@@ -159,13 +170,15 @@ impl MessageHandler {
         }
     }
 
-    /// Starts a run of the integration, keyed by the message's id (a redelivery finds the run it
-    /// made), or takes the run it already has; then processes it.
+    /// Starts a run of the integration, keyed by `trigger`: the message's key, else its id (a
+    /// redelivery, or another message with the key, finds the run it made); or takes the run it
+    /// already has. Then processes it.
     async fn process_integration(
         &self,
         message: &ReceivedMessage,
         integration_id: Uuid,
         onboarding: bool,
+        trigger: &str,
         shutdown: &CancellationToken,
     ) -> Result<(), Failure> {
         let integration = integrations::get(&self.pool, integration_id).await?;
@@ -174,9 +187,7 @@ impl MessageHandler {
                 "integration {integration_id}: {unknown}"
             )));
         }
-        let trigger = format!("message:{}", message.id);
-        let run = match runs::create(&self.pool, integration_id, onboarding, Some(&trigger)).await?
-        {
+        let run = match runs::create(&self.pool, integration_id, onboarding, Some(trigger)).await? {
             CreatedRun::Created(run) => run,
             CreatedRun::Duplicate(run) => {
                 events::duplicate_delivery(message, &run);

@@ -122,10 +122,7 @@ async fn a_worker_started_while_postgresql_is_down_is_alive_waits_and_then_works
     h.registry = registry;
     let (integration, _) = h.connect(PLATFORM, json!({}), json!({})).await.unwrap();
     let queue = PgQueue::new(pool.clone(), PgQueueConfig::default());
-    let message = Message::ProcessIntegration {
-        integration_id: integration.id,
-        onboarding: true,
-    };
+    let message = Message::process_integration(integration.id, true);
     queue.send((&message).into()).await.unwrap();
     eventually(
         Duration::from_secs(30),

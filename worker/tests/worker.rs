@@ -181,11 +181,8 @@ fn start(pool: PgPool, service: ScriptedService, concurrency: usize) -> Running 
 async fn a_process_integration_message_runs_onboarding_to_the_end(pool: PgPool) {
     let w = start(pool, simple_service(), 2);
     let (integration, run) = w.h.connect(PLATFORM, json!({}), json!({})).await.unwrap();
-    w.send(&Message::ProcessIntegration {
-        integration_id: integration.id,
-        onboarding: true,
-    })
-    .await;
+    w.send(&Message::process_integration(integration.id, true))
+        .await;
     w.wait_for_state(run.id, RunState::Processed).await;
     assert_eq!(
         w.run_of(integration.id).await,
@@ -225,21 +222,10 @@ async fn bad_messages_are_dead_lettered_with_their_reason_and_the_worker_goes_on
         r#"{"type":"explode"}"#.to_owned(),
         r#"{"type":"tick","slot":"2026-11-22T21:13:30Z"}"#.to_owned(),
         Message::ContinueRun { run_id: missing }.encode(),
-        Message::ProcessIntegration {
-            integration_id: missing,
-            onboarding: true,
-        }
-        .encode(),
-        Message::ProcessIntegration {
-            integration_id: unknown_platform,
-            onboarding: false,
-        }
-        .encode(),
-        Message::ProcessIntegration {
-            integration_id: disconnected.id,
-            onboarding: false,
-        }
-        .encode(),
+        Message::process_integration(missing, true).encode(),
+        Message::process_integration(unknown_platform, false).encode(),
+        Message::process_integration(disconnected.id, false).encode(),
+        format!(r#"{{"type":"process_integration","integration_id":"{missing}","key":""}}"#),
     ];
     for body in &bad {
         w.queue
@@ -278,6 +264,7 @@ async fn bad_messages_are_dead_lettered_with_their_reason_and_the_worker_goes_on
     expect(4, &format!("integration {missing} does not exist"));
     expect(5, "unknown platform `gone`");
     expect(6, "is disconnected");
+    expect(7, "`key` is empty");
     // the good run's message is deleted once its handling returns, which may be just after the
     // run is seen processed
     eventually(Duration::from_secs(10), "the queue empty", || async {
@@ -294,11 +281,7 @@ async fn the_same_message_delivered_twice_makes_one_run(pool: PgPool) {
     tributary::store::runs::cancel(&pool, onboarding.id)
         .await
         .unwrap();
-    let body = Message::ProcessIntegration {
-        integration_id: integration.id,
-        onboarding: false,
-    }
-    .encode();
+    let body = Message::process_integration(integration.id, false).encode();
     let id = Uuid::new_v4();
     let deliver = || async {
         // SQS delivers at least once: the same message (same id) may come again, even after
@@ -325,6 +308,48 @@ async fn the_same_message_delivered_twice_makes_one_run(pool: PgPool) {
     w.wait_for_state(check, RunState::Processed).await;
     deliver().await;
     assert_eq!(w.run_of(integration.id).await, runs_after(&runs, check));
+    assert_eq!(w.h.activities(integration.id).await.len(), 3);
+    w.stop().await;
+}
+
+#[sqlx::test(migrator = "tributary::MIGRATOR")]
+async fn messages_with_one_key_make_one_run_even_after_it_ended(pool: PgPool) {
+    let w = start(pool.clone(), simple_service(), 2);
+    let (integration, onboarding) = w.h.connect(PLATFORM, json!({}), json!({})).await.unwrap();
+    tributary::store::runs::cancel(&pool, onboarding.id)
+        .await
+        .unwrap();
+    let keyed = |key: &str| Message::ProcessIntegration {
+        integration_id: integration.id,
+        onboarding: false,
+        key: Some(key.to_owned()),
+    };
+    // a producer's send, and its retry once the run has ended: two messages, two ids, one key
+    w.send(&keyed("sync-1")).await;
+    eventually(Duration::from_secs(20), "the check run", || async {
+        let runs = w.run_of(integration.id).await;
+        (runs.len() == 2).then_some(())
+    })
+    .await;
+    let runs = w.run_of(integration.id).await;
+    let check = runs[1].0;
+    w.wait_for_state(check, RunState::Processed).await;
+    w.send(&keyed("sync-1")).await;
+    eventually(
+        Duration::from_secs(20),
+        "the retried send to be handled",
+        || async { (w.queued().await == 0).then_some(()) },
+    )
+    .await;
+    assert_eq!(w.run_of(integration.id).await, runs_after(&runs, check));
+    // another key is another request: a second check
+    w.send(&keyed("sync-2")).await;
+    let second = eventually(Duration::from_secs(20), "the second check", || async {
+        let runs = w.run_of(integration.id).await;
+        (runs.len() == 3 && runs[2].1 == RunState::Processed).then(|| runs[2].0)
+    })
+    .await;
+    assert_ne!(second, check);
     assert_eq!(w.h.activities(integration.id).await.len(), 3);
     w.stop().await;
 }
@@ -603,13 +628,7 @@ async fn metrics_are_served_beside_health_and_match_the_database(pool: PgPool) {
     let worker = Worker::new(pool, h.registry.clone(), queue.clone(), worker_config(1));
     let task = tokio::spawn(worker.run(Some(listener), shutdown.clone()));
     queue
-        .send(
-            (&Message::ProcessIntegration {
-                integration_id: integration.id,
-                onboarding: true,
-            })
-                .into(),
-        )
+        .send((&Message::process_integration(integration.id, true)).into())
         .await
         .unwrap();
     eventually(

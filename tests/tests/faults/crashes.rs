@@ -92,9 +92,9 @@ async fn duplicated_and_reordered_messages_make_one_run_each(pool: PgPool) {
     let url = database_url(&pool);
     let onboarding = Onboarding::direct(pool.clone(), &scale).await;
     let queue = onboarding.pg_queue();
-    // per integration: the `process_integration` a producer sends, three times, and four
-    // `continue_run` of its run, all shuffled; a third of the `continue_run` are delayed by up
-    // to 4 s, so they arrive mid-run and after its end
+    // per integration: the `process_integration` a producer sends three times (its retried
+    // sends: one key), and four `continue_run` of its run, all shuffled; a third of the
+    // `continue_run` are delayed by up to 4 s, so they arrive mid-run and after its end
     let mut messages: Vec<(Message, Duration)> = Vec::new();
     let mut delayed = 0;
     for c in &onboarding.integrations {
@@ -102,6 +102,7 @@ async fn duplicated_and_reordered_messages_make_one_run_each(pool: PgPool) {
             let process = Message::ProcessIntegration {
                 integration_id: c.integration_id,
                 onboarding: true,
+                key: Some(format!("onboard-{}", c.integration_id)),
             };
             messages.push((process, Duration::ZERO));
         }

@@ -11,8 +11,8 @@
 //!   (`onboarding`, default `false`, says which kind) or, if it already has an active run,
 //!   processes that one. Its run is keyed by the queue's message id, or by the optional `key` the
 //!   producer gives (1–200 characters, no control characters): messages with the same key make
-//!   one run, so a producer may retry a send it is unsure of. `continue_run` processes an existing run (it must be pending, delayed and
-//!   due, or left by a dead worker). `tick` is one minute slot of the tick generator: checks that
+//!   one run, so a producer may retry a send it is unsure of. `continue_run` processes an
+//!   existing run (it must be pending, delayed and due, or left by a dead worker). `tick` is one minute slot of the tick generator: checks that
 //!   are due, delayed runs whose time has come, runs whose worker died.
 //! * `v` is the format's version: optional, `1` when absent. This build reads version 1 and writes
 //!   `"v": 1`. A later version adds fields or types under a new number; readers refuse numbers
@@ -141,6 +141,15 @@ impl Message {
             check_key(key).map_err(|detail| MessageError::InvalidFields { kind, detail })?;
         }
         Ok(message)
+    }
+}
+
+/// The trigger key of the run a `process_integration` starts: its `key`, else the id the queue
+/// gave the message (a redelivery has the same id). A tick's is [`TickSlot::trigger_key`].
+pub fn process_trigger_key(key: Option<&str>, message_id: &str) -> String {
+    match key {
+        Some(key) => format!("key:{key}"),
+        None => format!("message:{message_id}"),
     }
 }
 

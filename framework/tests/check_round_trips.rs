@@ -13,7 +13,7 @@ use sqlx::PgPool;
 use tributary::store::outcomes::{self, Completion, RunSummary};
 use tributary::store::records::RecordScope;
 use tributary::store::streams::{self, PendingWait, StreamState};
-use tributary::store::{Lease, claims, runs};
+use tributary::store::{Lease, claims, run_end, runs};
 use tributary::testkit::ScriptedService;
 use tributary::{IntegrationError, ServiceConfig, StreamOutcome};
 
@@ -475,10 +475,10 @@ async fn the_end_of_a_run_writes_its_figures_checkpoints_event_and_integration_a
     let h = harness(pool.clone(), service());
     let (integration, claimed, lease) = run_with_one_stream_processed_one_failed(&h, &pool).await;
     let settings = json!({ "v": 2, "note": "a\u{0}b" });
-    let run = runs::finish(
+    let run = run_end::finish(
         &pool,
         &lease,
-        runs::RunEnd::Processed {
+        run_end::RunEnd::Processed {
             settings: Some(&settings),
         },
     )
@@ -531,7 +531,7 @@ async fn the_end_of_a_run_writes_its_figures_checkpoints_event_and_integration_a
     assert_eq!(at("started_at"), started);
     assert_eq!(Some(at("finished_at")), run.finished_at);
 
-    let again = runs::finish(&pool, &lease, runs::RunEnd::Processed { settings: None }).await;
+    let again = run_end::finish(&pool, &lease, run_end::RunEnd::Processed { settings: None }).await;
     assert!(again.is_err_and(|e| e.is_lease_lost()), "a run ends once");
 }
 
@@ -545,7 +545,7 @@ async fn a_failed_end_keeps_the_settings_and_last_processed_and_a_disconnection(
         .await
         .unwrap();
     let error = fatal("postprocess", "postprocess failed");
-    let run = runs::finish(&pool, &lease, runs::RunEnd::Failed { error: &error })
+    let run = run_end::finish(&pool, &lease, run_end::RunEnd::Failed { error: &error })
         .await
         .unwrap();
     assert_eq!(run.state, runs::RunState::Error);

@@ -12,7 +12,7 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use tributary::store::runs::{self, CreatedRun, RunState};
 use tributary::store::streams::StreamState;
-use tributary::store::{Lease, StoreError};
+use tributary::store::{Lease, StoreError, run_end};
 use tributary::testkit::{ScriptedService, eventually};
 use tributary::{ErrorKind, RunOutcome, ServiceConfig, StreamOutcome};
 
@@ -187,7 +187,7 @@ async fn every_write_names_the_attempt_of_its_lease(pool: PgPool) {
     assert_eq!(h.streams(run.id).await[0].state, StreamState::Pending);
     lost(runs::defer(&pool, &stale, chrono::Utc::now(), "x", None).await);
     lost(
-        runs::finish(&pool, &stale, runs::RunEnd::Processed { settings: None })
+        run_end::finish(&pool, &stale, run_end::RunEnd::Processed { settings: None })
             .await
             .map(|_| ()),
     );

@@ -161,15 +161,21 @@ mod tests {
         queue.stats().await.unwrap()
     }
 
-    #[sqlx::test(migrator = "tributary::MIGRATOR")]
-    async fn deletes_go_ten_at_a_time_and_the_rest_before_close(pool: PgPool) {
+    /// A queue holding `n` messages.
+    async fn queue_of(pool: PgPool, n: usize) -> Arc<PgQueue> {
         let queue = Arc::new(PgQueue::new(pool, PgQueueConfig::default()));
-        for n in 0..12 {
+        for n in 0..n {
             queue
                 .send(OutgoingMessage::new(format!("m{n}")))
                 .await
                 .unwrap();
         }
+        queue
+    }
+
+    #[sqlx::test(migrator = "tributary::MIGRATOR")]
+    async fn deletes_go_ten_at_a_time_and_the_rest_before_close(pool: PgPool) {
+        let queue = queue_of(pool, 12).await;
         let mut received = Vec::new();
         while received.len() < 12 {
             received.extend(
@@ -207,13 +213,7 @@ mod tests {
 
     #[sqlx::test(migrator = "tributary::MIGRATOR")]
     async fn a_receive_takes_the_pending_deletes_along(pool: PgPool) {
-        let queue = Arc::new(PgQueue::new(pool, PgQueueConfig::default()));
-        for n in 0..3 {
-            queue
-                .send(OutgoingMessage::new(format!("m{n}")))
-                .await
-                .unwrap();
-        }
+        let queue = queue_of(pool, 3).await;
         let request = |n| ReceiveRequest {
             max_messages: n,
             wait: Duration::ZERO,

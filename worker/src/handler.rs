@@ -11,7 +11,7 @@ use tributary::db;
 use tributary::error::ErrorChain;
 use tributary::handoff;
 use tributary::maintenance::{MaintenanceError, RunRescuer, TickScheduler};
-use tributary::messages::{Message, TickSlot};
+use tributary::messages::{Message, TickSlot, process_trigger_key};
 use tributary::processor::ProcessorError;
 use tributary::queue::{Queue, ReceivedMessage};
 use tributary::registry::Registry;
@@ -131,10 +131,7 @@ impl MessageHandler {
                     onboarding,
                     key,
                 } => {
-                    let trigger = match key {
-                        Some(key) => format!("key:{key}"),
-                        None => format!("message:{}", message.id),
-                    };
+                    let trigger = process_trigger_key(key.as_deref(), &message.id);
                     self.process_integration(
                         message,
                         *integration_id,

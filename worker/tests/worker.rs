@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tributary::maintenance::RunRescuerConfig;
 use tributary::messages::Message;
 use tributary::queue::{OutgoingMessage, PgQueue, PgQueueConfig, Queue};
+use tributary::store::integrations::Integration;
 use tributary::store::runs::RunState;
 use tributary::store::streams::StreamState;
 use tributary::testkit::{Harness, ScriptedService, eventually};
@@ -130,6 +131,28 @@ impl Running {
         .await;
     }
 
+    /// Waits until every message has been handled and deleted.
+    async fn wait_queue_empty(&self, what: &str) {
+        eventually(Duration::from_secs(20), what, || async {
+            (self.queued().await == 0).then_some(())
+        })
+        .await;
+    }
+
+    /// An integration whose onboarding run (made by connecting it) is cancelled: the next run
+    /// a message makes is its check.
+    async fn connected_without_onboarding(&self) -> Integration {
+        let (integration, onboarding) = self
+            .h
+            .connect(PLATFORM, json!({}), json!({}))
+            .await
+            .unwrap();
+        tributary::store::runs::cancel(&self.h.pool, onboarding.id)
+            .await
+            .unwrap();
+        integration
+    }
+
     async fn queued(&self) -> i64 {
         sqlx::query_scalar("SELECT count(*) FROM queue_messages")
             .fetch_one(&self.h.pool)
@@ -190,12 +213,7 @@ async fn a_process_integration_message_runs_onboarding_to_the_end(pool: PgPool) 
         "the message took the onboarding run connect made"
     );
     assert_eq!(w.h.activities(integration.id).await.len(), 3);
-    eventually(
-        Duration::from_secs(10),
-        "the message to be deleted",
-        || async { (w.queued().await == 0).then_some(()) },
-    )
-    .await;
+    w.wait_queue_empty("the message to be deleted").await;
     assert!(w.queue.peek_dead_letters(10).await.unwrap().is_empty());
     w.stop().await;
 }
@@ -267,20 +285,14 @@ async fn bad_messages_are_dead_lettered_with_their_reason_and_the_worker_goes_on
     expect(7, "`key` is empty");
     // the good run's message is deleted once its handling returns, which may be just after the
     // run is seen processed
-    eventually(Duration::from_secs(10), "the queue empty", || async {
-        (w.queued().await == 0).then_some(())
-    })
-    .await;
+    w.wait_queue_empty("the queue empty").await;
     w.stop().await;
 }
 
 #[sqlx::test(migrator = "tributary::MIGRATOR")]
 async fn the_same_message_delivered_twice_makes_one_run(pool: PgPool) {
     let w = start(pool.clone(), simple_service(), 2);
-    let (integration, onboarding) = w.h.connect(PLATFORM, json!({}), json!({})).await.unwrap();
-    tributary::store::runs::cancel(&pool, onboarding.id)
-        .await
-        .unwrap();
+    let integration = w.connected_without_onboarding().await;
     let body = Message::process_integration(integration.id, false).encode();
     let id = Uuid::new_v4();
     let deliver = || async {
@@ -294,12 +306,7 @@ async fn the_same_message_delivered_twice_makes_one_run(pool: PgPool) {
         .execute(&pool)
         .await
         .unwrap();
-        eventually(
-            Duration::from_secs(20),
-            "the message to be handled",
-            || async { (w.queued().await == 0).then_some(()) },
-        )
-        .await;
+        w.wait_queue_empty("the message to be handled").await;
     };
     deliver().await;
     let runs = w.run_of(integration.id).await;
@@ -315,10 +322,7 @@ async fn the_same_message_delivered_twice_makes_one_run(pool: PgPool) {
 #[sqlx::test(migrator = "tributary::MIGRATOR")]
 async fn messages_with_one_key_make_one_run_even_after_it_ended(pool: PgPool) {
     let w = start(pool.clone(), simple_service(), 2);
-    let (integration, onboarding) = w.h.connect(PLATFORM, json!({}), json!({})).await.unwrap();
-    tributary::store::runs::cancel(&pool, onboarding.id)
-        .await
-        .unwrap();
+    let integration = w.connected_without_onboarding().await;
     let keyed = |key: &str| Message::ProcessIntegration {
         integration_id: integration.id,
         onboarding: false,
@@ -335,12 +339,7 @@ async fn messages_with_one_key_make_one_run_even_after_it_ended(pool: PgPool) {
     let check = runs[1].0;
     w.wait_for_state(check, RunState::Processed).await;
     w.send(&keyed("sync-1")).await;
-    eventually(
-        Duration::from_secs(20),
-        "the retried send to be handled",
-        || async { (w.queued().await == 0).then_some(()) },
-    )
-    .await;
+    w.wait_queue_empty("the retried send to be handled").await;
     assert_eq!(w.run_of(integration.id).await, runs_after(&runs, check));
     // another key is another request: a second check
     w.send(&keyed("sync-2")).await;
@@ -551,12 +550,7 @@ async fn a_tick_message_makes_check_runs_that_the_worker_processes(pool: PgPool)
     assert_eq!(run.trigger_key, Some(slot.trigger_key()));
     // the same tick again makes nothing new
     w.send(&Message::Tick { slot }).await;
-    eventually(
-        Duration::from_secs(20),
-        "the tick to be handled",
-        || async { (w.queued().await == 0).then_some(()) },
-    )
-    .await;
+    w.wait_queue_empty("the tick to be handled").await;
     assert_eq!(w.run_of(integration.id).await.len(), 2);
     w.stop().await;
 }
@@ -604,12 +598,7 @@ async fn a_message_stays_invisible_while_its_run_works_and_is_deleted_only_after
 
     gate.notify_one();
     w.wait_for_state(run.id, RunState::Processed).await;
-    eventually(
-        Duration::from_secs(10),
-        "the message to be deleted",
-        || async { (w.queued().await == 0).then_some(()) },
-    )
-    .await;
+    w.wait_queue_empty("the message to be deleted").await;
     assert_eq!(w.h.activities(integration.id).await.len(), 1);
     w.stop().await;
 }

@@ -22,7 +22,8 @@ use crate::registry::Registry;
 use crate::service::{DynService, ServiceConfig};
 use crate::store::claims::ClaimedRun;
 use crate::store::integrations::Integration;
-use crate::store::runs::{Run, RunEnd, RunState};
+use crate::store::run_end::RunEnd;
+use crate::store::runs::{Run, RunState};
 use crate::store::{self, Lease, StoreError};
 use hooks::HookFailure;
 use lease::LeaseKeeper;
@@ -353,7 +354,7 @@ impl IntegrationProcessor {
         };
         match hook {
             Ok(settings) => {
-                let finished = store::runs::finish(
+                let finished = store::run_end::finish(
                     &self.pool,
                     lease,
                     RunEnd::Processed {
@@ -501,7 +502,8 @@ impl IntegrationProcessor {
         lease: &Lease,
         record: &ErrorRecord,
     ) -> Result<RunOutcome, ProcessorError> {
-        let run = store::runs::finish(&self.pool, lease, RunEnd::Failed { error: record }).await?;
+        let run =
+            store::run_end::finish(&self.pool, lease, RunEnd::Failed { error: record }).await?;
         events::run_failed(run.id, record);
         Ok(RunOutcome::Failed {
             message: record.message.clone(),

@@ -26,7 +26,7 @@ pub async fn load(
 
 /// Moves forward the checkpoint of every source of the run whose streams all ended `processed`,
 /// to when the run started: the body of a data-modifying CTE of the statement that ends the run
-/// ([`super::runs::finish`]), which names the ended run `ended`. A source with any stream in
+/// ([`super::run_end::finish`]), which names the ended run `ended`. A source with any stream in
 /// `error` keeps its checkpoint, so the next check reads it again from where it was.
 ///
 /// `$processed` says when a stream `s` counts as processed: `s.state = 'processed'`, or more

@@ -30,6 +30,7 @@ pub mod limits;
 pub mod outcomes;
 pub mod overview;
 pub mod records;
+pub mod run_end;
 pub mod runs;
 pub mod schedule;
 pub mod storable;

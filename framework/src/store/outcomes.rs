@@ -415,7 +415,7 @@ macro_rules! summary_columns {
 /// the run ended `processed` in the same statement when `$finish` (bool) asks, the stream ended
 /// `processed` and no other stream is open or in `error` (`postprocess` having run), with the
 /// settings `$settings` and the event type `$event`, after the statement's other events when
-/// `$after` reads them (see [`super::runs::end_run_sql!`]). The
+/// `$after` reads them (see [`super::run_end::end_run_sql!`]). The
 /// statement's snapshot still sees the stream processing: the run's figures add it, and its
 /// source counts it processed.
 macro_rules! finish_sql {
@@ -428,7 +428,7 @@ macro_rules! finish_sql {
                         o.created + d.activities_created AS created,
                         o.updated + d.activities_updated AS updated
                  FROM (",
-            super::runs::run_figures_sql!($run),
+            super::run_end::run_figures_sql!($run),
             " AND id <> ",
             $stream,
             ") o, done d
@@ -436,7 +436,7 @@ macro_rules! finish_sql {
             $finish,
             "::bool AND d.state = 'processed'
                    AND (SELECT open + errored FROM others) = 0), ",
-            super::runs::end_run_sql!(
+            super::run_end::end_run_sql!(
                 $run,
                 $attempt,
                 "'processed'",
